@@ -1,0 +1,61 @@
+#include "abi/abi.hpp"
+
+#include <algorithm>
+
+namespace userbpf::abi {
+
+std::string_view region_kind_name(RegionKind k) {
+  switch (k) {
+    case RegionKind::Context: return "context";
+    case RegionKind::Packet: return "packet";
+    case RegionKind::PacketMeta: return "packet meta";
+    case RegionKind::Stack: return "stack";
+    case RegionKind::MapValue: return "map value";
+    case RegionKind::Memory: return "memory";
+    case RegionKind::ReadOnly: return "read-only memory";
+  }
+  return "?";
+}
+
+std::string_view fault_name(Fault f) {
+  switch (f) {
+    case Fault::None: return "none";
+    case Fault::MemoryViolation: return "memory violation";
+    case Fault::Budget: return "instruction budget exhausted";
+    case Fault::CallDepth: return "call depth exceeded";
+    case Fault::UnknownHelper: return "unknown helper";
+    case Fault::BadCallTarget: return "bad call target";
+    case Fault::FellOffEnd: return "fell off the end";
+    case Fault::HelperFailed: return "helper failed";
+  }
+  return "?";
+}
+
+void HelperTable::set(std::uint32_t id, std::string name, HelperFn fn) {
+  if (id >= helpers_.size()) helpers_.resize(static_cast<std::size_t>(id) + 1);
+  helpers_[id] = Helper{fn, std::move(name)};
+}
+
+void HelperTable::set_kfunc(std::uint32_t btf_id, std::string name, HelperFn fn) {
+  for (auto& [id, h] : kfuncs_) {
+    if (id == btf_id) {
+      h = Helper{fn, std::move(name)};
+      return;
+    }
+  }
+  kfuncs_.emplace_back(btf_id, Helper{fn, std::move(name)});
+}
+
+const Helper* HelperTable::find_kfunc(std::uint32_t btf_id) const {
+  for (const auto& [id, h] : kfuncs_)
+    if (id == btf_id) return &h;
+  return nullptr;
+}
+
+const Region* Env::find_region(std::uint64_t addr, std::uint64_t len, bool write) const {
+  for (const Region& r : regions)
+    if (r.contains(addr, len) && (!write || r.writable)) return &r;
+  return nullptr;
+}
+
+}  // namespace userbpf::abi

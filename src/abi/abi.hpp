@@ -1,0 +1,145 @@
+// The execution ABI shared by the interpreter and the JIT.
+//
+// Both engines run a program against an Env: the memory regions the run may
+// touch (checked mode), the helper table, the run budget, and the embedder's
+// data. Both return a RunResult. A program gives the same RunResult in both
+// engines, instruction for instruction; tests compare them.
+//
+// Helpers are plain functions  u64 fn(Env&, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5)
+// so that the JIT can call them directly. A helper that must end the run
+// (an "unwind" helper, a fault) calls env.request_exit() / env.fail().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.hpp"
+
+namespace userbpf::abi {
+
+enum class RegionKind : std::uint8_t { Context, Packet, PacketMeta, Stack, MapValue, Memory, ReadOnly };
+std::string_view region_kind_name(RegionKind k);
+
+struct Region {
+  std::uint64_t start = 0;
+  std::uint64_t size = 0;
+  bool writable = true;
+  RegionKind kind = RegionKind::Memory;
+
+  [[nodiscard]] bool contains(std::uint64_t addr, std::uint64_t len) const {
+    return addr >= start && len <= size && addr - start <= size - len;
+  }
+};
+
+class Env;
+using HelperFn = std::uint64_t (*)(Env& env, std::uint64_t r1, std::uint64_t r2, std::uint64_t r3, std::uint64_t r4,
+                                   std::uint64_t r5);
+
+struct Helper {
+  HelperFn fn = nullptr;
+  std::string name;
+};
+
+// Helpers keyed by their kernel helper id (BPF_FUNC_*); kfuncs keyed by BTF id.
+class HelperTable {
+ public:
+  void set(std::uint32_t id, std::string name, HelperFn fn);
+  void set_kfunc(std::uint32_t btf_id, std::string name, HelperFn fn);
+  [[nodiscard]] const Helper* find(std::uint32_t id) const {
+    return id < helpers_.size() && helpers_[id].fn != nullptr ? &helpers_[id] : nullptr;
+  }
+  [[nodiscard]] const Helper* find_kfunc(std::uint32_t btf_id) const;
+  [[nodiscard]] std::size_t size() const { return helpers_.size(); }
+
+ private:
+  std::vector<Helper> helpers_;                            // dense by helper id
+  std::vector<std::pair<std::uint32_t, Helper>> kfuncs_;   // sparse by BTF id
+};
+
+// Why a run ended early. The errno is what PROG_TEST_RUN-style callers report.
+enum class Fault : std::uint8_t {
+  None,
+  MemoryViolation,  // EFAULT: checked-mode load/store outside the registered regions
+  Budget,           // E2BIG: instruction budget exhausted
+  CallDepth,        // E2BIG: more than 8 bpf-to-bpf frames
+  UnknownHelper,    // ENOENT: call to a helper id with no registered function
+  BadCallTarget,    // EINVAL: callx to something that is neither a helper nor a function
+  FellOffEnd,       // EINVAL: execution ran past the last instruction
+  HelperFailed,     // helper-chosen errno
+};
+std::string_view fault_name(Fault f);
+
+struct RunResult {
+  std::uint64_t r0 = 0;
+  std::uint64_t insns = 0;  // instructions executed
+  Fault fault = Fault::None;
+  std::optional<Error> error;  // set iff fault != None; names instruction (and address)
+
+  [[nodiscard]] bool ok() const { return fault == Fault::None; }
+  friend bool operator==(const RunResult& a, const RunResult& b) {
+    return a.r0 == b.r0 && a.fault == b.fault &&
+           (a.error.has_value() ? b.error.has_value() && a.error->message == b.error->message : !b.error.has_value());
+  }
+};
+
+struct ExecOptions {
+  bool checked = false;           // check every load/store against the regions
+  std::uint64_t budget = 0;       // max instructions executed (0 = unlimited)
+};
+
+// Per-run environment. Not thread-safe: one Env per concurrent run.
+class Env {
+ public:
+  // Memory regions the program may access in checked mode. The engine adds
+  // the stack itself.
+  std::vector<Region> regions;
+  const HelperTable* helpers = nullptr;
+  ExecOptions options;
+  void* user = nullptr;  // embedder data (runtime program context, map table, ...)
+
+  // ---- signals from helpers to the engine
+  void request_exit(std::uint64_t r0) {
+    exit_requested_ = true;
+    exit_value_ = r0;
+  }
+  void fail(int code, std::string message) {
+    failed_ = true;
+    fail_code_ = code;
+    fail_message_ = std::move(message);
+  }
+  [[nodiscard]] bool exit_requested() const { return exit_requested_; }
+  [[nodiscard]] std::uint64_t exit_value() const { return exit_value_; }
+  [[nodiscard]] bool failed() const { return failed_; }
+  [[nodiscard]] int fail_code() const { return fail_code_; }
+  [[nodiscard]] const std::string& fail_message() const { return fail_message_; }
+  void reset_signals() {
+    exit_requested_ = false;
+    failed_ = false;
+  }
+
+  // Checked-mode test used by engines and by helpers that take pointers.
+  [[nodiscard]] const Region* find_region(std::uint64_t addr, std::uint64_t len, bool write) const;
+
+ private:
+  bool exit_requested_ = false;
+  std::uint64_t exit_value_ = 0;
+  bool failed_ = false;
+  int fail_code_ = 0;
+  std::string fail_message_;
+};
+
+// The value a `lddw rX, func` (BPF_PSEUDO_FUNC) produces for the function at
+// instruction index `pc`, and its inverse; callx accepts these and helper ids.
+inline constexpr std::uint64_t kFuncAddrTag = 0xfbf0'0000'0000'0000ULL;
+constexpr std::uint64_t func_addr(std::size_t pc) { return kFuncAddrTag | pc; }
+constexpr bool is_func_addr(std::uint64_t v) { return (v & 0xffff'0000'0000'0000ULL) == kFuncAddrTag; }
+constexpr std::size_t func_pc(std::uint64_t v) { return static_cast<std::size_t>(v & 0x0000'ffff'ffff'ffffULL); }
+
+// may_goto: iterations allowed per frame before the branch is forced (BPF_MAX_LOOPS).
+inline constexpr std::uint64_t kMayGotoBudget = 8ULL * 1024 * 1024;
+
+}  // namespace userbpf::abi

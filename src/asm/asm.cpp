@@ -1,0 +1,2 @@
+#include "asm/asm.hpp"
+// Placeholder: implemented by the asm work item.

@@ -1,0 +1,2 @@
+#include "interp/interp.hpp"
+// Placeholder: implemented by the interpreter work item.
