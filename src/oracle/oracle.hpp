@@ -1,0 +1,82 @@
+// The Linux kernel as an oracle: thin wrappers over the bpf() system call used
+// by differential tests and benchmarks. Everything here reports "unavailable"
+// (with the reason) instead of failing when the kernel's BPF cannot be used
+// (not root, no CONFIG_BPF_SYSCALL, seccomp, ...).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+#include "isa/isa.hpp"
+
+namespace userbpf::oracle {
+
+struct Availability {
+  bool ok = false;
+  std::string reason;  // why not, when !ok
+};
+// Probes once (loads a trivial socket filter) and caches the answer.
+const Availability& available();
+
+// An owned file descriptor of a kernel object (program or map).
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd();
+  [[nodiscard]] int get() const { return fd_; }
+  int release() { int f = fd_; fd_ = -1; return f; }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+struct LoadResult {
+  Fd prog;
+  int err = 0;          // errno of BPF_PROG_LOAD (0 on success)
+  std::string log;      // the verifier log (log_level as requested)
+};
+// BPF_PROG_LOAD of raw instructions. prog_type is the kernel's enum bpf_prog_type value.
+LoadResult load(std::span<const isa::RawInsn> insns, std::uint32_t prog_type, std::uint32_t log_level = 1,
+                std::uint32_t expected_attach_type = 0);
+
+struct TestRun {
+  std::uint32_t retval = 0;
+  std::uint32_t duration_ns = 0;  // average per repetition, as the kernel reports it
+  std::vector<std::uint8_t> data_out;
+};
+// BPF_PROG_TEST_RUN with data_in and repeat.
+Result<TestRun> test_run(const Fd& prog, std::span<const std::uint8_t> data_in, std::uint32_t repeat = 1,
+                         std::size_t data_out_size = 0);
+
+// Array maps: create / update / lookup.
+Result<Fd> create_array_map(std::uint32_t value_size, std::uint32_t max_entries);
+Status map_update(const Fd& map, std::uint32_t key, std::span<const std::uint8_t> value);
+Result<std::vector<std::uint8_t>> map_lookup(const Fd& map, std::uint32_t key, std::uint32_t value_size);
+
+// Runs a conformance-style program (r1 = memory, r2 = memory length, result =
+// full 64-bit r0) in the kernel. The program is appended as a subprogram of a
+// wrapper that copies `memory` into an array-map value, calls the program with
+// r1 = the value pointer and r2 = its length, and stores the 64-bit r0 into a
+// second map. Memory the program changes is returned too.
+struct R0Run {
+  bool loaded = false;       // false: the kernel's verifier refused the program
+  int load_errno = 0;
+  std::string verifier_log;  // when refused
+  std::uint64_t r0 = 0;
+  std::vector<std::uint8_t> memory_after;
+  std::uint32_t duration_ns = 0;  // kernel-reported average, with repeat
+};
+Result<R0Run> run_r0(std::span<const isa::Insn> program, std::span<const std::uint8_t> memory,
+                     std::uint32_t repeat = 1);
+
+}  // namespace userbpf::oracle
