@@ -1,5 +1,7 @@
 #include "abi/abi.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace userbpf::abi {
@@ -56,6 +58,33 @@ const Region* Env::find_region(std::uint64_t addr, std::uint64_t len, bool write
   for (const Region& r : regions)
     if (r.contains(addr, len) && (!write || r.writable)) return &r;
   return nullptr;
+}
+
+Error memory_violation(std::size_t pc, std::uint64_t addr, std::uint64_t size, bool write) {
+  return insn_error(EFAULT, pc,
+                    fmt::format("invalid {} of {} byte{} at 0x{:x}: outside every memory region of this run",
+                                write ? "write" : "read", size, size == 1 ? "" : "s", addr));
+}
+Error budget_exhausted(std::size_t pc, std::uint64_t budget) {
+  return insn_error(E2BIG, pc, fmt::format("instruction budget of {} exhausted", budget));
+}
+Error call_depth_exceeded(std::size_t pc) {
+  return insn_error(E2BIG, pc, fmt::format("call depth exceeds {} frames", 8));
+}
+Error unknown_helper(std::size_t pc, std::uint32_t id) {
+  return insn_error(ENOENT, pc, fmt::format("call to unknown helper {}", id));
+}
+Error unknown_kfunc(std::size_t pc, std::uint32_t btf_id) {
+  return insn_error(ENOENT, pc, fmt::format("call to unknown kfunc with BTF id {}", btf_id));
+}
+Error bad_call_target(std::size_t pc, std::uint64_t value) {
+  return insn_error(EINVAL, pc, fmt::format("callx to 0x{:x}: neither a helper id nor a function address", value));
+}
+Error fell_off_end(std::size_t pc) {
+  return insn_error(EINVAL, pc, "execution ran past the last instruction");
+}
+Error helper_failed(std::size_t pc, const Env& env) {
+  return insn_error(env.fail_code(), pc, env.fail_message());
 }
 
 }  // namespace userbpf::abi

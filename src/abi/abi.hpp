@@ -99,6 +99,11 @@ class Env {
   std::vector<Region> regions;
   const HelperTable* helpers = nullptr;
   ExecOptions options;
+  // Packet for the legacy LD_ABS / LD_IND instructions (socket filters, classic
+  // BPF): bytes [packet, packet + packet_len). A load outside ends the run with
+  // r0 = 0, as in the kernel.
+  const std::uint8_t* packet = nullptr;
+  std::uint64_t packet_len = 0;
   void* user = nullptr;  // embedder data (runtime program context, map table, ...)
 
   // ---- signals from helpers to the engine
@@ -131,6 +136,16 @@ class Env {
   int fail_code_ = 0;
   std::string fail_message_;
 };
+
+// ---- the errors both engines report, built in one place so that messages match
+Error memory_violation(std::size_t pc, std::uint64_t addr, std::uint64_t size, bool write);
+Error budget_exhausted(std::size_t pc, std::uint64_t budget);
+Error call_depth_exceeded(std::size_t pc);
+Error unknown_helper(std::size_t pc, std::uint32_t id);
+Error unknown_kfunc(std::size_t pc, std::uint32_t btf_id);
+Error bad_call_target(std::size_t pc, std::uint64_t value);
+Error fell_off_end(std::size_t pc);
+Error helper_failed(std::size_t pc, const Env& env);
 
 // The value a `lddw rX, func` (BPF_PSEUDO_FUNC) produces for the function at
 // instruction index `pc`, and its inverse; callx accepts these and helper ids.
