@@ -1,2 +1,0 @@
-#include "asm/asm.hpp"
-// Placeholder: implemented by the asm work item.
