@@ -1,6 +1,6 @@
 #!/bin/sh
 # The README's first command: set up, build, and run the main job on the bundled example:
-# assemble examples/checksum.s, run it (without verification) over examples/packet.hex,
+# assemble examples/checksum.s, run it (without verification) over examples/ipv4-header.hex,
 # disassemble it, and print the result.
 set -eu
 cd "$(dirname "$0")/.."
@@ -11,5 +11,5 @@ echo "== assemble examples/checksum.s"
 $B/userbpf asm examples/checksum.s -o build/checksum.bin
 echo "== disassemble build/checksum.bin"
 $B/userbpf disasm build/checksum.bin
-echo "== run over examples/packet.hex (no verification)"
-$B/userbpf run build/checksum.bin --mem-file examples/packet.hex --hex-mem --no-verify
+echo "== run over examples/ipv4-header.hex (no verification)"
+$B/userbpf run build/checksum.bin --mem-file examples/ipv4-header.hex --no-verify
