@@ -19,7 +19,8 @@ struct Availability {
   bool ok = false;
   std::string reason;  // why not, when !ok
 };
-// Probes once (loads a trivial socket filter) and caches the answer.
+// Probes once (loads and test-runs a trivial socket filter, creates an array
+// map) and caches the answer.
 const Availability& available();
 
 // An owned file descriptor of a kernel object (program or map).
@@ -76,7 +77,27 @@ struct R0Run {
   std::vector<std::uint8_t> memory_after;
   std::uint32_t duration_ns = 0;  // kernel-reported average, with repeat
 };
+// Errors: EOPNOTSUPP when the program is not comparable (see not_comparable),
+// ENOSYS when the kernel's BPF is unavailable, E2BIG when memory exceeds
+// kMaxMemory; other codes when a bpf() command of the oracle itself fails.
+// With repeat > 1 the program runs `repeat` times on the same memory:
+// memory_after and r0 are those of the last run.
 Result<R0Run> run_r0(std::span<const isa::Insn> program, std::span<const std::uint8_t> memory,
                      std::uint32_t repeat = 1);
+
+// Helper id that conformance tests use for "unwind" (uBPF): the kernel's helper
+// with that id means something else, so such programs are not comparable.
+inline constexpr std::int32_t kUnwindHelper = 5;
+// Largest memory run_r0 accepts (it becomes one array-map value).
+inline constexpr std::size_t kMaxMemory = 1u << 20;
+
+// Why `program` cannot run under run_r0's wrapper (helper 5, LD_ABS/LD_IND,
+// callx, kfunc calls), naming the instruction; nullopt if it can.
+std::optional<std::string> not_comparable(std::span<const isa::Insn> program);
+
+// The wrapped program run_r0 loads (exposed for tests and for printing):
+// the wrapper instructions followed by `program`.
+std::vector<isa::Insn> make_wrapper(int in_map_fd, int out_map_fd, std::uint64_t len,
+                                    std::span<const isa::Insn> program);
 
 }  // namespace userbpf::oracle
