@@ -8,6 +8,33 @@
 // Helpers are plain functions  u64 fn(Env&, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5)
 // so that the JIT can call them directly. A helper that must end the run
 // (an "unwind" helper, a fault) calls env.request_exit() / env.fail().
+//
+// Rules both engines follow (so that results match instruction for instruction):
+//   - Helper / kfunc calls write r0 only; r1-r5 keep their values (the kernel
+//     calls them undefined after a call; we choose "unchanged"). After the
+//     call, env.failed() ends the run with Fault::HelperFailed
+//     (helper_failed(pc of the call)), then env.exit_requested() ends it
+//     cleanly with r0 = env.exit_value(). Signals are reset at run start.
+//   - bpf-to-bpf calls: at most 8 frames (main included); the call that would
+//     open a 9th frame fails with call_depth_exceeded(pc of that call). The
+//     callee's r10 is the caller's r10 - 512; r6-r9 are restored on exit.
+//   - Budget B > 0: dispatching instruction number B + 1 ends the run with
+//     budget_exhausted(pc of that instruction, B); RunResult::insns = B. An
+//     lddw counts as one instruction. insns is only meaningful when counted
+//     (options.checked, budget > 0 or count_insns); otherwise it is 0.
+//   - Running past the last instruction: fell_off_end(n), n = program size
+//     (this wins over the budget when both happen at that point).
+//   - LD_ABS/LD_IND: offset = (u32)imm, resp. (u32)src + (u32)imm, taken as a
+//     signed 32-bit value; negative or past packet_len ends the run, r0 = 0.
+//   - Checked mode: every load, store and atomic must lie inside a region of
+//     env.regions (writes: a writable one) or inside the live stack frames
+//     [r10 of the deepest frame - 512, top of frame 0); else
+//     memory_violation(pc, addr, size, write). The stack is zeroed at run
+//     start, and a RegionKind::Stack region covering the live frames is
+//     appended to env.regions while the run lasts (helpers can check stack
+//     pointers with find_region); it is removed before the run returns.
+//     Helpers may append regions during a run but must not remove any.
+//   - Unchecked mode trusts the program (it has been verified): no checks.
 #pragma once
 
 #include <cstddef>
@@ -89,6 +116,7 @@ struct RunResult {
 struct ExecOptions {
   bool checked = false;           // check every load/store against the regions
   std::uint64_t budget = 0;       // max instructions executed (0 = unlimited)
+  bool count_insns = false;       // report RunResult::insns (implied by checked and budget > 0)
 };
 
 // Per-run environment. Not thread-safe: one Env per concurrent run.
@@ -125,6 +153,11 @@ class Env {
     exit_requested_ = false;
     failed_ = false;
   }
+  // Addresses of the two signal flags, for engines that test them from
+  // generated code right after a helper returns (the JIT). Valid while the
+  // Env lives.
+  [[nodiscard]] const bool* exit_requested_flag() const { return &exit_requested_; }
+  [[nodiscard]] const bool* failed_flag() const { return &failed_; }
 
   // Checked-mode test used by engines and by helpers that take pointers.
   [[nodiscard]] const Region* find_region(std::uint64_t addr, std::uint64_t len, bool write) const;

@@ -83,7 +83,14 @@ inline constexpr std::array<OpInfo, kOpCount> kOps = {{
 #undef UBPF_OP
 }};
 
-constexpr const OpInfo& info(Op op) { return kOps[static_cast<std::size_t>(op)]; }
+// The row of Op::LddwTail (not in the table: the second slot of an lddw). It
+// carries Form::Lddw and opcode 0 so that table lookups on a tail stay defined.
+inline constexpr OpInfo kLddwTailInfo = {Op::LddwTail, "LddwTail", 0, Sel::None, 0, Form::Lddw,
+                                         "", "", 1, Group::Base64, true};
+constexpr const OpInfo& info(Op op) {
+  const auto i = static_cast<std::size_t>(op);
+  return i < kOps.size() ? kOps[i] : kLddwTailInfo;
+}
 constexpr Class op_class(Op op) { return static_cast<Class>(info(op).opcode & 0x07); }
 
 // Operand fields of a form (the others are reserved, except the selector).
@@ -279,6 +286,7 @@ std::vector<std::uint8_t> encode_bytes(std::span<const Insn> insns);
 constexpr Insn make(Op op, std::uint8_t dst = 0, std::uint8_t src = 0, std::int16_t off = 0, std::int32_t imm = 0,
                     std::int32_t imm_hi = 0) {
   Insn in{op, dst, src, off, imm, imm_hi};
+  if (op == Op::LddwTail) return in;
   const OpInfo& row = info(op);
   switch (row.sel) {
     case Sel::None: break;
