@@ -1,0 +1,1537 @@
+// The x86-64 JIT.
+//
+// How it works
+// ------------
+// Program::compile validates the instructions (the interpreter's rules and
+// messages: isa::check_structure, or only in-range targets), then lowers
+// them in one pass, in program order, with xbyak (typed operands, labels and
+// fix-ups by the encoder; no hand-assembled bytes). Each BPF instruction
+// becomes a short sequence; jump targets get an xbyak label. Slow and rare
+// paths (faults, checked-mode slow checks, helper signals) are out-of-line
+// thunks emitted after the body, so the straight-line code stays compact.
+// The code is assembled in heap memory and copied into a fresh mmap'd range
+// that is writable while it is filled and then mprotect'ed to read+exec:
+// never writable and executable at once.
+//
+// Variants: a Program holds up to 8 compiled variants (checked x counting x
+// direct helper calls). The one the Options ask for is compiled by compile();
+// a run whose Env asks for more (env.options.checked, a budget, count_insns,
+// or a helper table other than Options::helpers) gets the matching variant,
+// compiled once on first use (std::call_once). So the JIT follows
+// env.options exactly like the interpreter does.
+//
+// Register map (BPF -> x86-64)
+//   r0 -> rax   (helper return value)
+//   r1 -> rsi, r2 -> rdx, r3 -> rcx, r4 -> r8, r5 -> r9
+//        (= the SysV argument registers 2..6, so a helper call
+//         u64 fn(Env&, r1..r5) only needs rdi = &env)
+//   r6 -> rbx, r7 -> r13, r8 -> r14, r9 -> r15   (callee-saved in SysV)
+//   r10 -> rbp  (frame pointer)
+//   r12 -> State* of the current run (callee-saved, never changes)
+//   rdi, r10, r11 -> scratch
+//
+// Stack and frames
+//   The BPF stack is an array of 8 x 512 bytes on run()'s C++ stack; frame k
+//   (k = 0 for the main program) has r10 = top - 512*k. Each BPF function
+//   activation also has a native frame on rsp: [rsp] holds its may_goto
+//   counter (pushed by the function's entry thunk, initialised to
+//   abi::kMayGotoBudget: a fresh counter per frame, the caller's kept, as in
+//   the interpreter and the kernel). Invariant: in BPF code rsp is 16-byte
+//   aligned, so helpers are called directly.
+//   A bpf-to-bpf call (call/callx) checks the depth (r10 below min_call_rbp
+//   means 8 frames are in use: abi::call_depth_exceeded), pushes r6-r9
+//   (BPF callee-saved), moves r10 down 512, `call`s the callee's entry thunk
+//   and undoes all that on return. `exit` is `add rsp, 8; ret` everywhere:
+//   the main program is itself called by the entry trampoline.
+//   Programs may write r10 (the interpreter allows it). If one does, the
+//   canonical frame pointer lives in State::fp and calls, depth checks and
+//   the checked-mode stack test use it instead of rbp; otherwise rbp is
+//   always canonical and nothing is kept in memory.
+//
+// Calls to helpers
+//   With Options::helpers (and that same table in the Env), helper and kfunc
+//   ids are resolved at compile time and called directly (an unknown id
+//   becomes a fault thunk at that pc). Otherwise, and always in checked mode,
+//   calls go through rt_dispatch, which looks the id up in env.helpers at run
+//   time (and, in checked mode, first moves the Stack region in env.regions
+//   to the live frames so that helpers can check stack pointers).
+//   r1-r5 are preserved across helper calls (the interpreter does not clobber
+//   them either; the kernel leaves them undefined). After the call the Env's
+//   failed/exit flags (abi::Env::failed_flag / exit_requested_flag) are
+//   tested; if one is set, a thunk records HelperFailed (abi::helper_failed)
+//   or the requested exit value and aborts the run.
+//   callx: rt_resolve_callx maps the register value to a helper (a value
+//   that fits 32 bits: a helper id) or to the entry thunk of a function start
+//   (abi::func_addr(pc) where pc is 0, a call target or an lddw-func target).
+//
+// Faults and the end of a run
+//   Every early end (memory violation, budget, call depth, unknown helper,
+//   bad callx, falling off the end, helper failure or exit request, LD_ABS
+//   out of range) stores its cause and r0 (as the interpreter reports r0 at
+//   the fault) in State and jumps to `abort`, which restores rsp from
+//   State::saved_rsp (unwinding any depth of BPF calls) and returns from the
+//   trampoline. run() then builds the RunResult with the abi:: constructors,
+//   so messages equal the interpreter's.
+//
+// Budget and counting
+//   Only in counting variants: every instruction starts with
+//   `sub [budget_left], 1; jb thunk`, so the fault names the exact
+//   instruction that would exceed the budget (abi::budget_exhausted) and
+//   RunResult::insns is exact. Non-counting variants count nothing (insns 0).
+//
+// Checked mode
+//   A load/store/atomic computes its address into rdi, tests it inline
+//   against the live stack [r10 - 512, top) and otherwise calls
+//   rt_check_access (which searches env.regions) through a register-saving
+//   stub on a cold path. The stack is zeroed and a RegionKind::Stack region
+//   is added to env.regions for the run, as the interpreter does.
+//
+// Semantics invariants
+//   32-bit ALU results are written through 32-bit registers (the CPU
+//   zero-extends); div/mod test for 0 (and -1 for signed) before div/idiv so
+//   they never trap (x86 traps on INT_MIN / -1); shifts are masked by the
+//   CPU exactly as sem:: masks; imm operands are sign-extended for 64-bit
+//   ops as in sem::imm64; cmpxchg32 zero-extends r0 also when it succeeds.
+//   Constant blinding (Options::blinding) loads every immediate of ALU, JMP,
+//   ST and lddw as (imm ^ key) and xors the key back at run time.
+#include "jit/jit.hpp"
+
+#include <Zydis/Zydis.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <xbyak/xbyak.h>
+#include <xbyak/xbyak_util.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <stdexcept>
+
+namespace userbpf::jit {
+
+using isa::Form;
+using isa::Insn;
+using isa::Op;
+using u8 = std::uint8_t;
+using u32 = std::uint32_t;
+using u64 = std::uint64_t;
+using s32 = std::int32_t;
+using s64 = std::int64_t;
+
+namespace {
+
+constexpr u64 kFrameSize = static_cast<u64>(isa::kStackSize);
+constexpr u64 kStackTotal = kFrameSize * static_cast<u64>(isa::kMaxCallFrames);
+constexpr u32 kNoEntry = std::numeric_limits<u32>::max();
+constexpr std::size_t kNoRegion = std::numeric_limits<std::size_t>::max();
+
+// What generated code needs at run time besides the State: where the code
+// lives and where each BPF function entry thunk is (for callx).
+struct CodeInfo {
+  const u8* base = nullptr;
+  std::vector<u32> entry_offset;  // by pc; kNoEntry if pc is not a function start
+};
+
+// Per-run state, addressed from generated code through r12.
+struct State {
+  u64 saved_rsp = 0;
+  u64 budget_left = 0;
+  u64 stack_lo = 0;
+  u64 min_call_rbp = 0;
+  abi::Env* env = nullptr;
+  const bool* exit_flag = nullptr;
+  const bool* fail_flag = nullptr;
+  const CodeInfo* code = nullptr;
+  u64 stack_top = 0;
+  u64 fp = 0;  // canonical r10 of the current frame (kept only if the program writes r10)
+  std::size_t region_index = kNoRegion;  // checked mode: the Stack region appended to env.regions
+  u64 r0 = 0;
+  u64 fault_addr = 0;  // memory violation address, callx value
+  u64 fault_size = 0;
+  u32 fault_pc = 0;
+  u32 fault_id = 0;  // helper / kfunc id
+  u32 call_id = 0;   // helper id for run-time dispatch
+  u8 fault = 0;      // abi::Fault
+  u8 fault_write = 0;
+  u8 fault_kfunc = 0;
+  u8 stop = 0;  // set by run-time stubs: end the run (fault or exit recorded)
+  u8 call_kfunc = 0;
+  u8 callx_kind = 0;  // 0: BPF function, 1: helper
+  u8 writes_r10 = 0;  // the program writes r10: fp is the canonical frame pointer
+};
+static_assert(std::is_standard_layout_v<State>);
+
+template <class T>
+int off_of(T State::*member) {
+  // offsetof for a pointer-to-member (State is standard layout).
+  static const State s{};
+  return static_cast<int>(reinterpret_cast<const char*>(&(s.*member)) - reinterpret_cast<const char*>(&s));
+}
+
+void set_fault(State* st, abi::Fault f, u64 pc) {
+  st->fault = static_cast<u8>(f);
+  st->fault_pc = static_cast<u32>(pc);
+  st->stop = 1;
+}
+
+// ---------------------------------------------------------------- run-time stubs (called from JIT code)
+// Checked mode: the live stack is [fp - 512, top) (the current frame and its
+// callers'), as in the interpreter; the Stack region in env.regions follows it.
+u64 live_stack_lo(const State* st, u64 rbp) { return (st->writes_r10 ? st->fp : rbp) - kFrameSize; }
+void update_stack_region(State* st, u64 lo) {
+  if (st->region_index < st->env->regions.size()) {
+    abi::Region& r = st->env->regions[st->region_index];
+    r.start = lo;
+    r.size = st->stack_top - lo;
+  }
+}
+
+// info = size | write << 8; rbp = the BPF r10 register. Returns 0 (and
+// records the fault) on a violation.
+u64 rt_check_access(State* st, u64 addr, u64 info, u64 pc, u64 rbp) {
+  const u64 size = info & 0xff;
+  const bool write = (info >> 8) != 0;
+  const u64 lo = live_stack_lo(st, rbp);
+  if (addr - lo <= st->stack_top - lo - size) return 1;
+  update_stack_region(st, lo);
+  if (st->env->find_region(addr, size, write) != nullptr) return 1;
+  set_fault(st, abi::Fault::MemoryViolation, pc);
+  st->fault_addr = addr;
+  st->fault_size = size;
+  st->fault_write = write ? 1 : 0;
+  return 0;
+}
+
+// LD_ABS / LD_IND: big-endian load from env.packet; out of range ends the run
+// with r0 = 0. The offset is 32-bit ((u32)src + (u32)imm) and negative as an
+// s32 means out of range (the kernel's SKF_* areas have no meaning here).
+u64 rt_ld_packet(State* st, u64 src, u64 imm, u64 size_pc) {
+  const u64 size = size_pc & 0xff;
+  const u32 off = static_cast<u32>(src) + static_cast<u32>(imm);
+  const abi::Env& env = *st->env;
+  if (static_cast<s32>(off) < 0 || env.packet == nullptr || off + size > env.packet_len) {
+    st->r0 = 0;
+    st->stop = 1;
+    return 0;
+  }
+  u64 v = 0;
+  for (u64 i = 0; i < size; ++i) v = (v << 8) | env.packet[off + i];
+  return v;
+}
+
+// Helper/kfunc call resolved at run time: id in st->call_id. st->r0 holds r0
+// before the call (kept as the result if the id is unknown).
+u64 rt_dispatch(State* st, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5) {
+  abi::Env& env = *st->env;
+  const abi::Helper* h = nullptr;
+  if (env.helpers != nullptr) h = st->call_kfunc ? env.helpers->find_kfunc(st->call_id) : env.helpers->find(st->call_id);
+  if (h == nullptr) {
+    st->fault = static_cast<u8>(abi::Fault::UnknownHelper);
+    st->fault_id = st->call_id;
+    st->fault_kfunc = st->call_kfunc;
+    st->stop = 1;
+    return st->r0;
+  }
+  if (st->region_index != kNoRegion) update_stack_region(st, st->fp - kFrameSize);
+  const u64 r = h->fn(env, r1, r2, r3, r4, r5);
+  if (env.failed() || env.exit_requested()) st->stop = 1;
+  return r;
+}
+
+// callx: returns the code address to call and sets st->callx_kind, or 0 after
+// recording the fault. Values that fit 32 bits are helper ids; otherwise an
+// abi::func_addr of a function start.
+u64 rt_resolve_callx(State* st, u64 value, u64 pc) {
+  const CodeInfo& ci = *st->code;
+  if (value <= std::numeric_limits<u32>::max()) {
+    const abi::Helper* h = st->env->helpers != nullptr ? st->env->helpers->find(static_cast<u32>(value)) : nullptr;
+    if (h == nullptr) {
+      set_fault(st, abi::Fault::UnknownHelper, pc);
+      st->fault_id = static_cast<u32>(value);
+      st->fault_kfunc = 0;
+      return 0;
+    }
+    if (st->region_index != kNoRegion) update_stack_region(st, st->fp - kFrameSize);
+    st->callx_kind = 1;
+    return reinterpret_cast<u64>(h->fn);
+  }
+  if (abi::is_func_addr(value)) {
+    const std::size_t t = abi::func_pc(value);
+    if (t < ci.entry_offset.size() && ci.entry_offset[t] != kNoEntry) {
+      st->callx_kind = 0;
+      return reinterpret_cast<u64>(ci.base + ci.entry_offset[t]);
+    }
+  }
+  set_fault(st, abi::Fault::BadCallTarget, pc);
+  st->fault_addr = value;
+  return 0;
+}
+
+// After a helper signalled (or a dispatch fault): decide how the run ends.
+// st->r0 already holds r0 (the helper's return value).
+void rt_finish_signal(State* st, u64 pc) {
+  if (st->fault != 0) {  // already recorded (unknown helper at run time)
+    st->fault_pc = static_cast<u32>(pc);
+    return;
+  }
+  const abi::Env& env = *st->env;
+  if (env.failed()) {
+    set_fault(st, abi::Fault::HelperFailed, pc);
+  } else if (env.exit_requested()) {
+    st->r0 = env.exit_value();
+    st->stop = 1;
+  }
+}
+
+// ---------------------------------------------------------------- the code generator
+using namespace Xbyak::util;  // register names
+using Xbyak::Label;
+using Xbyak::Reg32;
+using Xbyak::Reg64;
+
+const std::array<Reg64, isa::kNumRegs> kReg = {rax, rsi, rdx, rcx, r8, r9, rbx, r13, r14, r15, rbp};
+
+template <class F>
+u64 fn_u64(F* f) {
+  return reinterpret_cast<u64>(f);
+}
+
+struct ColdThunk {
+  enum Kind : u8 { Fault, Signal, Check } kind = Fault;
+  std::unique_ptr<Label> label;
+  std::unique_ptr<Label> back;  // Check: where to continue
+  abi::Fault fault = abi::Fault::None;
+  u32 pc = 0;
+  u32 aux = 0;  // Fault: helper id; Check: size | write << 8
+  bool kfunc = false;
+};
+
+// xbyak's buffer is plain heap memory: the code is only assembled there and
+// then copied into its own mapping, so it never needs exec rights (and heap
+// memory avoids an mmap/munmap pair, i.e. TLB flushes, per compile).
+struct HeapAllocator final : Xbyak::Allocator {
+  u8* alloc(std::size_t size) override { return static_cast<u8*>(std::malloc(size)); }
+  void free(u8* p) override { std::free(p); }
+  [[nodiscard]] bool useProtect() const override { return false; }
+};
+HeapAllocator g_heap_allocator;
+
+// Which code a Program variant contains (see Program::Impl).
+struct Variant {
+  bool checked = false;   // bounds checks on memory accesses
+  bool counting = false;  // instruction counting and budget
+  bool direct = false;    // helpers resolved at compile time from Options::helpers
+};
+
+class Emitter : public Xbyak::CodeGenerator {
+ public:
+  Emitter(std::span<const Insn> insns, const Options& opts, Variant v, const std::vector<bool>& is_target,
+          const std::vector<bool>& is_entry, bool writes_r10)
+      : Xbyak::CodeGenerator(insns.size() * 16 + 8192, Xbyak::AutoGrow, &g_heap_allocator),
+        insns_(insns),
+        opts_(opts),
+        v_(v),
+        writes_r10_(writes_r10),
+        labels_(insns.size()),
+        entries_(insns.size()) {
+    setDefaultJmpNEAR(true);
+    for (std::size_t i = 0; i < insns.size(); ++i) {
+      if (is_target[i]) labels_[i] = std::make_unique<Label>();
+      if (is_entry[i]) entries_[i] = std::make_unique<Label>();
+    }
+    static const bool kHasBmi2 = Xbyak::util::Cpu().has(Xbyak::util::Cpu::tBMI2);  // cpuid once
+    bmi2_ = kHasBmi2 && opts.bmi2;
+    counting_ = v.counting;
+    if (opts.blinding) {
+      std::random_device rd;
+      blind_key_ = rd() | 1u;
+    }
+  }
+
+  void generate();
+
+  std::vector<u32> pc_offset;  // code offset of each pc's first byte
+  u32 trampoline_offset = 0;
+  u32 stubs_offset = 0;
+  std::vector<u32> entry_offset;
+
+ private:
+  // ---- state addressing
+  template <class T>
+  Xbyak::RegExp st(T State::*m) {
+    return r12 + static_cast<std::size_t>(off_of(m));
+  }
+
+  Label& target_label(std::size_t pc) { return *labels_[pc]; }
+  Label& fault_thunk(abi::Fault f, std::size_t pc, u32 aux = 0, bool kfunc = false) {
+    ColdThunk t;
+    t.kind = ColdThunk::Fault;
+    t.label = std::make_unique<Label>();
+    t.fault = f;
+    t.pc = static_cast<u32>(pc);
+    t.aux = aux;
+    t.kfunc = kfunc;
+    cold_.push_back(std::move(t));
+    return *cold_.back().label;
+  }
+  Label& signal_thunk(std::size_t pc) {
+    ColdThunk t;
+    t.kind = ColdThunk::Signal;
+    t.label = std::make_unique<Label>();
+    t.pc = static_cast<u32>(pc);
+    cold_.push_back(std::move(t));
+    return *cold_.back().label;
+  }
+
+  void emit_trampoline();
+  void emit_stubs();
+  void emit_cold();
+  void emit_insn(std::size_t pc, const Insn& in);
+  void emit_alu(std::size_t pc, const Insn& in);
+  void emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed, bool imm_form);
+  void emit_shift(const Insn& in, bool is64, int kind, bool imm_form);
+  void emit_jump(std::size_t pc, const Insn& in);
+  void emit_mem(std::size_t pc, const Insn& in);
+  void emit_atomic(std::size_t pc, const Insn& in);
+  void emit_ld_packet(std::size_t pc, const Insn& in);
+  void emit_helper_call(std::size_t pc, const Insn& in);
+  void emit_callx(std::size_t pc, const Insn& in);
+  void emit_bpf_call_prologue(std::size_t pc);
+  void emit_bpf_call_epilogue();
+  void emit_signal_check_direct(std::size_t pc);
+  void emit_helper_frame_push();
+  void emit_helper_frame_pop();
+  // Address of a memory operand; in checked mode emits the check and returns rdi.
+  Xbyak::RegExp mem_addr(std::size_t pc, int base, s32 off, unsigned size, bool write, bool force_rdi = false);
+  // Loads a 64-bit constant into r (blinded if the option is on).
+  void load_const(const Reg64& r, u64 v);
+  bool blinding() const { return opts_.blinding; }
+
+  std::span<const Insn> insns_;
+  const Options& opts_;
+  Variant v_;
+  bool writes_r10_ = false;
+  std::vector<std::unique_ptr<Label>> labels_;
+  std::vector<std::unique_ptr<Label>> entries_;
+  std::vector<ColdThunk> cold_;
+  Label abort_, check_stub_, ldpkt_stub_, callx_stub_, signal_common_, trampoline_;
+  bool bmi2_ = false;
+  bool counting_ = false;
+  u32 blind_key_ = 0;  // xor key (an imm32, sign-extended by the CPU)
+};
+
+void Emitter::load_const(const Reg64& r, u64 v) {
+  if (blinding()) {
+    mov(r, v ^ isa::sem::imm64(static_cast<s32>(blind_key_)));
+    xor_(r, blind_key_);
+  } else {
+    mov(r, v);
+  }
+}
+
+void Emitter::generate() {
+  const std::size_t n = insns_.size();
+  pc_offset.assign(n, 0);
+  for (std::size_t pc = 0; pc < n; ++pc) {
+    if (labels_[pc]) L(*labels_[pc]);
+    pc_offset[pc] = static_cast<u32>(getSize());
+    const Insn& in = insns_[pc];
+    if (in.op == Op::LddwTail) continue;
+    if (counting_) {
+      sub(qword[st(&State::budget_left)], 1);
+      jb(fault_thunk(abi::Fault::Budget, pc));
+    }
+    emit_insn(pc, in);
+  }
+  // Falling off the end of the program (impossible after exit / ja / gotol).
+  const Op last = insns_[n - 1].op;
+  if (last != Op::Exit && last != Op::Ja && last != Op::Gotol) jmp(fault_thunk(abi::Fault::FellOffEnd, n));
+  stubs_offset = static_cast<u32>(getSize());
+  emit_cold();
+  emit_stubs();
+  trampoline_offset = static_cast<u32>(getSize());
+  emit_trampoline();
+}
+
+// Function entry thunks: push the frame's may_goto counter, jump to the body.
+void Emitter::emit_stubs() {
+  entry_offset.assign(insns_.size(), kNoEntry);
+  for (std::size_t pc = 0; pc < insns_.size(); ++pc) {
+    if (!entries_[pc]) continue;
+    L(*entries_[pc]);
+    entry_offset[pc] = static_cast<u32>(getSize());
+    push(static_cast<u32>(abi::kMayGotoBudget));
+    jmp(target_label(pc));
+  }
+  // Common abort path: unwind to the trampoline's frame and return.
+  L(abort_);
+  mov(rsp, qword[st(&State::saved_rsp)]);
+  add(rsp, 8);
+  pop(r15);
+  pop(r14);
+  pop(r13);
+  pop(r12);
+  pop(rbp);
+  pop(rbx);
+  ret();
+
+  // Checked-mode slow path: rdi = address, r10 = size | write << 8, r11 = pc.
+  // Entered by `call` from BPF code (rsp 16-aligned before the call).
+  L(check_stub_);
+  mov(qword[st(&State::r0)], rax);  // r0 at the fault, if it is one
+  for (const Reg64& r : {rax, rsi, rdx, rcx, r8, r9, rdi}) push(r);  // 7 pushes: aligned again
+  mov(rsi, rdi);
+  mov(rdi, r12);
+  mov(rdx, r10);
+  mov(rcx, r11);
+  mov(r8, rbp);
+  mov(rax, fn_u64(&rt_check_access));
+  call(rax);
+  test(rax, rax);
+  jz(abort_);
+  for (const Reg64& r : {rdi, r9, r8, rcx, rdx, rsi, rax}) pop(r);
+  ret();
+
+  // LD_ABS/LD_IND: r10 = src value, r11d = imm, edi = size | pc << 8; result in rax.
+  L(ldpkt_stub_);
+  for (const Reg64& r : {rsi, rdx, rcx, r8, r9}) push(r);  // 5 pushes: aligned
+  mov(rcx, rdi);
+  mov(rsi, r10);
+  mov(rdx, r11);
+  mov(rdi, r12);
+  mov(rax, fn_u64(&rt_ld_packet));
+  call(rax);
+  for (const Reg64& r : {r9, r8, rcx, rdx, rsi}) pop(r);
+  ret();
+
+  // callx resolution: r10 = value, r11 = pc; returns the target in r11.
+  L(callx_stub_);
+  mov(qword[st(&State::r0)], rax);
+  for (const Reg64& r : {rax, rsi, rdx, rcx, r8, r9}) push(r);
+  sub(rsp, 8);
+  mov(rdi, r12);
+  mov(rsi, r10);
+  mov(rdx, r11);
+  mov(rax, fn_u64(&rt_resolve_callx));
+  call(rax);
+  mov(r11, rax);
+  add(rsp, 8);
+  for (const Reg64& r : {r9, r8, rcx, rdx, rsi, rax}) pop(r);
+  ret();
+
+  // Signal after a helper: esi = pc.
+  L(signal_common_);
+  mov(rdi, r12);
+  mov(rax, fn_u64(&rt_finish_signal));
+  call(rax);
+  jmp(abort_);
+}
+
+void Emitter::emit_cold() {
+  // Thunks may append nothing while we iterate (all created during the body).
+  for (ColdThunk& t : cold_) {
+    L(*t.label);
+    switch (t.kind) {
+      case ColdThunk::Fault:
+        mov(qword[st(&State::r0)], rax);
+        mov(dword[st(&State::fault_pc)], t.pc);
+        mov(byte[st(&State::fault)], static_cast<u8>(t.fault));
+        if (t.fault == abi::Fault::UnknownHelper) {
+          mov(dword[st(&State::fault_id)], t.aux);
+          mov(byte[st(&State::fault_kfunc)], t.kfunc ? 1 : 0);
+        }
+        jmp(abort_);
+        break;
+      case ColdThunk::Signal:
+        mov(qword[st(&State::r0)], rax);
+        mov(esi, t.pc);
+        jmp(signal_common_);
+        break;
+      case ColdThunk::Check:
+        mov(r10d, t.aux);
+        mov(r11d, t.pc);
+        call(check_stub_);
+        jmp(*t.back);
+        break;
+    }
+  }
+}
+
+// entry(State* st [rdi], const u64 args[5] [rsi]) -> r0 in rax
+void Emitter::emit_trampoline() {
+  L(trampoline_);
+  push(rbx);
+  push(rbp);
+  push(r12);
+  push(r13);
+  push(r14);
+  push(r15);
+  sub(rsp, 8);  // 16-byte alignment at the call below
+  mov(r12, rdi);
+  mov(qword[st(&State::saved_rsp)], rsp);
+  mov(rbp, qword[st(&State::stack_top)]);
+  mov(r10, rsi);
+  mov(rsi, qword[r10]);
+  mov(rdx, qword[r10 + 8]);
+  mov(rcx, qword[r10 + 16]);
+  mov(r8, qword[r10 + 24]);
+  mov(r9, qword[r10 + 32]);
+  xor_(eax, eax);
+  xor_(ebx, ebx);
+  xor_(r13d, r13d);
+  xor_(r14d, r14d);
+  xor_(r15d, r15d);
+  call(*entries_[0]);
+  mov(qword[st(&State::r0)], rax);
+  jmp(abort_);
+}
+
+void Emitter::emit_insn(std::size_t pc, const Insn& in) {
+  const Form f = in.info().form;
+  switch (f) {
+    case Form::AluK:
+    case Form::AluX:
+    case Form::Neg:
+    case Form::End:
+    case Form::MovSx:
+      emit_alu(pc, in);
+      return;
+    case Form::Ja:
+    case Form::Gotol:
+    case Form::JmpK:
+    case Form::JmpX:
+    case Form::MayGoto:
+      emit_jump(pc, in);
+      return;
+    case Form::Call:
+    case Form::CallKfunc:
+      emit_helper_call(pc, in);
+      return;
+    case Form::CallLocal: {
+      const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
+      emit_bpf_call_prologue(pc);
+      call(*entries_[t]);
+      emit_bpf_call_epilogue();
+      return;
+    }
+    case Form::Callx:
+      emit_callx(pc, in);
+      return;
+    case Form::Exit:
+      add(rsp, 8);
+      ret();
+      return;
+    case Form::Lddw: {
+      u64 v = in.imm64();
+      if (in.op == Op::LddwFunc) v = abi::func_addr(static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm));
+      const Reg64& d = kReg[in.dst];
+      if (v == 0 && !blinding())
+        xor_(d.cvt32(), d.cvt32());
+      else
+        load_const(d, v);
+      return;
+    }
+    case Form::LdAbs:
+    case Form::LdInd:
+      emit_ld_packet(pc, in);
+      return;
+    case Form::Ldx:
+    case Form::St:
+    case Form::Stx:
+    case Form::LoadAcq:
+    case Form::StoreRel:
+      emit_mem(pc, in);
+      return;
+    case Form::Atomic:
+      emit_atomic(pc, in);
+      return;
+  }
+}
+
+// ---------------------------------------------------------------- ALU
+void Emitter::emit_alu(std::size_t pc, const Insn& in) {
+  (void)pc;
+  const bool is64 = isa::is_64(in.op);
+  const Form f = in.info().form;
+  const Reg64& d64 = kReg[in.dst];
+  const Reg32 d32 = d64.cvt32();
+  const Xbyak::Reg d = is64 ? Xbyak::Reg(d64) : Xbyak::Reg(d32);
+
+  if (f == Form::Neg) {
+    neg(d);
+    return;
+  }
+  if (f == Form::End) {
+    const auto w = static_cast<unsigned>(in.info().sel_value);
+    const bool swap = in.op == Op::Be16 || in.op == Op::Be32 || in.op == Op::Be64 || in.op == Op::Bswap16 ||
+                      in.op == Op::Bswap32 || in.op == Op::Bswap64;
+    if (w == 16) {
+      if (swap) rol(d64.cvt16(), 8);
+      movzx(d32, d64.cvt16());
+    } else if (w == 32) {
+      if (swap)
+        bswap(d32);
+      else
+        mov(d32, d32);
+    } else if (swap) {
+      bswap(d64);
+    }
+    return;
+  }
+  if (f == Form::MovSx) {
+    const Reg64& s64r = kReg[in.src];
+    const int bits = in.info().sel_value;
+    if (bits == 8)
+      movsx(d, s64r.cvt8());
+    else if (bits == 16)
+      movsx(d, s64r.cvt16());
+    else
+      movsxd(d64, s64r.cvt32());
+    return;
+  }
+
+  const bool imm_form = f == Form::AluK;
+  const unsigned code = isa::op_code(in.op);
+  // 0 add, 1 sub, 2 mul, 3 div, 4 or, 5 and, 6 lsh, 7 rsh, 9 mod, 0xa xor, 0xb mov, 0xc arsh
+  const bool is_signed = in.info().sel == isa::Sel::Off && in.info().sel_value == 1;
+  if (code == 3 || code == 9) {
+    emit_divmod(in, is64, code == 9, is_signed, imm_form);
+    return;
+  }
+  if (code == 6 || code == 7 || code == 0xc) {
+    emit_shift(in, is64, static_cast<int>(code), imm_form);
+    return;
+  }
+  // Operand: a register, or an immediate (sign-extended for 64-bit ops).
+  const u64 immv = is64 ? isa::sem::imm64(in.imm) : static_cast<u32>(in.imm);
+  const Reg64& s64r = kReg[in.src];
+  bool use_reg = !imm_form;
+  Reg64 src = s64r;
+  if (imm_form && blinding()) {
+    load_const(r11, immv);
+    src = r11;
+    use_reg = true;
+  }
+  const Xbyak::Reg s = is64 ? Xbyak::Reg(src) : Xbyak::Reg(src.cvt32());
+  const u32 imm32 = static_cast<u32>(in.imm);
+  switch (code) {
+    case 0x0:
+      if (use_reg) add(d, s); else add(d, imm32);
+      return;
+    case 0x1:
+      if (use_reg) sub(d, s); else sub(d, imm32);
+      return;
+    case 0x2:
+      if (use_reg) imul(d, s); else imul(d, d, static_cast<int>(in.imm));
+      return;
+    case 0x4:
+      if (use_reg) or_(d, s); else or_(d, imm32);
+      return;
+    case 0x5:
+      if (use_reg) and_(d, s); else and_(d, imm32);
+      return;
+    case 0xa:
+      if (use_reg) xor_(d, s); else xor_(d, imm32);
+      return;
+    case 0xb:
+      if (use_reg) {
+        if (is64) {
+          if (src.getIdx() != d64.getIdx()) mov(d64, src);
+        } else {
+          mov(d32, src.cvt32());
+        }
+      } else if (immv == 0) {
+        xor_(d32, d32);
+      } else if (is64) {
+        mov(d64, immv);
+      } else {
+        mov(d32, imm32);
+      }
+      return;
+    default:
+      break;
+  }
+  throw Xbyak::Error(Xbyak::ERR_INTERNAL);
+}
+
+void Emitter::emit_shift(const Insn& in, bool is64, int kind, bool imm_form) {
+  const Reg64& d64 = kReg[in.dst];
+  const Reg32 d32 = d64.cvt32();
+  const Xbyak::Reg d = is64 ? Xbyak::Reg(d64) : Xbyak::Reg(d32);
+  auto op_imm = [&](u8 n) {
+    if (kind == 6) shl(d, n);
+    else if (kind == 7) shr(d, n);
+    else sar(d, n);
+  };
+  if (imm_form && !blinding()) {
+    const u8 n = static_cast<u8>(static_cast<u32>(in.imm) & (is64 ? 63u : 31u));
+    if (n == 0) {
+      if (!is64) mov(d32, d32);
+      return;
+    }
+    op_imm(n);
+    return;
+  }
+  Reg64 s = kReg[in.src];
+  if (imm_form) {  // blinded immediate
+    load_const(r11, static_cast<u32>(in.imm));
+    s = r11;
+  }
+  if (bmi2_) {
+    const int bits = is64 ? 64 : 32;
+    const Xbyak::Reg32e sr(s.getIdx(), bits);
+    const Xbyak::Reg32e dr(d64.getIdx(), bits);
+    if (kind == 6) shlx(dr, dr, sr);
+    else if (kind == 7) shrx(dr, dr, sr);
+    else sarx(dr, dr, sr);
+    return;
+  }
+  // cl form: rcx is BPF r3; park it in r10 around the shift.
+  mov(r10, rcx);
+  if (s.getIdx() != rcx.getIdx()) mov(rcx, s);
+  const Reg64 t = d64.getIdx() == rcx.getIdx() ? r10 : d64;
+  const Xbyak::Reg tr = is64 ? Xbyak::Reg(t) : Xbyak::Reg(t.cvt32());
+  if (kind == 6) shl(tr, cl);
+  else if (kind == 7) shr(tr, cl);
+  else sar(tr, cl);
+  if (!is64) mov(t.cvt32(), t.cvt32());
+  mov(rcx, r10);
+}
+
+void Emitter::emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed, bool imm_form) {
+  const Reg64& d64 = kReg[in.dst];
+  const Reg32 d32 = d64.cvt32();
+  auto zero_case = [&] {
+    if (is_mod) {
+      if (!is64) mov(d32, d32);  // x % 0 = x (zero-extended for 32-bit)
+    } else {
+      xor_(d32, d32);  // x / 0 = 0
+    }
+  };
+  auto minus_one_case = [&] {
+    if (is_mod) xor_(d32, d32);  // x s% -1 = 0
+    else if (is64) neg(d64);     // x s/ -1 = -x (wraps)
+    else neg(d32);
+  };
+  Label done, zero, m1;
+  bool need_zero_test = true, need_m1_test = is_signed;
+  if (imm_form) {
+    const u64 v = is64 ? isa::sem::imm64(in.imm) : static_cast<u32>(in.imm);
+    if (v == 0) {
+      zero_case();
+      return;
+    }
+    if (is_signed && (is64 ? v == ~u64{0} : v == 0xffffffffu)) {
+      minus_one_case();
+      return;
+    }
+    need_zero_test = false;
+    need_m1_test = false;
+    load_const(r11, v);
+  } else if (is64) {
+    mov(r11, kReg[in.src]);
+  } else {
+    mov(r11d, kReg[in.src].cvt32());
+  }
+  if (need_zero_test) {
+    if (is64) test(r11, r11); else test(r11d, r11d);
+    jz(zero);
+  }
+  if (need_m1_test) {
+    if (is64) cmp(r11, 0xffffffffu); else cmp(r11d, 0xffffffffu);
+    je(m1);
+  }
+  mov(r10, rax);
+  mov(rdi, rdx);
+  if (d64.getIdx() != rax.getIdx()) mov(rax, d64);
+  if (is64) {
+    if (is_signed) { cqo(); idiv(r11); } else { xor_(edx, edx); div(r11); }
+    mov(r11, is_mod ? rdx : rax);
+  } else {
+    if (is_signed) { cdq(); idiv(r11d); } else { xor_(edx, edx); div(r11d); }
+    mov(r11d, is_mod ? edx : eax);
+  }
+  if (d64.getIdx() != rax.getIdx()) mov(rax, r10);
+  if (d64.getIdx() != rdx.getIdx()) mov(rdx, rdi);
+  mov(d64, r11);
+  if (need_zero_test || need_m1_test) {
+    jmp(done);
+    if (need_zero_test) {
+      L(zero);
+      zero_case();
+      if (need_m1_test) jmp(done);
+    }
+    if (need_m1_test) {
+      L(m1);
+      minus_one_case();
+    }
+    L(done);
+  }
+}
+
+// ---------------------------------------------------------------- jumps
+void Emitter::emit_jump(std::size_t pc, const Insn& in) {
+  const Form f = in.info().form;
+  const std::size_t t = static_cast<std::size_t>(isa::jump_target(in, pc));
+  const bool fallthrough = t == pc + 1;
+  if (f == Form::Ja || f == Form::Gotol) {
+    if (!fallthrough) jmp(target_label(t));
+    return;
+  }
+  if (f == Form::MayGoto) {
+    cmp(qword[rsp], 0);
+    if (!fallthrough) je(target_label(t));
+    else {
+      Label skip;
+      je(skip);
+      dec(qword[rsp]);
+      L(skip);
+      return;
+    }
+    dec(qword[rsp]);
+    return;
+  }
+  const bool is64 = isa::is_64(in.op);
+  const auto cond = static_cast<isa::sem::Cond>(isa::op_code(in.op));
+  const Reg64& d64 = kReg[in.dst];
+  const Xbyak::Reg d = is64 ? Xbyak::Reg(d64) : Xbyak::Reg(d64.cvt32());
+  const bool is_set = cond == isa::sem::Cond::Set;
+  if (f == Form::JmpK) {
+    if (blinding()) {
+      load_const(r11, is64 ? isa::sem::imm64(in.imm) : static_cast<u32>(in.imm));
+      const Xbyak::Reg s = is64 ? Xbyak::Reg(r11) : Xbyak::Reg(r11d);
+      if (is_set) test(d, s); else cmp(d, s);
+    } else if (in.imm == 0 && !is_set) {
+      test(d, d);
+    } else if (is_set) {
+      test(d, static_cast<u32>(in.imm));
+    } else {
+      cmp(d, static_cast<u32>(in.imm));
+    }
+  } else {
+    const Reg64& s64r = kReg[in.src];
+    const Xbyak::Reg s = is64 ? Xbyak::Reg(s64r) : Xbyak::Reg(s64r.cvt32());
+    if (is_set) test(d, s); else cmp(d, s);
+  }
+  if (fallthrough) return;
+  Label& l = target_label(t);
+  switch (cond) {
+    case isa::sem::Cond::Eq: je(l); break;
+    case isa::sem::Cond::Ne: jne(l); break;
+    case isa::sem::Cond::Set: jnz(l); break;
+    case isa::sem::Cond::Gt: ja(l); break;
+    case isa::sem::Cond::Ge: jae(l); break;
+    case isa::sem::Cond::Lt: jb(l); break;
+    case isa::sem::Cond::Le: jbe(l); break;
+    case isa::sem::Cond::Sgt: jg(l); break;
+    case isa::sem::Cond::Sge: jge(l); break;
+    case isa::sem::Cond::Slt: jl(l); break;
+    case isa::sem::Cond::Sle: jle(l); break;
+  }
+}
+
+// ---------------------------------------------------------------- memory
+Xbyak::RegExp Emitter::mem_addr(std::size_t pc, int base, s32 off, unsigned size, bool write, bool force_rdi) {
+  const Reg64& b = kReg[static_cast<std::size_t>(base)];
+  // xbyak keeps displacements as size_t and encodes the low 32 bits.
+  const Xbyak::RegExp ea = b + static_cast<std::size_t>(static_cast<s64>(off));
+  if (!v_.checked) {
+    if (!force_rdi) return ea;
+    lea(rdi, ptr[ea]);
+    return Xbyak::RegExp(rdi);
+  }
+  // Live stack [fp - 512, top): (a - lo) <= (top - lo - size), unsigned.
+  lea(rdi, ptr[ea]);
+  lea(r10, ptr[rdi + kFrameSize]);
+  mov(r11, qword[st(&State::stack_top)]);
+  if (writes_r10_) {
+    sub(r10, qword[st(&State::fp)]);
+    sub(r11, qword[st(&State::fp)]);
+  } else {
+    sub(r10, rbp);
+    sub(r11, rbp);
+  }
+  add(r11, static_cast<u32>(kFrameSize - size));
+  cmp(r10, r11);
+  ColdThunk t;
+  t.kind = ColdThunk::Check;
+  t.label = std::make_unique<Label>();
+  t.back = std::make_unique<Label>();
+  t.pc = static_cast<u32>(pc);
+  t.aux = size | (write ? 0x100u : 0u);
+  ja(*t.label);
+  L(*t.back);
+  cold_.push_back(std::move(t));
+  return Xbyak::RegExp(rdi);
+}
+
+namespace {
+const Xbyak::AddressFrame& frame_of(unsigned size) {
+  switch (size) {
+    case 1: return byte;
+    case 2: return word;
+    case 4: return dword;
+    default: return qword;
+  }
+}
+Xbyak::Reg sized(const Reg64& r, unsigned size) {
+  switch (size) {
+    case 1: return r.cvt8();
+    case 2: return r.cvt16();
+    case 4: return r.cvt32();
+    default: return r;
+  }
+}
+}  // namespace
+
+void Emitter::emit_mem(std::size_t pc, const Insn& in) {
+  const Form f = in.info().form;
+  const unsigned size = isa::access_size(in.op);
+  if (f == Form::Ldx || f == Form::LoadAcq) {
+    const Xbyak::RegExp a = mem_addr(pc, in.src, in.off, size, false);
+    const Reg64& d = kReg[in.dst];
+    const bool sx = in.op == Op::LdxSB || in.op == Op::LdxSH || in.op == Op::LdxSW;
+    if (size == 8) mov(d, qword[a]);
+    else if (size == 4) { if (sx) movsxd(d, dword[a]); else mov(d.cvt32(), dword[a]); }
+    else if (sx) movsx(d, frame_of(size)[a]);
+    else movzx(d.cvt32(), frame_of(size)[a]);
+    return;
+  }
+  const Xbyak::RegExp a = mem_addr(pc, in.dst, in.off, size, true);
+  if (f == Form::St) {
+    if (blinding()) {
+      load_const(r11, isa::sem::imm64(in.imm));
+      mov(frame_of(size)[a], sized(r11, size));
+    } else if (size == 1) {
+      mov(byte[a], static_cast<u8>(in.imm));
+    } else if (size == 2) {
+      mov(word[a], static_cast<std::uint16_t>(in.imm));
+    } else if (size == 4) {
+      mov(dword[a], static_cast<u32>(in.imm));
+    } else {
+      mov(qword[a], isa::sem::imm64(in.imm));  // encoded as imm32, sign-extended
+    }
+    return;
+  }
+  // Stx, StoreRel (plain stores are release stores on x86-64)
+  mov(frame_of(size)[a], sized(kReg[in.src], size));
+}
+
+void Emitter::emit_atomic(std::size_t pc, const Insn& in) {
+  const unsigned size = isa::access_size(in.op);
+  const bool is64 = size == 8;
+  const s32 sel = in.info().sel_value;
+  const auto aop = static_cast<isa::sem::AtomicOp>(sel & ~isa::sem::kAtomicFetch);
+  const bool fetch = (sel & isa::sem::kAtomicFetch) != 0;
+  const Reg64& s64r = kReg[in.src];
+  const Xbyak::Reg s = is64 ? static_cast<Xbyak::Reg>(s64r) : static_cast<Xbyak::Reg>(s64r.cvt32());
+  const bool loop = fetch && (aop == isa::sem::AtomicOp::Or || aop == isa::sem::AtomicOp::And ||
+                              aop == isa::sem::AtomicOp::Xor);
+  const Xbyak::RegExp a = mem_addr(pc, in.dst, in.off, size, true, loop);
+  const Xbyak::AddressFrame& fr = frame_of(size);
+  switch (aop) {
+    case isa::sem::AtomicOp::Add:
+      if (fetch) { lock(); xadd(fr[a], s); }
+      else { lock(); add(fr[a], s); }
+      return;
+    case isa::sem::AtomicOp::Xchg:
+      xchg(fr[a], s);
+      return;
+    case isa::sem::AtomicOp::Cmpxchg:
+      lock();
+      cmpxchg(fr[a], s);
+      if (!is64) mov(eax, eax);
+      return;
+    case isa::sem::AtomicOp::Or:
+    case isa::sem::AtomicOp::And:
+    case isa::sem::AtomicOp::Xor:
+      break;
+  }
+  if (!fetch) {
+    lock();
+    if (aop == isa::sem::AtomicOp::Or) or_(fr[a], s);
+    else if (aop == isa::sem::AtomicOp::And) and_(fr[a], s);
+    else xor_(fr[a], s);
+    return;
+  }
+  // fetch_or/and/xor: cmpxchg loop through rax (BPF r0 is parked in r10).
+  mov(r10, rax);
+  const Reg64 operand = s64r.getIdx() == rax.getIdx() ? r10 : s64r;
+  const Xbyak::Reg opr = is64 ? static_cast<Xbyak::Reg>(operand) : static_cast<Xbyak::Reg>(operand.cvt32());
+  const Xbyak::Reg acc = is64 ? static_cast<Xbyak::Reg>(rax) : static_cast<Xbyak::Reg>(eax);
+  const Xbyak::Reg tmp = is64 ? static_cast<Xbyak::Reg>(r11) : static_cast<Xbyak::Reg>(r11d);
+  mov(acc, fr[a]);
+  Label again;
+  L(again);
+  mov(tmp, acc);
+  if (aop == isa::sem::AtomicOp::Or) or_(tmp, opr);
+  else if (aop == isa::sem::AtomicOp::And) and_(tmp, opr);
+  else xor_(tmp, opr);
+  lock();
+  cmpxchg(fr[a], tmp);
+  jne(again);
+  if (s64r.getIdx() == rax.getIdx()) {
+    if (!is64) mov(eax, eax);
+  } else {
+    mov(s, acc);
+    mov(rax, r10);
+  }
+}
+
+void Emitter::emit_ld_packet(std::size_t pc, const Insn& in) {
+  if (in.info().form == Form::LdInd) mov(r10, kReg[in.src]);
+  else xor_(r10d, r10d);
+  if (blinding()) load_const(r11, static_cast<u32>(in.imm));
+  else mov(r11d, static_cast<u32>(in.imm));
+  mov(edi, static_cast<u32>(isa::access_size(in.op) | (pc << 8)));
+  call(ldpkt_stub_);
+  cmp(byte[st(&State::stop)], 0);
+  jne(abort_);
+}
+
+// ---------------------------------------------------------------- calls
+void Emitter::emit_helper_frame_push() {
+  for (const Reg64& r : {rsi, rdx, rcx, r8, r9}) push(r);
+  sub(rsp, 8);
+}
+void Emitter::emit_helper_frame_pop() {
+  add(rsp, 8);
+  for (const Reg64& r : {r9, r8, rcx, rdx, rsi}) pop(r);
+}
+
+void Emitter::emit_signal_check_direct(std::size_t pc) {
+  mov(r10, qword[st(&State::exit_flag)]);
+  mov(r11, qword[st(&State::fail_flag)]);
+  movzx(r10d, byte[r10]);
+  or_(r10b, byte[r11]);
+  jnz(signal_thunk(pc));
+}
+
+void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
+  const bool kfunc = in.op == Op::CallKfunc;
+  const u32 id = static_cast<u32>(in.imm);
+  if (v_.direct) {
+    const abi::Helper* h = kfunc ? opts_.helpers->find_kfunc(id) : opts_.helpers->find(id);
+    if (h == nullptr) {
+      jmp(fault_thunk(abi::Fault::UnknownHelper, pc, id, kfunc));
+      return;
+    }
+    emit_helper_frame_push();
+    mov(rdi, qword[st(&State::env)]);
+    mov(rax, fn_u64(h->fn));
+    call(rax);
+    emit_helper_frame_pop();
+    emit_signal_check_direct(pc);
+    return;
+  }
+  mov(qword[st(&State::r0)], rax);
+  if (v_.checked && !writes_r10_) mov(qword[st(&State::fp)], rbp);
+  emit_helper_frame_push();
+  mov(dword[st(&State::call_id)], id);
+  mov(byte[st(&State::call_kfunc)], kfunc ? 1 : 0);
+  mov(rdi, r12);
+  mov(rax, fn_u64(&rt_dispatch));
+  call(rax);
+  emit_helper_frame_pop();
+  cmp(byte[st(&State::stop)], 0);
+  jne(signal_thunk(pc));
+}
+
+void Emitter::emit_bpf_call_prologue(std::size_t pc) {
+  if (writes_r10_) {
+    // r10 may hold anything: the callee's r10 derives from the canonical fp.
+    mov(r10, qword[st(&State::fp)]);
+    cmp(r10, qword[st(&State::min_call_rbp)]);
+  } else {
+    cmp(rbp, qword[st(&State::min_call_rbp)]);
+  }
+  jb(fault_thunk(abi::Fault::CallDepth, pc));
+  push(rbx);
+  push(r13);
+  push(r14);
+  push(r15);
+  if (writes_r10_) {
+    sub(r10, static_cast<u32>(kFrameSize));
+    mov(qword[st(&State::fp)], r10);
+    mov(rbp, r10);
+  } else {
+    sub(rbp, static_cast<u32>(kFrameSize));
+  }
+}
+void Emitter::emit_bpf_call_epilogue() {
+  if (writes_r10_) {
+    // back in the caller, r10 is its canonical frame pointer again
+    mov(rbp, qword[st(&State::fp)]);
+    add(rbp, static_cast<u32>(kFrameSize));
+    mov(qword[st(&State::fp)], rbp);
+  } else {
+    add(rbp, static_cast<u32>(kFrameSize));
+  }
+  pop(r15);
+  pop(r14);
+  pop(r13);
+  pop(rbx);
+}
+
+void Emitter::emit_callx(std::size_t pc, const Insn& in) {
+  if (v_.checked && !writes_r10_) mov(qword[st(&State::fp)], rbp);
+  mov(r10, kReg[in.dst]);
+  mov(r11d, static_cast<u32>(pc));
+  call(callx_stub_);
+  test(r11, r11);
+  jz(abort_);
+  Label helper, done;
+  cmp(byte[st(&State::callx_kind)], 0);
+  jne(helper);
+  emit_bpf_call_prologue(pc);
+  call(r11);
+  emit_bpf_call_epilogue();
+  jmp(done);
+  L(helper);
+  emit_helper_frame_push();
+  mov(rdi, qword[st(&State::env)]);
+  call(r11);
+  emit_helper_frame_pop();
+  emit_signal_check_direct(pc);
+  L(done);
+}
+
+// ---------------------------------------------------------------- validation
+// The same rules and messages as interp::Program::create.
+bool writes_r10(const Insn& in) {
+  switch (in.info().form) {
+    case Form::AluK: case Form::AluX: case Form::Neg: case Form::End: case Form::MovSx:
+    case Form::Lddw: case Form::Ldx: case Form::LoadAcq:
+      return in.dst == isa::kFrameReg;
+    case Form::Atomic: {
+      const s32 sel = in.info().sel_value;
+      const bool writes_src = (sel & isa::sem::kAtomicFetch) != 0;  // fetch ops, xchg, cmpxchg (r0)
+      return writes_src && in.src == isa::kFrameReg && sel != static_cast<s32>(isa::sem::AtomicOp::Cmpxchg) + 1;
+    }
+    case Form::Ja: case Form::Gotol: case Form::JmpK: case Form::JmpX: case Form::Call: case Form::CallLocal:
+    case Form::CallKfunc: case Form::Callx: case Form::Exit: case Form::MayGoto: case Form::LdAbs:
+    case Form::LdInd: case Form::St: case Form::Stx: case Form::StoreRel:
+      return false;
+  }
+  return false;
+}
+
+Status check_operands(std::span<const Insn> insns) {
+  const std::size_t n = insns.size();
+  if (n == 0) return make_error(EINVAL, "program has no instructions");
+  if (n > isa::kMaxInsns)
+    return make_error(E2BIG, fmt::format("program has {} instructions (limit {})", n, isa::kMaxInsns));
+  for (std::size_t pc = 0; pc < n; ++pc) {
+    const Insn& in = insns[pc];
+    if (in.op == Op::LddwTail) {
+      if (pc == 0 || insns[pc - 1].op == Op::LddwTail || insns[pc - 1].info().form != Form::Lddw)
+        return insn_error(EINVAL, pc, "second slot of lddw without its first slot");
+      continue;
+    }
+    if (static_cast<std::size_t>(in.op) >= isa::kOpCount) return insn_error(EINVAL, pc, "invalid instruction");
+    const isa::OpInfo& row = in.info();
+    const std::uint8_t fields = isa::operand_fields(row.form);
+    if ((fields & isa::kFieldDst) != 0 && in.dst >= isa::kNumRegs)
+      return insn_error(EINVAL, pc, fmt::format("R{} is invalid", in.dst));
+    if ((fields & isa::kFieldSrc) != 0 && in.src >= isa::kNumRegs)
+      return insn_error(EINVAL, pc, fmt::format("R{} is invalid", in.src));
+    if (row.form == Form::Lddw && (pc + 1 >= n || insns[pc + 1].op != Op::LddwTail))
+      return insn_error(EINVAL, pc, "lddw is not followed by its second slot (Op::LddwTail)");
+  }
+  return Ok{};
+}
+
+Status check_targets(std::span<const Insn> insns) {
+  const auto n = static_cast<std::int64_t>(insns.size());
+  for (std::size_t pc = 0; pc < insns.size(); ++pc) {
+    const Insn& in = insns[pc];
+    if (in.op == Op::LddwTail) continue;
+    const Form form = in.info().form;
+    std::int64_t t = 0;
+    if (isa::is_jump(form)) t = isa::jump_target(in, pc);
+    else if (in.op == Op::CallLocal || in.op == Op::LddwFunc) t = static_cast<std::int64_t>(pc) + 1 + in.imm;
+    else continue;
+    const char* what = in.op == Op::CallLocal ? "call" : in.op == Op::LddwFunc ? "pseudo func" : "jump";
+    if (t < 0 || t >= n) return insn_error(EINVAL, pc, fmt::format("{} out of range from insn {} to {}", what, pc, t));
+    if (insns[static_cast<std::size_t>(t)].op == Op::LddwTail)
+      return insn_error(EINVAL, pc, fmt::format("{} into the middle of ldimm64 insn {}", what, t - 1));
+  }
+  return Ok{};
+}
+
+Status validate(std::span<const Insn> insns, const Options& opts) {
+  if (auto s = check_operands(insns); !s) return s.error();
+  if (opts.kernel_structure) return isa::check_structure(insns);
+  return check_targets(insns);
+}
+
+std::string insn_text(const Insn& in) {
+  const isa::OpInfo& r = in.info();
+  const auto m = r.mnemonic;
+  auto off = [&] { return fmt::format("{:+d}", in.off); };
+  switch (r.form) {
+    case Form::AluK: return fmt::format("{} r{}, {}", m, in.dst, in.imm);
+    case Form::AluX: case Form::MovSx: return fmt::format("{} r{}, r{}", m, in.dst, in.src);
+    case Form::Neg: case Form::End: case Form::Callx: return fmt::format("{} r{}", m, in.dst);
+    case Form::Ja: case Form::MayGoto: return fmt::format("{} {}", m, off());
+    case Form::Gotol: return fmt::format("{} {:+d}", m, in.imm);
+    case Form::JmpK: return fmt::format("{} r{}, {}, {}", m, in.dst, in.imm, off());
+    case Form::JmpX: return fmt::format("{} r{}, r{}, {}", m, in.dst, in.src, off());
+    case Form::Call: return fmt::format("call {}", in.imm);
+    case Form::CallLocal: return fmt::format("call {:+d}", in.imm);
+    case Form::CallKfunc: return fmt::format("call kfunc {}", in.imm);
+    case Form::Exit: return "exit";
+    case Form::Lddw: return fmt::format("lddw{} r{}, 0x{:x}", r.kop.empty() ? "" : " " + std::string(r.kop), in.dst, in.imm64());
+    case Form::LdAbs: return fmt::format("{} {}", m, in.imm);
+    case Form::LdInd: return fmt::format("{} r{}, {}", m, in.src, in.imm);
+    case Form::Ldx: case Form::LoadAcq: return fmt::format("{} r{}, [r{}{}]", m, in.dst, in.src, off());
+    case Form::St: return fmt::format("{} [r{}{}], {}", m, in.dst, off(), in.imm);
+    case Form::Stx: case Form::Atomic: case Form::StoreRel:
+      return fmt::format("{} [r{}{}], r{}", m, in.dst, off(), in.src);
+  }
+  return std::string(m);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Program
+namespace {
+
+// One compiled variant: code in read+exec memory.
+struct Code {
+  CodeInfo info;
+  u8* map = nullptr;
+  std::size_t map_len = 0;
+  std::size_t len = 0;
+  std::vector<u32> pc_offset;
+  u32 stubs_offset = 0;
+  u32 trampoline_offset = 0;
+
+  Code() = default;
+  Code(const Code&) = delete;
+  Code& operator=(const Code&) = delete;
+  ~Code() {
+    if (map != nullptr) munmap(map, map_len);
+  }
+};
+
+constexpr std::size_t variant_index(Variant v) {
+  return (v.checked ? 4u : 0u) + (v.counting ? 2u : 0u) + (v.direct ? 1u : 0u);
+}
+
+}  // namespace
+
+struct Program::Impl {
+  std::vector<Insn> insns;
+  Options opts;
+  std::vector<bool> is_target, is_entry;
+  bool writes_r10 = false;
+  Variant primary;
+  // Variants are compiled on demand (the primary one at compile time): the
+  // Env of a run may ask for checks or counting the Options did not.
+  mutable std::array<std::unique_ptr<Code>, 8> code;
+  mutable std::array<std::once_flag, 8> once;
+
+  Result<std::unique_ptr<Code>> generate(Variant v) const;
+  const Code& variant(Variant v) const {
+    const std::size_t i = variant_index(v);
+    std::call_once(once[i], [&] {
+      if (code[i]) return;
+      auto c = generate(v);
+      if (!c) throw std::runtime_error("jit: " + c.error().message);
+      code[i] = std::move(c).value();
+    });
+    return *code[i];
+  }
+};
+
+Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
+  auto c = std::make_unique<Code>();
+  try {
+    Emitter e(insns, opts, v, is_target, is_entry, writes_r10);
+    e.generate();
+    e.ready(Xbyak::CodeArray::PROTECT_RW);
+    const std::size_t len = e.getSize();
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t map_len = (len + page - 1) / page * page;
+    void* m = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return make_error(ENOMEM, fmt::format("jit: cannot map {} bytes for code", map_len));
+    c->map = static_cast<u8*>(m);
+    c->map_len = map_len;
+    std::memcpy(c->map, e.getCode(), len);
+    // W^X: the pages were writable while filled; from now on read+exec only.
+    if (mprotect(c->map, map_len, PROT_READ | PROT_EXEC) != 0)
+      return make_error(errno, "jit: cannot make the code executable (mprotect)");
+    c->len = len;
+    c->pc_offset = std::move(e.pc_offset);
+    c->stubs_offset = e.stubs_offset;
+    c->trampoline_offset = e.trampoline_offset;
+    c->info.base = c->map;
+    c->info.entry_offset = std::move(e.entry_offset);
+  } catch (const Xbyak::Error& err) {
+    return make_error(EINVAL, fmt::format("jit: code generation failed: {}", err.what()));
+  } catch (const std::bad_alloc&) {
+    return make_error(ENOMEM, "jit: out of memory while generating code");
+  }
+  return c;
+}
+
+Program::Program(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Program::Program(Program&&) noexcept = default;
+Program& Program::operator=(Program&&) noexcept = default;
+Program::~Program() = default;
+
+Result<Program> Program::compile(std::span<const Insn> insns, const Options& opts) {
+  if (auto s = validate(insns, opts); !s) return s.error();
+  auto impl = std::make_unique<Impl>();
+  impl->insns.assign(insns.begin(), insns.end());
+  impl->opts = opts;
+  const std::size_t n = insns.size();
+  impl->is_target.assign(n, false);
+  impl->is_entry.assign(n, false);
+  impl->is_entry[0] = true;
+  impl->is_target[0] = true;
+  for (std::size_t pc = 0; pc < n; ++pc) {
+    const Insn& in = insns[pc];
+    if (in.op == Op::LddwTail) continue;
+    const Form f = in.info().form;
+    if (writes_r10(in)) impl->writes_r10 = true;
+    if (isa::is_jump(f)) impl->is_target[static_cast<std::size_t>(isa::jump_target(in, pc))] = true;
+    if (f == Form::CallLocal || in.op == Op::LddwFunc) {
+      const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
+      impl->is_target[t] = true;
+      impl->is_entry[t] = true;
+    }
+  }
+  impl->primary.checked = opts.checked;
+  impl->primary.counting = opts.budget != 0 || opts.count_insns || opts.checked;
+  impl->primary.direct = opts.helpers != nullptr && !opts.checked;
+  auto c = impl->generate(impl->primary);
+  if (!c) return c.error();
+  impl->code[variant_index(impl->primary)] = std::move(c).value();
+  return Program(std::move(impl));
+}
+
+namespace {
+// Appends the checked-mode Stack region to env.regions for one run.
+class StackRegion {
+ public:
+  StackRegion(abi::Env& env, State& st) : env_(env) {
+    st.region_index = env.regions.size();
+    env.regions.push_back(abi::Region{st.stack_top - kFrameSize, kFrameSize, true, abi::RegionKind::Stack});
+    index_ = st.region_index;
+  }
+  StackRegion(const StackRegion&) = delete;
+  StackRegion& operator=(const StackRegion&) = delete;
+  ~StackRegion() {
+    if (index_ < env_.regions.size()) env_.regions.erase(env_.regions.begin() + static_cast<std::ptrdiff_t>(index_));
+  }
+
+ private:
+  abi::Env& env_;
+  std::size_t index_ = 0;
+};
+}  // namespace
+
+abi::RunResult Program::run(abi::Env& env, std::span<const u64> args) const {
+  const Impl& p = *impl_;
+  Variant v;
+  v.checked = p.opts.checked || env.options.checked;
+  v.counting = p.primary.counting || v.checked || env.options.budget != 0 || env.options.count_insns;
+  v.direct = p.opts.helpers != nullptr && !v.checked && env.helpers == p.opts.helpers;
+  const Code& code = p.variant(v);
+
+  alignas(16) std::array<u8, kStackTotal> stack;  // NOLINT: zeroed only in checked mode, like the interpreter
+  State st;
+  st.env = &env;
+  st.exit_flag = env.exit_requested_flag();
+  st.fail_flag = env.failed_flag();
+  st.code = &code.info;
+  st.stack_lo = reinterpret_cast<u64>(stack.data());
+  st.stack_top = st.stack_lo + kStackTotal;
+  st.fp = st.stack_top;
+  st.min_call_rbp = st.stack_lo + 2 * kFrameSize;
+  st.writes_r10 = p.writes_r10 ? 1 : 0;
+  const u64 budget = env.options.budget != 0 ? env.options.budget : p.opts.budget;
+  st.budget_left = v.counting ? (budget != 0 ? budget : std::numeric_limits<u64>::max()) : 0;
+  const u64 start_left = st.budget_left;
+  std::array<u64, 5> a{};
+  for (std::size_t i = 0; i < a.size() && i < args.size(); ++i) a[i] = args[i];
+  std::optional<StackRegion> region;
+  if (v.checked) {
+    std::memset(stack.data(), 0, stack.size());
+    region.emplace(env, st);
+  }
+  env.reset_signals();
+
+  using EntryFn = u64 (*)(State*, const u64*);
+  const auto entry = reinterpret_cast<EntryFn>(code.map + code.trampoline_offset);
+  entry(&st, a.data());
+
+  abi::RunResult r;
+  const auto fault = static_cast<abi::Fault>(st.fault);
+  if (v.counting) r.insns = fault == abi::Fault::Budget ? budget : start_left - st.budget_left;
+  r.fault = fault;
+  r.r0 = st.r0;
+  const std::size_t pc = st.fault_pc;
+  switch (fault) {
+    case abi::Fault::None: break;
+    case abi::Fault::MemoryViolation:
+      r.error = abi::memory_violation(pc, st.fault_addr, st.fault_size, st.fault_write != 0);
+      break;
+    case abi::Fault::Budget: r.error = abi::budget_exhausted(pc, budget); break;
+    case abi::Fault::CallDepth: r.error = abi::call_depth_exceeded(pc); break;
+    case abi::Fault::UnknownHelper:
+      r.error = st.fault_kfunc ? abi::unknown_kfunc(pc, st.fault_id) : abi::unknown_helper(pc, st.fault_id);
+      break;
+    case abi::Fault::BadCallTarget: r.error = abi::bad_call_target(pc, st.fault_addr); break;
+    case abi::Fault::FellOffEnd: r.error = abi::fell_off_end(pc); break;
+    case abi::Fault::HelperFailed: r.error = abi::helper_failed(pc, env); break;
+  }
+  return r;
+}
+
+std::size_t Program::size() const { return impl_->insns.size(); }
+std::size_t Program::code_size() const { return impl_->variant(impl_->primary).len; }
+const Options& Program::options() const { return impl_->opts; }
+
+std::string Program::disassemble() const {
+  const Impl& p = *impl_;
+  const Code& c = p.variant(p.primary);
+  std::string out;
+  auto dis = [&](u32 from, u32 to) {
+    u32 at = from;
+    while (at < to) {
+      ZydisDisassembledInstruction zi;
+      // offsets as addresses: branch targets read as offsets in this listing
+      if (!ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, at, c.map + at, to - at, &zi))) {
+        out += fmt::format("  {:6x}:  (bad byte 0x{:02x})\n", at, c.map[at]);
+        ++at;
+        continue;
+      }
+      out += fmt::format("  {:6x}:  {}\n", at, zi.text);
+      at += zi.info.length;
+    }
+  };
+  const std::size_t n = p.insns.size();
+  for (std::size_t pc = 0; pc < n; ++pc) {
+    if (p.insns[pc].op == Op::LddwTail) continue;
+    std::size_t next = pc + 1;
+    while (next < n && p.insns[next].op == Op::LddwTail) ++next;
+    const u32 end = next < n ? c.pc_offset[next] : c.stubs_offset;  // the last block keeps the fall-off jump
+    out += fmt::format("; {}: {}\n", pc, insn_text(p.insns[pc]));
+    dis(c.pc_offset[pc], end);
+  }
+  out += "; out-of-line thunks, stubs, entry thunks and trampoline\n";
+  dis(c.stubs_offset, static_cast<u32>(c.len));
+  return out;
+}
+
+}  // namespace userbpf::jit

@@ -1,0 +1,156 @@
+// Internal: the verifier engine shared by verifier.cpp (driver, control
+// flow, pruning, calls), memory.cpp (loads/stores, helper arguments) and
+// print.cpp (log text).
+//
+// How it works: the program is first checked for structure (isa), split
+// into subprograms and walked as a graph (every instruction reachable).
+// Then one State (registers, stack, frames) is carried through the
+// instructions; at a conditional jump whose outcome is unknown the taken
+// branch is pushed on a work stack and the fall-through is followed; at an
+// exit the next pending branch is popped. At prune points (jump targets,
+// instructions after conditional jumps and calls) the current state is
+// compared with the checkpoints stored there: if a fully explored
+// checkpoint covers it (states_equal) the path stops; otherwise a new
+// checkpoint is stored. A checkpoint is fully explored when every path
+// through it has ended (branch counters, as in the kernel). Errors are
+// raised as a Reject exception inside the engine and become the Verdict.
+#pragma once
+
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "spec/spec.hpp"
+#include "verifier/state.hpp"
+#include "verifier/verifier.hpp"
+
+namespace userbpf::verifier::detail {
+
+struct Reject {
+  int err;
+  std::string message;
+};
+
+// print.cpp
+std::string reg_type_str(const Reg& r);
+std::string reg_str(const Reg& r, const Config& cfg);
+std::string frame_str(const Frame& f, const Config& cfg, bool only_written);
+std::string frame_diff_str(const Frame& before, const Frame& after, const Config& cfg, unsigned read_mask);
+std::string insn_str(std::span<const isa::Insn> insns, std::size_t pc, const Config& cfg);
+
+enum class Access : std::uint8_t { Read, Write, Helper };
+
+struct CallMeta {
+  int map = -1;               // map of the ConstMapPtr argument
+  bool raw_mode = false;      // uninitialised memory argument
+  int raw_regno = -1;
+  std::int64_t raw_size = 0;
+  std::uint64_t const_key = 0;
+  bool has_const_key = false;
+};
+
+class Engine {
+ public:
+  Engine(std::span<const isa::Insn> insns, const Config& cfg, Verdict& out);
+  void run();
+
+ private:
+  struct Node {
+    State st;
+    std::uint32_t branches = 1;
+    std::uint32_t parent = ~0u;
+    std::uint32_t hit = 0, miss = 0;
+    std::vector<HistEntry> hist;  // the path segment that led to this checkpoint
+  };
+  struct Pending {
+    State st;
+    std::size_t idx;
+    std::size_t prev;
+    std::size_t log_pos;
+  };
+
+  // ---- driver (verifier.cpp)
+  void check_cfg();
+  bool prune_or_checkpoint(State& cur, std::size_t idx);
+  void end_path(State& cur);
+  void push_branch(const State& st, std::size_t idx, std::size_t prev);
+  long step(State& st, std::size_t idx);  // next index, -1: path ended
+  long do_jump(State& st, std::size_t idx, const isa::Insn& in);
+  long do_call_local(State& st, std::size_t idx, const isa::Insn& in);
+  long do_exit(State& st, std::size_t idx);
+  void do_lddw(State& st, std::size_t idx, const isa::Insn& in);
+  void check_stack_depths();
+  // ---- precision (precision.cpp)
+  void mark_precise(State& st, unsigned regno);
+  void mark_precise_masks(State& st, std::uint32_t reg_mask, std::uint64_t stack_mask);
+  void mark_all_precise(State& st);
+  void propagate_precision(State& cur, const State& old);
+  bool backtrack_insn(const HistEntry& h, std::uint32_t& reg_mask, std::uint64_t& stack_mask);
+  [[noreturn]] void reject(int err, std::string msg);
+  void log(const std::string& s);
+
+  // ---- registers and ALU (alu.cpp)
+  Reg& reg(State& st, unsigned r) { return st.cur().regs[r]; }
+  void check_read(State& st, unsigned r);
+  void check_write(unsigned r);
+  void do_alu(State& st, const isa::Insn& in);
+  void ptr_alu(State& st, const isa::Insn& in, Reg& dst, const Reg& ptr, const Reg& off, unsigned op,
+               bool ptr_is_dst);
+  bool check_reg_sane_offset(const Reg& off, const Reg& ptr);
+  void sync_linked(State& st, const Reg& known);
+  void mark_ptr_or_null(State& st, std::uint32_t id, bool is_null);
+  void find_good_pkt_pointers(State& st, const Reg& pkt, bool right_open);
+  void clear_pkt_pointers(State& st);
+  std::uint32_t new_id() { return ++id_gen_; }
+
+  // ---- memory (memory.cpp)
+  void do_mem(State& st, std::size_t idx, const isa::Insn& in);
+  void do_atomic(State& st, std::size_t idx, const isa::Insn& in);
+  void do_ld_abs(State& st, const isa::Insn& in);
+  // Checks an access of `size` bytes at regs[regno] + off; on a read into
+  // value_regno (>= 0) sets that register.
+  void check_mem_access(State& st, std::size_t idx, unsigned regno, std::int32_t off, unsigned size, Access t,
+                        int value_regno, const Reg* value, bool sign_ext, bool is_st_imm, std::int32_t st_imm);
+  void check_ctx_access(State& st, std::size_t idx, unsigned regno, std::int32_t off, unsigned size, Access t,
+                        int value_regno);
+  void check_mem_region(State& st, unsigned regno, std::int64_t off, std::int64_t size, std::uint64_t mem_size,
+                        bool zero_ok);
+  void mem_error(const Reg& r, unsigned regno, std::int64_t off, std::int64_t size, std::uint64_t mem_size);
+  void check_packet_access(State& st, unsigned regno, std::int64_t off, std::int64_t size, bool zero_ok);
+  void check_stack_bounds(State& st, unsigned regno, std::int64_t off, std::int64_t size, Access t);
+  void stack_write(State& st, unsigned regno, std::int64_t off, unsigned size, const Reg* value, bool is_st_imm,
+                   std::int32_t st_imm);
+  void stack_read(State& st, unsigned regno, std::int64_t off, unsigned size, int value_regno);
+  void check_stack_range_init(State& st, unsigned regno, std::int64_t off, std::int64_t size, bool zero_ok,
+                              bool clobber, CallMeta* meta);
+  Frame& stack_frame(State& st, const Reg& r) { return st.frames[static_cast<std::size_t>(r.frameno)]; }
+  void note_stack_depth(const State& st, const Reg& r, std::int64_t lowest);
+
+  // ---- helper calls (memory.cpp)
+  void do_helper_call(State& st, std::size_t idx, const isa::Insn& in);
+  void check_helper_arg(State& st, const spec::HelperProto& p, unsigned argno, CallMeta& meta);
+  void check_helper_mem(State& st, unsigned regno, std::int64_t size, bool zero_ok, bool write, CallMeta* meta);
+  void check_map_compat(const spec::HelperProto& p, int map);
+
+  std::span<const isa::Insn> insns_;
+  const Config& cfg_;
+  Verdict& out_;
+  const spec::ProgType* pt_ = nullptr;
+  std::vector<std::size_t> subprog_start_;
+  std::vector<int> subprog_of_;
+  std::vector<bool> prune_point_;
+  std::vector<std::vector<std::uint32_t>> explored_;
+  std::deque<Node> nodes_;
+  std::vector<Pending> stack_;
+  std::vector<std::int64_t> depth_;  // per subprogram: deepest stack byte used
+  std::vector<std::vector<int>> callees_;
+  std::vector<std::int8_t> ctx_fact_;  // per insn: 1 = ctx access recorded
+  std::uint32_t id_gen_ = 0;
+  std::uint64_t jmps_ = 0, prev_jmps_ = 0, prev_insns_ = 0;
+  std::int16_t last_spi_ = -1;       // stack slot of the current insn's fill/spill (history)
+  std::uint8_t last_spi_frame_ = 0;
+  std::size_t cur_idx_ = 0;
+  bool printed_state_ = false;
+};
+
+}  // namespace userbpf::verifier::detail

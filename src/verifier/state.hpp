@@ -1,0 +1,131 @@
+// Internal: the abstract state the verifier explores (registers, stack
+// slots, call frames) and the scalar-domain operations on it.
+//
+// A scalar register carries a tnum (known bits) and four interval pairs:
+// signed/unsigned 64-bit and signed/unsigned 32-bit (the low half). After
+// every operation `sync_bounds` makes them agree with each other (the same
+// deductions as the kernel's reg_bounds_sync: tnum -> ranges, ranges ->
+// tnum, 32-bit <-> 64-bit, signed <-> unsigned when the sign is known).
+// Invariant: every concrete value the register may hold lies inside all of
+// them; an empty intersection means the path is impossible.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "isa/isa.hpp"
+#include "verifier/tnum.hpp"
+
+namespace userbpf::verifier::detail {
+
+using u64 = std::uint64_t;
+using s64 = std::int64_t;
+using u32 = std::uint32_t;
+using s32 = std::int32_t;
+
+enum class RegType : std::uint8_t {
+  NotInit,
+  Scalar,
+  Ctx,           // PTR_TO_CTX
+  ConstMapPtr,   // CONST_PTR_TO_MAP
+  MapValue,      // PTR_TO_MAP_VALUE (maybe_null: PTR_TO_MAP_VALUE_OR_NULL)
+  MapKey,        // PTR_TO_MAP_KEY
+  Stack,         // PTR_TO_STACK
+  PacketMeta,    // PTR_TO_PACKET_META
+  Packet,        // PTR_TO_PACKET
+  PacketEnd,     // PTR_TO_PACKET_END
+  Mem,           // PTR_TO_MEM (rdonly / ringbuf flags, maybe_null)
+};
+
+struct Reg {
+  RegType type = RegType::NotInit;
+  bool maybe_null = false;
+  bool rdonly = false;    // PTR_TO_MEM | MEM_RDONLY
+  bool ringbuf = false;   // PTR_TO_MEM | MEM_RINGBUF (reference-tracked)
+  bool written = false;   // "_w" in the log: written since the last checkpoint
+  bool precise = false;   // scalar whose exact range matters (precision tracking)
+  Tnum var_off = Tnum::constant(0);
+  s64 smin = 0, smax = 0;
+  u64 umin = 0, umax = 0;
+  s32 s32min = 0, s32max = 0;
+  u32 u32min = 0, u32max = 0;
+  s32 off = 0;        // fixed offset of a pointer
+  u32 id = 0;         // null-check / packet-range / scalar-copy identity
+  u32 ref_obj_id = 0; // acquired reference (ringbuf memory)
+  int map = -1;       // index into Config::maps (map pointers, map values)
+  u32 range = 0;      // packet: bytes proven readable from off 0; mem: size
+  int frameno = 0;    // stack pointers: the frame they point into
+
+  [[nodiscard]] bool is_pointer() const { return type != RegType::NotInit && type != RegType::Scalar; }
+  [[nodiscard]] bool is_pkt() const { return type == RegType::Packet || type == RegType::PacketMeta; }
+  [[nodiscard]] bool is_const() const { return type == RegType::Scalar && var_off.is_const(); }
+};
+
+// Scalar constructors and the bounds logic (scalar.cpp).
+void mark_unknown(Reg& r);                 // scalar, all bits unknown
+void mark_known(Reg& r, u64 v);            // scalar constant
+void mark_unbounded(Reg& r);               // bounds unknown, keep type/offset
+void mark_not_init(Reg& r);
+void reset_bounds_from_tnum(Reg& r);
+void sync_bounds(Reg& r);                  // reg_bounds_sync
+void zext_32_to_64(Reg& r);                // after a 32-bit operation
+bool bounds_empty(const Reg& r);           // contradictory: impossible path
+void assign_32_into_64(Reg& r);            // 64-bit bounds from 32-bit ones (zero-extended)
+void coerce_to_size(Reg& r, unsigned size);     // zero-extending load/truncation
+void coerce_to_size_sx(Reg& r, unsigned size);  // sign-extending load/movsx
+
+// ALU on scalars: dst = dst op src for ALU (is64 false) or ALU64.
+// `op_code` is the 4-bit operation (isa::op_code). Returns false when the
+// operation is not defined for scalars (never for valid opcodes).
+void scalar_alu(Reg& dst, const Reg& src, unsigned op_code, bool is64);
+
+// Branch evaluation: 1 = always taken, 0 = never, -1 = unknown.
+int branch_taken(const Reg& a, const Reg& b, isa::sem::Cond c, bool is32);
+// Refines both registers for the branch outcome (taken / fall-through).
+void refine(Reg& a, Reg& b, isa::sem::Cond c, bool is32, bool taken);
+
+// ---------------------------------------------------------------- stack and frames
+enum class Slot : std::uint8_t { Invalid, Spill, Misc, Zero };
+
+inline constexpr int kStackSize = 512;
+inline constexpr int kSlots = kStackSize / 8;
+inline constexpr int kMaxFrames = 8;
+
+struct StackSlot {
+  std::array<Slot, 8> type{};  // per byte, index 0 = lowest address
+  Reg spilled;                 // valid when all 8 bytes are Spill (or partial scalar spills)
+};
+
+struct Frame {
+  std::array<Reg, 11> regs{};
+  std::array<StackSlot, kSlots> stack{};  // stack[i] covers fp-(i+1)*8 .. fp-i*8-1
+  int callsite = -1;  // instruction index of the call that created this frame
+  int subprog = 0;    // index of the subprogram
+  int frameno = 0;
+};
+
+// One executed instruction of the current path segment (since the last
+// checkpoint), for precision backtracking.
+struct HistEntry {
+  u32 idx = 0;
+  std::int16_t spi = -1;   // stack slot a fill/spill at a constant offset used
+  std::uint8_t frame = 0;  // frame of that stack slot
+};
+
+struct State {
+  std::vector<Frame> frames;
+  std::vector<u32> refs;  // acquired reference ids
+  u32 parent = ~0u;       // index of the last checkpoint on this path
+  std::vector<HistEntry> hist;  // instructions since that checkpoint
+  [[nodiscard]] Frame& cur() { return frames.back(); }
+  [[nodiscard]] const Frame& cur() const { return frames.back(); }
+};
+
+// Equivalence for pruning: every concrete state of `cur` is a concrete state
+// of `old` (old was fully explored and safe).
+bool states_equal(const State& old, const State& cur, bool exact);
+
+}  // namespace userbpf::verifier::detail

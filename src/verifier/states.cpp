@@ -1,0 +1,106 @@
+// State equivalence for pruning (the kernel's states_equal / regsafe /
+// stacksafe), without liveness or precision marks: every register and
+// stack byte of the old (explored) state counts. A scalar of the current
+// state is covered when its bounds lie inside the old one's and its tnum is
+// a subset; pointers must match in type, map, fixed offset and ids (through
+// a consistent id map), with at least the old packet range.
+#include <map>
+
+#include "verifier/state.hpp"
+
+namespace userbpf::verifier::detail {
+
+namespace {
+
+struct IdMap {
+  std::map<u32, u32> fwd, back;
+  bool check(u32 a, u32 b) {
+    if (a == 0 && b == 0) return true;
+    if (a == 0 || b == 0) return false;
+    auto f = fwd.find(a);
+    auto r = back.find(b);
+    if (f == fwd.end() && r == back.end()) {
+      fwd[a] = b;
+      back[b] = a;
+      return true;
+    }
+    return f != fwd.end() && f->second == b && r != back.end() && r->second == a;
+  }
+};
+
+bool range_within(const Reg& o, const Reg& c) {
+  return o.umin <= c.umin && o.umax >= c.umax && o.smin <= c.smin && o.smax >= c.smax && o.u32min <= c.u32min &&
+         o.u32max >= c.u32max && o.s32min <= c.s32min && o.s32max >= c.s32max;
+}
+
+bool same_reg(const Reg& a, const Reg& b, IdMap& ids) {
+  if (a.type == RegType::NotInit && b.type == RegType::NotInit) return true;
+  return a.type == b.type && a.maybe_null == b.maybe_null && a.rdonly == b.rdonly && a.var_off == b.var_off &&
+         a.smin == b.smin && a.smax == b.smax && a.umin == b.umin && a.umax == b.umax && a.s32min == b.s32min &&
+         a.s32max == b.s32max && a.u32min == b.u32min && a.u32max == b.u32max && a.off == b.off && a.map == b.map &&
+         a.range == b.range && a.frameno == b.frameno && ids.check(a.id, b.id);
+}
+
+bool regsafe(const Reg& o, const Reg& c, IdMap& ids, bool exact) {
+  if (exact) return same_reg(o, c, ids);
+  if (o.type == RegType::NotInit) return true;
+  if (c.type != o.type) return false;
+  switch (o.type) {
+    case RegType::Scalar:
+      if (!o.precise) return true;  // its value never mattered on the explored paths
+      if (o.id != 0 && !ids.check(o.id, c.id)) return false;
+      return range_within(o, c) && o.var_off.contains(c.var_off);
+    case RegType::Packet: case RegType::PacketMeta:
+      if (c.range < o.range) return false;
+      if (o.off != c.off) return false;
+      if (!ids.check(o.id, c.id)) return false;
+      return range_within(o, c) && o.var_off.contains(c.var_off);
+    case RegType::NotInit: case RegType::Ctx: case RegType::ConstMapPtr: case RegType::MapValue:
+    case RegType::MapKey: case RegType::Stack: case RegType::PacketEnd: case RegType::Mem:
+      if (o.maybe_null != c.maybe_null || o.rdonly != c.rdonly || o.map != c.map || o.off != c.off ||
+          o.frameno != c.frameno || o.range != c.range)
+        return false;
+      if (!ids.check(o.id, c.id)) return false;
+      return range_within(o, c) && o.var_off.contains(c.var_off);
+  }
+  return false;
+}
+
+bool stacksafe(const Frame& o, const Frame& c, IdMap& ids, bool exact) {
+  for (int spi = 0; spi < kSlots; ++spi) {
+    const StackSlot& os = o.stack[static_cast<std::size_t>(spi)];
+    const StackSlot& cs = c.stack[static_cast<std::size_t>(spi)];
+    for (unsigned i = 0; i < 8; ++i) {
+      const Slot ot = os.type[i], ct = cs.type[i];
+      if (exact) {
+        if (ot != ct) return false;
+        continue;
+      }
+      if (ot == Slot::Invalid) continue;
+      if (ot == Slot::Misc && ct != Slot::Invalid && ct != Slot::Spill) continue;
+      if (ot == Slot::Misc && ct == Slot::Spill && cs.spilled.type == RegType::Scalar) continue;
+      if (ot != ct) return false;
+    }
+    if (os.type[0] == Slot::Spill && !regsafe(os.spilled, cs.spilled, ids, exact)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool states_equal(const State& old, const State& cur, bool exact) {
+  if (old.frames.size() != cur.frames.size()) return false;
+  if (old.refs.size() != cur.refs.size()) return false;
+  IdMap ids;
+  for (std::size_t f = 0; f < old.frames.size(); ++f) {
+    const Frame& o = old.frames[f];
+    const Frame& c = cur.frames[f];
+    if (o.callsite != c.callsite) return false;
+    for (std::size_t r = 0; r < o.regs.size(); ++r)
+      if (!regsafe(o.regs[r], c.regs[r], ids, exact)) return false;
+    if (!stacksafe(o, c, ids, exact)) return false;
+  }
+  return true;
+}
+
+}  // namespace userbpf::verifier::detail
