@@ -6,9 +6,7 @@
 
 #include "abi/abi.hpp"
 #include "interp/interp.hpp"
-#ifdef USERBPF_DATA_TEST_JIT
 #include "jit/jit.hpp"
-#endif
 #include "oracle/oracle.hpp"
 
 namespace userbpf::datatest {
@@ -71,7 +69,6 @@ Outcome run_interp(const Case& c, std::span<const isa::Insn> prog) {
   return from_run(r, std::move(mem));
 }
 
-#ifdef USERBPF_DATA_TEST_JIT
 Outcome run_jit(const Case& c, std::span<const isa::Insn> prog) {
   jit::Options jo;
   jo.checked = c.checked;
@@ -86,7 +83,6 @@ Outcome run_jit(const Case& c, std::span<const isa::Insn> prog) {
   const abi::RunResult r = p->run(env, args);
   return from_run(r, std::move(mem));
 }
-#endif
 
 Outcome run_kernel(const Case& c, std::span<const isa::Insn> prog) {
   if (c.kernel_skip) return Outcome{Outcome::Kind::NotRun, 0, {}, "the kernel cannot run this case: " + c.kernel_reason};
@@ -107,9 +103,7 @@ Outcome run_kernel(const Case& c, std::span<const isa::Insn> prog) {
 constexpr Engine kEngines[] = {
     {"Interp", &run_interp, false},
     {"Kernel", &run_kernel, true},
-#ifdef USERBPF_DATA_TEST_JIT
     {"Jit", &run_jit, false},
-#endif
 };
 
 }  // namespace

@@ -45,6 +45,7 @@ struct RunOptions {
   bool json = false;
   bool show_mem = false;
   bool test_helpers = false;
+  bool jit = false, interpret = false;
 };
 
 nlohmann::json error_json(const Error& e, std::string_view stage, std::string_view source) {
@@ -113,7 +114,8 @@ int run_program(const RunOptions& o) {
 
   interp::LoadOptions load;
   load.kernel_structure = true;
-  auto result = tools::load_and_run(tools::Engine::Interpreter, *insns, load, env, args);
+  const tools::Engine engine = o.jit ? tools::Engine::Jit : tools::Engine::Interpreter;
+  auto result = tools::load_and_run(engine, *insns, load, env, args);
   if (!result.ok()) return fail(o, result.error(), "load", source);
   const abi::RunResult& r = *result;
 
@@ -121,7 +123,7 @@ int run_program(const RunOptions& o) {
   if (o.json) {
     nlohmann::json j = {
         {"ok", r.ok()},        {"r0", r.r0}, {"r0_hex", fmt::format("0x{:x}", r.r0)}, {"r0_signed", signed_r0},
-        {"insns", r.insns},    {"engine", tools::engine_name(tools::Engine::Interpreter)},
+        {"insns", r.insns},    {"engine", tools::engine_name(engine)},
         {"checked", env.options.checked}, {"memory_size", mem.size()}};
     if (o.show_mem) j["memory"] = to_hex(mem);
     if (!r.ok()) {
@@ -175,6 +177,8 @@ void register_run_commands(Registry& r) {
       ->default_str(std::to_string(kDefaultBudget));
   cmd.add_flag("--no-verify", o->no_verify,
                "Run without verifying (accepted now; there is no verifier yet, so every run is unverified)");
+  auto* f_jit = cmd.add_flag("--jit", o->jit, "Run in the x86-64 JIT (same results as the interpreter)");
+  cmd.add_flag("--interpret", o->interpret, "Run in the interpreter (the default)")->excludes(f_jit);
   cmd.add_flag("--json", o->json, "Print the result as one JSON object");
   cmd.add_flag("--show-mem", o->show_mem, "Also print the input memory after the run (hex)");
   cmd.add_flag("--test-helpers", o->test_helpers,

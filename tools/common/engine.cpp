@@ -1,5 +1,7 @@
 #include "common/engine.hpp"
 
+#include "jit/jit.hpp"
+
 namespace userbpf::tools {
 
 std::string_view engine_name(Engine e) {
@@ -10,7 +12,7 @@ std::string_view engine_name(Engine e) {
   return "?";
 }
 
-bool engine_available(Engine e) { return e == Engine::Interpreter; }
+bool engine_available(Engine) { return true; }
 
 Result<abi::RunResult> load_and_run(Engine engine, std::span<const isa::Insn> insns, const interp::LoadOptions& load,
                                     abi::Env& env, std::span<const std::uint64_t> args) {
@@ -20,9 +22,17 @@ Result<abi::RunResult> load_and_run(Engine engine, std::span<const isa::Insn> in
       if (!prog.ok()) return prog.error();
       return prog->run(env, args);
     }
-    case Engine::Jit:
-      // Enabling the JIT: replace this line with its load-and-run call.
-      return make_error(ENOTSUP, "JIT not implemented yet");
+    case Engine::Jit: {
+      jit::Options jo;
+      jo.kernel_structure = load.kernel_structure;
+      jo.checked = env.options.checked;
+      jo.budget = env.options.budget;
+      jo.count_insns = env.options.count_insns;
+      jo.helpers = env.helpers;
+      auto prog = jit::Program::compile(insns, jo);
+      if (!prog.ok()) return prog.error();
+      return prog->run(env, args);
+    }
   }
   return make_error(EINVAL, "unknown engine");
 }

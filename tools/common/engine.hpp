@@ -3,8 +3,7 @@
 //
 // Load errors (the program's structure) come back as an Error; run-time
 // faults come back inside the RunResult, exactly as the engine reports them.
-// Today only the interpreter exists. The JIT is wired in here, in one line
-// (see engine.cpp), when it lands; every tool then accepts --jit.
+// Both engines give the same RunResult for the same program and Env.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +19,7 @@ namespace userbpf::tools {
 
 enum class Engine { Interpreter, Jit };
 std::string_view engine_name(Engine e);
-// True when the engine is built in (the JIT is not, yet).
+// True when the engine is built in.
 bool engine_available(Engine e);
 
 Result<abi::RunResult> load_and_run(Engine engine, std::span<const isa::Insn> insns, const interp::LoadOptions& load,
