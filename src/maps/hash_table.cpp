@@ -1,0 +1,352 @@
+// The hash table engine; design and invariants in hash_table.hpp.
+#include "maps/hash_table.hpp"
+
+#include <bit>
+
+namespace userbpf::maps {
+
+namespace {
+
+std::uint64_t load64(const std::uint8_t* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// A seeded multiply-xorshift hash over 8-byte chunks (our own; the kernel's
+// jhash order is not reproduced: iteration order is "stable", not "kernel's").
+std::uint64_t hash_bytes(const void* data, std::size_t n, std::uint64_t seed) {
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  std::uint64_t h = seed ^ (0x9e3779b97f4a7c15ULL * (n + 1));
+  while (n >= 8) {
+    h = (h ^ load64(p)) * 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 31;
+    p += 8;
+    n -= 8;
+  }
+  if (n > 0) {
+    std::uint64_t t = 0;
+    std::memcpy(&t, p, n);
+    h = (h ^ t) * 0x94d049bb133111ebULL;
+    h ^= h >> 29;
+  }
+  h *= 0xbf58476d1ce4e5b9ULL;
+  return h ^ (h >> 32);
+}
+
+struct Geometry {
+  std::uint32_t nbuckets, nlocks, elem_size;
+  std::size_t locks_off, buckets_off, elems_off, total;
+};
+
+Geometry geometry(const MapSpec& s, std::uint32_t ncpus) {
+  Geometry g{};
+  g.nbuckets = std::bit_ceil(s.max_entries);
+  g.nlocks = std::min(g.nbuckets, HashBase::kMaxLocks);
+  g.elem_size = static_cast<std::uint32_t>(8 + round8(s.key_size) + round8(s.value_size) * ncpus);
+  g.locks_off = align_up(sizeof(HashBase::Body), 64);
+  g.buckets_off = g.locks_off + std::size_t{g.nlocks} * 64;
+  g.elems_off = align_up(g.buckets_off + std::size_t{g.nbuckets} * 4, 64);
+  g.total = g.elems_off + std::size_t{g.elem_size} * s.max_entries;
+  return g;
+}
+
+}  // namespace
+
+int HashBase::check(const MapSpec& s, bool percpu) {
+  if (s.max_entries == 0 || s.key_size == 0 || s.value_size == 0) return EINVAL;
+  if (std::uint64_t{s.key_size} + s.value_size >= kKmallocMaxSize - 48) return E2BIG;
+  if (percpu && round8(s.value_size) > kPcpuMinUnitSize) return E2BIG;
+  if (s.max_entries > (1u << 31)) return E2BIG;
+  return 0;
+}
+
+std::size_t HashBase::body_size(const MapSpec& s, std::uint32_t ncpus) { return geometry(s, ncpus).total; }
+
+void HashBase::init(std::uint8_t* body, const MapSpec& s, std::uint32_t ncpus) {
+  const Geometry g = geometry(s, ncpus);
+  auto* b = new (body) Body{};
+  b->nbuckets = g.nbuckets;
+  b->nlocks = g.nlocks;
+  b->elem_size = g.elem_size;
+  b->locks_off = g.locks_off;
+  b->buckets_off = g.buckets_off;
+  b->elems_off = g.elems_off;
+  for (std::uint32_t i = 0; i < g.nlocks; ++i) (new (body + g.locks_off + std::size_t{i} * 64) SharedSpinLock{})->init();
+  auto* heads = reinterpret_cast<std::uint32_t*>(body + g.buckets_off);
+  for (std::uint32_t i = 0; i < g.nbuckets; ++i) heads[i] = kNil;
+  for (std::uint32_t i = 0; i < s.max_entries; ++i) {
+    auto* e = new (body + g.elems_off + std::size_t{i} * g.elem_size) Elem{};
+    e->next.store(i + 1 < s.max_entries ? i + 1 : kNil, std::memory_order_relaxed);
+  }
+  b->free_head.store(0, std::memory_order_release);  // tag 0, index 0
+  b->count.store(0, std::memory_order_relaxed);
+}
+
+HashBase::HashBase(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc) : Map(std::move(file), desc) {
+  body_ = reinterpret_cast<Body*>(body());
+  locks_ = body() + body_->locks_off;
+  buckets_ = reinterpret_cast<std::uint32_t*>(body() + body_->buckets_off);
+  elems_ = body() + body_->elems_off;
+  key_stride_ = round8(key_size());
+  value_stride_ = round8(value_size());
+  seed_ = header().hash_seed;
+  lock_mask_ = body_->nlocks - 1;
+  bucket_mask_ = body_->nbuckets - 1;
+  ks_ = key_size();
+}
+
+std::uint32_t HashBase::hash_of(const void* key) const {
+  std::uint64_t h;
+  if (ks_ == 4) {  // the common u32 key, without the generic loop
+    std::uint32_t k;
+    std::memcpy(&k, key, 4);
+    h = (seed_ ^ k) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return static_cast<std::uint32_t>(h ^ (h >> 32));
+  }
+  if (ks_ == 8) {
+    h = (seed_ ^ load64(static_cast<const std::uint8_t*>(key))) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return static_cast<std::uint32_t>(h ^ (h >> 32));
+  }
+  return static_cast<std::uint32_t>(hash_bytes(key, ks_, seed_));
+}
+
+std::uint32_t HashBase::find(std::uint32_t bucket, std::uint32_t hash, const void* key, std::uint32_t* prev) const {
+  std::uint32_t p = kNil;
+  for (std::uint32_t i = buckets_[bucket]; i != kNil; i = elem(i).next.load(std::memory_order_relaxed)) {
+    if (elem(i).hash == hash && std::memcmp(key_of(i), key, ks_) == 0) {
+      if (prev != nullptr) *prev = p;
+      return i;
+    }
+    p = i;
+  }
+  return kNil;
+}
+
+std::uint32_t HashBase::pop_free() {
+  std::uint64_t head = body_->free_head.load(std::memory_order_acquire);
+  for (;;) {
+    const auto idx = static_cast<std::uint32_t>(head);
+    if (idx == kNil) return kNil;
+    const std::uint32_t next = elem(idx).next.load(std::memory_order_relaxed);
+    const std::uint64_t tag = (head >> 32) + 1;
+    if (body_->free_head.compare_exchange_weak(head, (tag << 32) | next, std::memory_order_acq_rel,
+                                               std::memory_order_acquire))
+      return idx;
+  }
+}
+
+void HashBase::push_free(std::uint32_t i) {
+  std::uint64_t head = body_->free_head.load(std::memory_order_acquire);
+  for (;;) {
+    elem(i).next.store(static_cast<std::uint32_t>(head), std::memory_order_relaxed);
+    const std::uint64_t tag = (head >> 32) + 1;
+    if (body_->free_head.compare_exchange_weak(head, (tag << 32) | i, std::memory_order_acq_rel,
+                                               std::memory_order_acquire))
+      return;
+  }
+}
+
+void HashBase::unlink(std::uint32_t bucket, std::uint32_t i, std::uint32_t prev) {
+  const std::uint32_t next = elem(i).next.load(std::memory_order_relaxed);
+  if (prev == kNil) buckets_[bucket] = next;
+  else elem(prev).next.store(next, std::memory_order_relaxed);
+}
+
+void HashBase::copy_out(std::uint32_t i, void* value) const {
+  if (!percpu()) {
+    std::memcpy(value, value_of(i, 0), value_size());
+    return;
+  }
+  auto* out = static_cast<std::uint8_t*>(value);
+  for (std::uint32_t c = 0; c < ncpus(); ++c) std::memcpy(out + c * value_stride_, value_of(i, c), value_stride_);
+}
+
+int HashBase::upsert(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu) {
+  const std::uint64_t mode = flags & ~std::uint64_t{BPF_F_LOCK};
+  if (mode > BPF_EXIST) return EINVAL;
+  const std::uint32_t h = hash_of(key);
+  const std::uint32_t b = h & bucket_mask_;
+  Guard lock(lock_for(b));
+  std::uint32_t i = find(b, h, key, nullptr);
+  if (i != kNil && mode == BPF_NOEXIST) return EEXIST;
+  if (i == kNil && mode == BPF_EXIST) return ENOENT;
+  const bool fresh = i == kNil;
+  if (fresh) {
+    i = pop_free();
+    if (i == kNil) return E2BIG;
+    std::memcpy(key_of(i), key, key_size());
+    elem(i).hash = h;
+  }
+  const auto* in = static_cast<const std::uint8_t*>(value);
+  if (!percpu()) {
+    std::memcpy(value_of(i, 0), value, value_size());
+  } else if (cpu == kAllCpus) {
+    // whole 8-byte-rounded slots from the host, as the kernel's bpf_long_memcpy
+    for (std::uint32_t c = 0; c < ncpus(); ++c) std::memcpy(value_of(i, c), in + c * value_stride_, value_stride_);
+  } else {
+    // a program's update sets its own slot; a new element's other slots are zero (pcpu_init_value)
+    if (fresh)
+      for (std::uint32_t c = 0; c < ncpus(); ++c) std::memset(value_of(i, c), 0, value_stride_);
+    std::memcpy(value_of(i, cpu), value, value_size());
+  }
+  if (fresh) {
+    elem(i).next.store(buckets_[b], std::memory_order_relaxed);
+    buckets_[b] = i;
+    body_->count.fetch_add(1, std::memory_order_relaxed);
+  }
+  return 0;
+}
+
+int HashBase::do_update(const void* key, const void* value, std::uint64_t flags) {
+  return upsert(key, value, flags, kAllCpus);
+}
+
+int HashBase::prog_update(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu) {
+  if (cpu >= ncpus()) return EINVAL;
+  return upsert(key, value, flags, percpu() ? cpu : 0);
+}
+
+void* HashBase::prog_lookup(const void* key, std::uint32_t cpu) {
+  if (cpu >= ncpus()) return nullptr;
+  const std::uint32_t h = hash_of(key);
+  const std::uint32_t b = h & bucket_mask_;
+  Guard lock(lock_for(b));
+  const std::uint32_t i = find(b, h, key, nullptr);
+  return i == kNil ? nullptr : value_of(i, cpu);
+}
+
+int HashBase::do_lookup(const void* key, void* value) const {
+  const std::uint32_t h = hash_of(key);
+  const std::uint32_t b = h & bucket_mask_;
+  Guard lock(lock_for(b));
+  const std::uint32_t i = find(b, h, key, nullptr);
+  if (i == kNil) return ENOENT;
+  copy_out(i, value);
+  return 0;
+}
+
+int HashBase::do_delete(const void* key) {
+  const std::uint32_t h = hash_of(key);
+  const std::uint32_t b = h & bucket_mask_;
+  std::uint32_t i = kNil;
+  {
+    Guard lock(lock_for(b));
+    std::uint32_t prev = kNil;
+    i = find(b, h, key, &prev);
+    if (i == kNil) return ENOENT;
+    unlink(b, i, prev);
+    body_->count.fetch_sub(1, std::memory_order_relaxed);
+  }
+  push_free(i);
+  return 0;
+}
+
+int HashBase::do_lookup_and_delete(const void* key, void* value) {
+  const std::uint32_t h = hash_of(key);
+  const std::uint32_t b = h & bucket_mask_;
+  std::uint32_t i = kNil;
+  {
+    Guard lock(lock_for(b));
+    std::uint32_t prev = kNil;
+    i = find(b, h, key, &prev);
+    if (i == kNil) return ENOENT;
+    copy_out(i, value);
+    unlink(b, i, prev);
+    body_->count.fetch_sub(1, std::memory_order_relaxed);
+  }
+  push_free(i);
+  return 0;
+}
+
+int HashBase::first_from(std::uint32_t b, void* next_key) const {
+  for (; b < body_->nbuckets; ++b) {
+    Guard lock(lock_for(b));
+    const std::uint32_t i = buckets_[b];
+    if (i != kNil) {
+      std::memcpy(next_key, key_of(i), key_size());
+      return 0;
+    }
+  }
+  return ENOENT;
+}
+
+int HashBase::do_get_next_key(const void* key, void* next_key) const {
+  if (key == nullptr) return first_from(0, next_key);
+  const std::uint32_t h = hash_of(key);
+  std::uint32_t b = h & bucket_mask_;
+  {
+    Guard lock(lock_for(b));
+    const std::uint32_t i = find(b, h, key, nullptr);
+    if (i == kNil) {
+      // not in the map: restart at the first element (the kernel's find_first_elem)
+      b = kNil;
+    } else if (const std::uint32_t n = elem(i).next.load(std::memory_order_relaxed); n != kNil) {
+      std::memcpy(next_key, key_of(n), key_size());
+      return 0;
+    }
+  }
+  return first_from(b == kNil ? 0 : b + 1, next_key);
+}
+
+// The kernel's __htab_map_lookup_and_delete_batch: the token is a bucket
+// index; whole buckets are copied; a bucket that does not fit in the space
+// left ends the batch (ENOSPC if it is the first one).
+int HashBase::do_lookup_batch(bool /*first*/, std::uint32_t& token, void* keys, void* values, std::uint32_t& count,
+                              bool and_delete) {
+  const std::uint32_t max = count;
+  std::uint32_t total = 0;
+  std::uint32_t b = token;
+  auto* k = static_cast<std::uint8_t*>(keys);
+  auto* v = static_cast<std::uint8_t*>(values);
+  const std::size_t vs = host_value_size();
+  int err = 0;
+  if (b >= body_->nbuckets) {
+    count = 0;
+    return ENOENT;
+  }
+  for (; b < body_->nbuckets; ++b) {
+    std::uint32_t freed[64];
+    std::uint32_t nfreed = 0;
+    {
+      Guard lock(lock_for(b));
+      std::uint32_t cnt = 0;
+      for (std::uint32_t i = buckets_[b]; i != kNil; i = elem(i).next.load(std::memory_order_relaxed)) ++cnt;
+      if (cnt > max - total) {
+        if (total == 0) err = ENOSPC;
+        break;
+      }
+      for (std::uint32_t i = buckets_[b]; i != kNil; i = elem(i).next.load(std::memory_order_relaxed)) {
+        std::memcpy(k + std::size_t{total} * key_size(), key_of(i), key_size());
+        copy_out(i, v + total * vs);
+        ++total;
+      }
+      if (and_delete) {
+        std::uint32_t i = buckets_[b];
+        buckets_[b] = kNil;
+        while (i != kNil) {
+          const std::uint32_t n = elem(i).next.load(std::memory_order_relaxed);
+          body_->count.fetch_sub(1, std::memory_order_relaxed);
+          if (nfreed < 64) freed[nfreed++] = i;
+          else push_free(i);
+          i = n;
+        }
+      }
+    }
+    for (std::uint32_t f = 0; f < nfreed; ++f) push_free(freed[f]);
+    if (total == max) {
+      ++b;
+      break;
+    }
+  }
+  if (err == 0 && b >= body_->nbuckets) err = ENOENT;
+  count = err == ENOSPC ? 0 : total;
+  token = b;
+  return err;
+}
+
+}  // namespace userbpf::maps

@@ -1,0 +1,123 @@
+// The hash table shared by BPF_MAP_TYPE_HASH and BPF_MAP_TYPE_PERCPU_HASH.
+//
+// Layout (offsets from the body; nothing in the file is a pointer):
+//   HashBody   free-list head, element count, sizes, offsets of the parts
+//   locks      nlocks process-shared spin locks (SharedSpinLock, robust against
+//              dead processes), one cache line each; bucket b is guarded by
+//              lock b % nlocks (nlocks = min(nbuckets, 1024), a power of two)
+//   buckets    nbuckets u32 heads of singly linked chains (kNil = empty),
+//              nbuckets = roundup_pow_of_two(max_entries) as in the kernel
+//   elements   max_entries preallocated elements:
+//                { atomic u32 next; u32 hash; key (round8); value (round8) x ncpus }
+//
+// Invariants:
+//   - an element is either on exactly one bucket chain (live) or on the
+//     free list, never both; chains change only under their bucket's lock;
+//   - the free list is a lock-free stack (Treiber) whose head packs a 32-bit
+//     ABA tag with the element index, so pops racing pushes are safe
+//     across processes;
+//   - like the kernel's preallocated hash maps, element memory is never
+//     released while the map lives: a pointer a program got from a lookup
+//     stays valid (though the element may be reused after a delete);
+//   - new elements go to the head of their chain (the kernel's
+//     hlist_nulls_add_head), so get_next_key walks buckets in index order
+//     and each chain from its head; a key that is not in the map restarts
+//     the walk at the first element, as the kernel does.
+// Lookups take the bucket lock too (no RCU in user space); updates of an
+// existing key copy the value in place under the lock.
+#pragma once
+
+#include <linux/bpf.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "maps/array.hpp"
+#include "maps/map.hpp"
+#include "maps/registry.hpp"
+#include "maps/shm.hpp"
+
+namespace userbpf::maps {
+
+class HashBase : public Map {
+ public:
+  static constexpr std::uint32_t kNil = 0xffffffffu;
+  static constexpr std::uint32_t kMaxLocks = 1024;
+
+  struct Body {
+    std::atomic<std::uint64_t> free_head;  // (tag << 32) | index
+    std::atomic<std::uint32_t> count;
+    std::uint32_t nbuckets;
+    std::uint32_t nlocks;
+    std::uint32_t elem_size;
+    std::uint64_t locks_off, buckets_off, elems_off;
+  };
+
+  static int check(const MapSpec& s, bool percpu);
+  static std::size_t body_size(const MapSpec& s, std::uint32_t ncpus);
+  static void init(std::uint8_t* body, const MapSpec& s, std::uint32_t ncpus);
+
+  void* prog_lookup(const void* key, std::uint32_t cpu) override;
+  int prog_update(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu) override;
+  int prog_delete(const void* key) override { return do_delete(key); }
+  [[nodiscard]] std::uint32_t count() const { return body_->count.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::span<std::uint8_t> program_area() const override {
+    return {elems_, std::size_t{body_->elem_size} * max_entries()};
+  }
+
+ protected:
+  HashBase(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc);
+
+  int do_lookup(const void* key, void* value) const override;
+  int do_update(const void* key, const void* value, std::uint64_t flags) override;
+  int do_delete(const void* key) override;
+  int do_get_next_key(const void* key, void* next_key) const override;
+  int do_lookup_and_delete(const void* key, void* value) override;
+  int do_lookup_batch(bool first, std::uint32_t& token, void* keys, void* values, std::uint32_t& count,
+                      bool and_delete) override;
+
+ private:
+  struct Elem {
+    std::atomic<std::uint32_t> next;
+    std::uint32_t hash;
+  };
+  static constexpr std::size_t kElemHeader = 8;
+
+  [[nodiscard]] std::uint32_t hash_of(const void* key) const;
+  [[nodiscard]] SharedSpinLock& lock_for(std::uint32_t bucket) const {
+    return *reinterpret_cast<SharedSpinLock*>(locks_ + std::size_t{bucket & lock_mask_} * 64);
+  }
+  [[nodiscard]] Elem& elem(std::uint32_t i) const {
+    return *reinterpret_cast<Elem*>(elems_ + std::size_t{i} * body_->elem_size);
+  }
+  [[nodiscard]] std::uint8_t* key_of(std::uint32_t i) const {
+    return elems_ + std::size_t{i} * body_->elem_size + kElemHeader;
+  }
+  [[nodiscard]] std::uint8_t* value_of(std::uint32_t i, std::uint32_t cpu) const {
+    return key_of(i) + key_stride_ + std::size_t{cpu} * value_stride_;
+  }
+  // Under the bucket lock: the element holding `key`, and its predecessor.
+  std::uint32_t find(std::uint32_t bucket, std::uint32_t hash, const void* key, std::uint32_t* prev) const;
+  std::uint32_t pop_free();
+  void push_free(std::uint32_t i);
+  void unlink(std::uint32_t bucket, std::uint32_t i, std::uint32_t prev);
+  void copy_out(std::uint32_t i, void* value) const;  // host view (all slots)
+  // Insert or replace; `cpu` = kAllCpus for a host update.
+  static constexpr std::uint32_t kAllCpus = 0xffffffffu;
+  int upsert(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu);
+  // First element at or after bucket `b` (copies its key); ENOENT if none.
+  int first_from(std::uint32_t b, void* next_key) const;
+
+  Body* body_;
+  std::uint8_t* locks_;
+  std::uint32_t* buckets_;
+  std::uint8_t* elems_;
+  std::size_t key_stride_;
+  std::size_t value_stride_;
+  std::uint64_t seed_;
+  std::uint32_t lock_mask_;
+  std::uint32_t bucket_mask_;
+  std::uint32_t ks_;
+};
+
+}  // namespace userbpf::maps

@@ -1,0 +1,149 @@
+// Maps: one interface (maps::Map), one file per map type, a registry generated
+// from a descriptor table (registry.cpp), storage in shared-memory files.
+//
+// Storage model
+// -------------
+// Every map lives in one file, mmap'ed MAP_SHARED: a MapHeader (shm.hpp)
+// followed by the type's body. The body holds offsets, never pointers, so
+// any process that maps the file (at any address) sees the same map. A map
+// that is not pinned is an unnamed O_TMPFILE in the pin directory; pinning
+// hard-links that file to the pin path (linkat), so the map outlives the
+// process exactly as long as the path exists (or another process holds it
+// open). Concurrency: process-shared locks (SharedSpinLock, robust mutexes) and atomics inside the
+// mapping (see hash_table.hpp and array.cpp for each type's rules).
+//
+// Two families of operations:
+//   - host (the bpf() commands): copy keys/values in and out, per-CPU maps
+//     copy all slots (value rounded up to 8 bytes per slot, as the kernel);
+//     they check BPF_F_RDONLY/WRONLY and freeze and return kernel errno.
+//   - program (the helpers): lookup returns a pointer INTO the shared mapping
+//     (the program writes through it as in the kernel); per-CPU maps use the
+//     run's CPU slot (cpu_slots.hpp).
+// Every operation returns 0 or a positive kernel errno (hot path: no
+// allocation, no exceptions).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/error.hpp"
+
+namespace userbpf::maps {
+
+// What MAP_CREATE receives (the bpf_attr fields we use).
+struct MapSpec {
+  std::uint32_t type = 0;  // enum bpf_map_type
+  std::uint32_t key_size = 0;
+  std::uint32_t value_size = 0;
+  std::uint32_t max_entries = 0;
+  std::uint32_t map_flags = 0;
+  std::uint32_t numa_node = 0;
+  std::uint64_t map_extra = 0;
+  std::uint32_t btf_key_type_id = 0;
+  std::uint32_t btf_value_type_id = 0;
+  std::string name;  // up to 15 characters (BPF_OBJ_NAME_LEN - 1)
+  // Per-CPU slot count for per-CPU maps (0: cpu_slots::default_count()).
+  std::uint32_t ncpus = 0;
+};
+
+class SharedFile;
+struct MapHeader;
+struct MapTypeDesc;
+
+class Map {
+ public:
+  virtual ~Map();
+  Map(const Map&) = delete;
+  Map& operator=(const Map&) = delete;
+
+  // ---- description (from the shared header)
+  [[nodiscard]] std::uint32_t type() const;
+  [[nodiscard]] std::uint32_t key_size() const;
+  [[nodiscard]] std::uint32_t value_size() const;
+  [[nodiscard]] std::uint32_t max_entries() const;
+  [[nodiscard]] std::uint32_t map_flags() const;
+  [[nodiscard]] std::uint32_t ncpus() const;  // 1 for maps that are not per-CPU
+  [[nodiscard]] std::string name() const;
+  [[nodiscard]] const MapTypeDesc& desc() const { return *desc_; }
+  [[nodiscard]] bool percpu() const;
+  // Size of a value as the host sees it: value_size, or round_up(value_size, 8) * ncpus.
+  [[nodiscard]] std::size_t host_value_size() const;
+  [[nodiscard]] bool frozen() const;
+  [[nodiscard]] SharedFile& file() const { return *file_; }
+  // The whole shared mapping (checked-mode runs register it as a region).
+  [[nodiscard]] std::span<std::uint8_t> storage() const;
+
+  // ---- host operations (bpf() commands)
+  int lookup(const void* key, void* value, std::uint64_t flags) const;
+  int update(const void* key, const void* value, std::uint64_t flags);
+  int remove(const void* key);
+  int get_next_key(const void* key, void* next_key) const;  // key may be null
+  int lookup_and_delete(const void* key, void* value, std::uint64_t flags);
+  // Freeze: host writes fail with EPERM afterwards; EBUSY if already frozen.
+  int freeze();
+  // Batches. `token` in: where to start (ignored when `first`); out: where
+  // to continue. count in: capacity; out: elements copied. ENOENT: no more
+  // elements after this batch (count may still be > 0), as the kernel.
+  int lookup_batch(bool first, std::uint32_t& token, void* keys, void* values, std::uint32_t& count,
+                   bool and_delete);
+  int update_batch(const void* keys, const void* values, std::uint32_t& count, std::uint64_t elem_flags);
+  int delete_batch(const void* keys, std::uint32_t& count);
+
+  // ---- program operations (helpers). `cpu` is the run's CPU slot.
+  virtual void* prog_lookup(const void* key, std::uint32_t cpu) = 0;
+  virtual int prog_update(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu) = 0;
+  virtual int prog_delete(const void* key) = 0;
+  // Address of the value at `index` for BPF_PSEUDO_MAP_VALUE (arrays only).
+  virtual void* direct_value(std::uint32_t /*index*/) { return nullptr; }
+  // The bytes a program may reach through pointers it got from this map
+  // (the elements; not the header, locks or buckets). Checked-mode runs
+  // register exactly this as the map's region.
+  [[nodiscard]] virtual std::span<std::uint8_t> program_area() const { return {}; }
+
+ protected:
+  Map(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc);
+  [[nodiscard]] MapHeader& header() const { return *header_; }
+  [[nodiscard]] std::uint8_t* body() const;
+
+  // Type-specific parts of the host operations (flags already validated).
+  virtual int do_lookup(const void* key, void* value) const = 0;
+  virtual int do_update(const void* key, const void* value, std::uint64_t flags) = 0;
+  virtual int do_delete(const void* key) = 0;
+  virtual int do_get_next_key(const void* key, void* next_key) const = 0;
+  virtual int do_lookup_and_delete(const void* key, void* value);
+  // Batch iteration: copies up to `count` elements starting at cursor
+  // `token` (hash: the bucket to start at).
+  // Arrays (the kernel's generic batch): the token is the last index
+  // copied; a batch that is not `first` starts after it.
+  virtual int do_lookup_batch(bool first, std::uint32_t& token, void* keys, void* values, std::uint32_t& count,
+                              bool and_delete);
+
+ private:
+  std::unique_ptr<SharedFile> file_;
+  MapHeader* header_ = nullptr;
+  const MapTypeDesc* desc_ = nullptr;
+};
+
+// ---- creating and opening
+// Creates a map in a new unnamed shared file in `dir` (the pin directory).
+// Errors carry the kernel's errno for MAP_CREATE (EINVAL, E2BIG, ...).
+Result<std::unique_ptr<Map>> create_map(const MapSpec& spec, const std::string& dir);
+// Opens a map file (a pin) created by this or another process.
+Result<std::unique_ptr<Map>> open_map(const std::string& path);
+// Attaches to an already open shared file holding a map.
+Result<std::unique_ptr<Map>> attach_map(std::unique_ptr<SharedFile> file);
+
+// Rounds up to a multiple of 8 (the kernel's per-CPU value stride).
+constexpr std::size_t round8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
+
+}  // namespace userbpf::maps
+
+namespace userbpf::maps {
+// For bpf_tail_call: the program id in slot `index` of a program array (0:
+// empty, out of range, or not a program array).
+std::uint32_t prog_array_get(const Map& map, std::uint32_t index);
+}  // namespace userbpf::maps

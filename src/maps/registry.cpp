@@ -1,0 +1,23 @@
+// The registry: the list of map-type rows (each defined in its type's file).
+#include "maps/registry.hpp"
+
+#include <array>
+
+namespace userbpf::maps {
+
+namespace {
+// Pointers, so that the table is constant-initialised whatever the order of
+// static initialisation of the rows.
+const std::array<const MapTypeDesc*, 5> kTable = {&kHashDesc, &kArrayDesc, &kProgArrayDesc, &kPerCpuHashDesc,
+                                                  &kPerCpuArrayDesc};
+}  // namespace
+
+std::span<const MapTypeDesc* const> map_types() { return kTable; }
+
+const MapTypeDesc* find_map_type(std::uint32_t type) {
+  for (const MapTypeDesc* d : kTable)
+    if (d->type == type) return d;
+  return nullptr;
+}
+
+}  // namespace userbpf::maps

@@ -1,0 +1,181 @@
+// PROG_LOAD: decoding, map relocation, helper checks, the log buffer.
+//
+// Relocation of lddw pseudo sources (the kernel's resolve_pseudo_ldimm64):
+//   BPF_PSEUDO_MAP_FD  imm = map handle      -> address of the maps::Map
+//   BPF_PSEUDO_MAP_IDX imm = index in fd_array -> same
+//   BPF_PSEUDO_MAP_VALUE / _IDX_VALUE, next imm = offset
+//                                            -> address of value 0 + offset
+//                                               (arrays only, offset < value_size)
+// The program keeps two copies: `insns` with every map reference rewritten to
+// a _IDX / _IDX_VALUE index into its used-maps list (what pins and info
+// store), and the executable copy where those lddw are plain 64-bit loads of
+// the addresses. Helpers resolve map addresses against the used-maps list
+// (helpers.hpp), so nothing else can be passed off as a map.
+//
+// Without the verifier, the log at log_level >= 1 says what was checked
+// (decoding, structure, helper ids, map references) and ends with the
+// kernel's "processed N insns" line; the kernel's buffer rules apply
+// (EINVAL for bad sizes/levels, ENOSPC when the log did not fit).
+#include <fmt/format.h>
+#include <linux/bpf.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "maps/registry.hpp"
+#include "runtime/runtime.hpp"
+
+namespace userbpf::runtime {
+
+namespace {
+
+std::uint64_t now_boot_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// A tag over the instructions with map references zeroed (the kernel uses
+// SHA-1; ours is a 64-bit FNV-1a, so tags differ from the kernel's).
+void compute_tag(const std::vector<isa::Insn>& insns, std::uint8_t tag[8]) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (isa::Insn in : insns) {
+    if (in.op == isa::Op::LddwMapIdx || in.op == isa::Op::LddwMapIdxVal) in.imm = 0;
+    const isa::RawInsn r = isa::encode_one(in);
+    std::uint8_t b[8];
+    std::memcpy(b, &r, 8);
+    for (std::uint8_t c : b) h = (h ^ c) * 0x100000001b3ULL;
+  }
+  std::memcpy(tag, &h, 8);
+}
+
+bool valid_prog_name(const std::string& name) {
+  if (name.size() >= BPF_OBJ_NAME_LEN) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+  });
+}
+
+}  // namespace
+
+Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
+                                                        std::vector<std::shared_ptr<MapObject>> preset_maps,
+                                                        std::string& log) {
+  const bool from_pin = !preset_maps.empty();
+  auto fail = [&](Error e) -> Error {
+    if (spec.log_level != 0) log += e.to_string() + "\n";
+    if (e.where.empty() && !spec.name.empty()) e.where = fmt::format("prog '{}'", spec.name);
+    return e;
+  };
+  if (spec.type == BPF_PROG_TYPE_UNSPEC || spec.type > BPF_PROG_TYPE_SYSCALL + 1 /* NETFILTER, newer than this uapi header */)
+    return fail(make_error(EINVAL, fmt::format("unknown program type {}", spec.type)));
+  if (!valid_prog_name(spec.name)) return fail(make_error(EINVAL, "invalid program name"));
+  if (spec.insns.empty() || spec.insns.size() > isa::kMaxInsns)
+    return fail(make_error(E2BIG, fmt::format("program of {} instructions", spec.insns.size())));
+  isa::DecodeOptions dopts;
+  dopts.kernel_only = true;
+  auto decoded = isa::decode(spec.insns, dopts);
+  if (!decoded) return fail(decoded.error());
+  std::vector<isa::Insn> insns = std::move(*decoded);
+  std::vector<isa::Insn> exec = insns;
+
+  auto p = std::make_shared<ProgObject>();
+  p->used_maps = std::move(preset_maps);
+  auto use_map = [&](std::shared_ptr<MapObject> m) -> std::int32_t {
+    for (std::size_t i = 0; i < p->used_maps.size(); ++i)
+      if (p->used_maps[i] == m) return static_cast<std::int32_t>(i);
+    p->used_maps.push_back(std::move(m));
+    return static_cast<std::int32_t>(p->used_maps.size() - 1);
+  };
+
+  for (std::size_t pc = 0; pc < insns.size(); ++pc) {
+    isa::Insn& in = insns[pc];
+    const isa::Op op = in.op;
+    if (op == isa::Op::Call) {
+      if (helpers_.find(static_cast<std::uint32_t>(in.imm)) == nullptr)
+        return fail(insn_error(EINVAL, pc, fmt::format("invalid func unknown#{}", in.imm)));
+      continue;
+    }
+    if (op == isa::Op::CallKfunc)
+      return fail(insn_error(EINVAL, pc, "calling kernel functions (kfuncs) is not supported"));
+    if (op == isa::Op::LddwBtfId)
+      return fail(insn_error(EINVAL, pc, "ld_imm64 of a kernel BTF id (ksym) is not supported"));
+    const bool by_fd = op == isa::Op::LddwMapFd || op == isa::Op::LddwMapValue;
+    const bool by_idx = op == isa::Op::LddwMapIdx || op == isa::Op::LddwMapIdxVal;
+    if (!by_fd && !by_idx) continue;
+    const bool value = op == isa::Op::LddwMapValue || op == isa::Op::LddwMapIdxVal;
+    if (!value && in.imm_hi != 0)
+      return fail(insn_error(EINVAL, pc, "invalid bpf_ld_imm64 insn"));
+    std::shared_ptr<MapObject> m;
+    if (from_pin) {
+      if (!by_idx || in.imm < 0 || static_cast<std::size_t>(in.imm) >= p->used_maps.size())
+        return fail(insn_error(EINVAL, pc, fmt::format("map index {} out of range", in.imm)));
+      m = p->used_maps[static_cast<std::size_t>(in.imm)];
+    } else if (by_fd) {
+      m = get_map(in.imm);
+      if (!m) return fail(insn_error(EBADF, pc, fmt::format("fd {} is not pointing to valid bpf_map", in.imm)));
+    } else {
+      if (spec.fd_array.empty()) return fail(insn_error(EPROTO, pc, "fd_idx without fd_array is invalid"));
+      if (in.imm < 0 || static_cast<std::size_t>(in.imm) >= spec.fd_array.size())
+        return fail(insn_error(EINVAL, pc, fmt::format("fd_array index {} out of range", in.imm)));
+      const int fd = spec.fd_array[static_cast<std::size_t>(in.imm)];
+      m = get_map(fd);
+      if (!m) return fail(insn_error(EBADF, pc, fmt::format("fd {} is not pointing to valid bpf_map", fd)));
+    }
+    std::uint64_t addr = reinterpret_cast<std::uint64_t>(m->map.get());
+    if (value) {
+      const auto off = static_cast<std::uint32_t>(in.imm_hi);
+      void* base = m->map->direct_value(0);
+      if (base == nullptr) return fail(insn_error(EINVAL, pc, "map does not support direct value access"));
+      if (off >= m->map->value_size())
+        return fail(insn_error(EACCES, pc, fmt::format("invalid access to map value pointer, value_size={} off={}",
+                                                       m->map->value_size(), off)));
+      addr = reinterpret_cast<std::uint64_t>(base) + off;
+    }
+    const std::int32_t idx = use_map(m);
+    const std::int32_t hi = value ? in.imm_hi : 0;
+    in = isa::make(value ? isa::Op::LddwMapIdxVal : isa::Op::LddwMapIdx, in.dst, 0, 0, idx, hi);
+    exec[pc] = isa::make(isa::Op::Lddw, in.dst, 0, 0, static_cast<std::int32_t>(static_cast<std::uint32_t>(addr)),
+                         static_cast<std::int32_t>(static_cast<std::uint32_t>(addr >> 32)));
+  }
+  auto program = interp::Program::create(exec);
+  if (!program) return fail(program.error());
+
+  p->type = spec.type;
+  p->expected_attach_type = spec.expected_attach_type;
+  p->prog_flags = spec.prog_flags;
+  p->kern_version = spec.kern_version;
+  p->name = spec.name;
+  p->license = spec.license;
+  p->insns = std::move(insns);
+  for (auto& m : p->used_maps) p->map_ptrs.push_back(m->map.get());
+  p->exec = std::make_unique<interp::Program>(std::move(*program));
+  compute_tag(p->insns, p->tag);
+  p->load_time_ns = now_boot_ns();
+  p->uid = static_cast<std::uint32_t>(::getuid());
+  if (spec.log_level != 0) {
+    log += fmt::format("userbpf: no verifier yet: decoding, structure, helper ids and map references checked; "
+                       "runs are {}\n",
+                       opts_.checked ? "bounds-checked" : "unchecked");
+    log += fmt::format("processed {} insns (limit {}) max_states_per_insn 0 total_states 0 peak_states 0 "
+                       "mark_read 0\n",
+                       p->insns.size(), isa::kMaxInsns);
+  }
+  register_object(p);
+  return p;
+}
+
+Result<int> Runtime::prog_load(const ProgSpec& spec, std::string* log) {
+  std::string local;
+  auto p = build_prog(spec, {}, log != nullptr ? *log : local);
+  if (!p) return p.error();
+  if (spec.btf_fd != 0) {
+    if (auto b = get_btf(static_cast<int>(spec.btf_fd))) (*p)->btf_id = b->id;
+    else return make_error(EBADF, fmt::format("prog_btf_fd {} is not a BTF object", spec.btf_fd));
+  }
+  return new_handle(std::move(*p));
+}
+
+}  // namespace userbpf::runtime

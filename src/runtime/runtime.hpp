@@ -1,0 +1,239 @@
+// The runtime: the object model of the kernel's BPF subsystem in user space.
+//
+// Objects (maps, programs, BTF blobs) are reference-counted (shared_ptr) and
+// named by handles: small integers like file descriptors (they are NOT OS
+// file descriptors; they start at 3 and the lowest free one is reused). Each
+// object also has an id, unique per kind for the life of the Runtime, for
+// GET_NEXT_ID / GET_FD_BY_ID / OBJ_GET_INFO_BY_FD. An object is freed when
+// its last handle is closed and nothing else (a program's used-maps list, a
+// program array slot) refers to it.
+//
+// Pins. OBJ_PIN names an object by a path under the pin directory (default
+// $XDG_RUNTIME_DIR/userbpf, else /tmp/userbpf-$UID; environment variable
+// USERBPF_PIN_DIR or Options::pin_dir override it). Paths under /sys/fs/bpf/
+// are mapped into the pin directory so that unmodified callers work; other
+// paths outside it fail with EPERM, as pinning outside bpffs does. A map's
+// pin is a hard link to the map's shared-memory file (maps/map.hpp), so the
+// map lives as long as the pin or any process using it. A program's pin is a
+// file with its bytecode and metadata (type, name, license, flags) and, for
+// each map it uses, the path of that map's file (maps that were not pinned
+// get a hidden link under <pin dir>/.objects/ for the program's sake).
+// OBJ_GET of a program loads it again in the calling process. Removing a pin
+// is unlink(2) of the path (Runtime::unpin).
+//
+// Execution. Programs run in the interpreter; until the verifier exists every
+// run is in checked mode by default (Options::checked): loads and stores are
+// bounded by the run's regions (context, packet, the used maps' elements,
+// stack). Helpers: src/helpers. Tail calls: the run loop in test_run.cpp.
+//
+// bpf(): the command dispatcher takes the kernel's union bpf_attr and size
+// and returns like the system call (-1 and errno on error).
+//
+// Thread safety: every public member may be called from any thread; the
+// handle and id tables are guarded by one mutex, map operations use the
+// maps' own process-shared locks, runs share nothing but the maps.
+#pragma once
+
+#include <linux/bpf.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "abi/abi.hpp"
+#include "base/error.hpp"
+#include "helpers/helpers.hpp"
+#include "interp/interp.hpp"
+#include "isa/isa.hpp"
+#include "maps/cpu_slots.hpp"
+#include "maps/map.hpp"
+
+namespace userbpf::loader {
+class Object;
+}
+
+namespace userbpf::runtime {
+
+struct Options {
+  std::string pin_dir;        // empty: default_pin_dir()
+  std::uint32_t ncpus = 0;    // per-CPU slots for new slot files (0: possible CPUs)
+  bool checked = true;        // run programs in checked mode
+  std::uint64_t budget = 0;   // instruction budget per run (0: none)
+  helpers::TraceSink* trace = nullptr;  // bpf_trace_printk output (null: stderr)
+};
+
+// USERBPF_PIN_DIR, else $XDG_RUNTIME_DIR/userbpf, else /tmp/userbpf-$UID.
+std::string default_pin_dir();
+
+enum class ObjKind : std::uint8_t { Map, Prog, Btf };
+
+struct Object {
+  explicit Object(ObjKind k) : kind(k) {}
+  virtual ~Object() = default;
+  Object(const Object&) = delete;
+  Object& operator=(const Object&) = delete;
+  const ObjKind kind;
+  std::uint32_t id = 0;
+};
+
+struct ProgObject;
+
+struct MapObject final : Object {
+  MapObject() : Object(ObjKind::Map) {}
+  std::unique_ptr<maps::Map> map;
+  std::uint32_t btf_id = 0;
+  std::string hidden_path;  // link under .objects/ made for a pinned program ("" if none)
+  // Program arrays: the programs the slots refer to (kept alive by the map).
+  std::mutex prog_mu;
+  std::vector<std::shared_ptr<ProgObject>> progs;
+  std::uint32_t owner_prog_type = 0;  // type of the first program stored (0: none yet)
+};
+
+struct ProgObject final : Object {
+  ProgObject() : Object(ObjKind::Prog) {}
+  std::uint32_t type = 0;
+  std::uint32_t expected_attach_type = 0;
+  std::uint32_t prog_flags = 0;
+  std::uint32_t kern_version = 0;
+  std::string name;
+  std::string license;
+  // The instructions as loaded, with map references turned into
+  // BPF_PSEUDO_MAP_IDX / _IDX_VALUE indexes into used_maps (what a pin stores).
+  std::vector<isa::Insn> insns;
+  std::vector<std::shared_ptr<MapObject>> used_maps;
+  std::vector<maps::Map*> map_ptrs;      // used_maps' maps, for helpers::RunState
+  std::mutex bind_mu;                    // guards bound_maps
+  std::vector<std::shared_ptr<MapObject>> bound_maps;  // PROG_BIND_MAP (kept alive, not usable by code)
+  std::unique_ptr<interp::Program> exec;  // relocated, ready to run
+  std::uint8_t tag[8] = {};
+  std::uint64_t load_time_ns = 0;
+  std::uint32_t uid = 0;
+  std::uint32_t btf_id = 0;
+};
+
+struct BtfObject final : Object {
+  BtfObject() : Object(ObjKind::Btf) {}
+  std::vector<std::uint8_t> data;
+};
+
+// PROG_LOAD input (the bpf_attr fields, typed).
+struct ProgSpec {
+  std::uint32_t type = BPF_PROG_TYPE_SOCKET_FILTER;
+  std::uint32_t expected_attach_type = 0;
+  std::uint32_t prog_flags = 0;
+  std::uint32_t kern_version = 0;
+  std::string name;
+  std::string license = "GPL";
+  std::span<const isa::RawInsn> insns;
+  std::span<const int> fd_array;  // for BPF_PSEUDO_MAP_IDX / _IDX_VALUE
+  std::uint32_t btf_fd = 0;
+  std::uint32_t log_level = 0;
+};
+
+// PROG_TEST_RUN input/output (typed).
+struct TestRunArgs {
+  std::span<const std::uint8_t> data_in;
+  std::span<const std::uint8_t> ctx_in;
+  std::uint32_t repeat = 1;
+  std::uint32_t flags = 0;
+  std::uint32_t cpu = 0;
+  bool ctx_given = false;  // ctx_in or ctx_out was passed (the kernel then builds a context)
+};
+struct TestRunOutcome {
+  std::uint32_t retval = 0;
+  std::uint32_t duration_ns = 0;  // average per repetition
+  std::vector<std::uint8_t> data_out;
+  std::vector<std::uint8_t> ctx_out;
+  std::uint64_t insns = 0;  // instructions executed by the last repetition (checked/counted runs)
+};
+
+// What load_object() made: handles by name, in the object's order.
+struct LoadedObject {
+  std::vector<std::pair<std::string, int>> maps;   // loader map name -> handle
+  std::vector<std::pair<std::string, int>> progs;  // program name -> handle
+  std::string log;                                 // PROG_LOAD logs, one per program
+};
+
+class Runtime {
+ public:
+  explicit Runtime(Options opts = {});
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // The process-wide runtime behind userbpf::runtime::bpf().
+  static Runtime& global();
+
+  [[nodiscard]] const std::string& pin_dir() const { return pin_dir_; }
+  [[nodiscard]] const Options& options() const { return opts_; }
+  [[nodiscard]] maps::CpuSlots& cpu_slots() { return *slots_; }
+  [[nodiscard]] const abi::HelperTable& helper_table() const { return helpers_; }
+
+  // The bpf() system call: -1 and errno on failure.
+  int bpf(int cmd, union bpf_attr* attr, unsigned size);
+
+  // ---- typed operations (the bpf() commands call these)
+  Result<int> map_create(const maps::MapSpec& spec);
+  // `log` receives what the kernel would write to log_buf (also on failure).
+  Result<int> prog_load(const ProgSpec& spec, std::string* log = nullptr);
+  Result<int> btf_load(std::span<const std::uint8_t> blob);
+  Result<TestRunOutcome> test_run(int prog_handle, const TestRunArgs& args);
+  // Creates the object's maps (initial data for global data, .rodata and
+  // .kconfig frozen, LIBBPF_PIN_BY_NAME maps reused from / pinned to
+  // <pin dir>/<name>), loads its autoload programs (map references through
+  // fd_array) and fills program arrays from __array initialisers, as
+  // libbpf's bpf_object__load. Errors name the map or program.
+  Result<LoadedObject> load_object(const loader::Object& obj);
+  Status pin(int handle, const std::string& path);
+  Result<int> get_pinned(const std::string& path);
+  Status unpin(const std::string& path);
+  Status close(int handle);
+  // Map operations where the value of a program array is a program handle.
+  int map_update(MapObject& m, const void* key, const void* value, std::uint64_t flags);
+  int map_delete(MapObject& m, const void* key);
+
+  std::shared_ptr<Object> get(int handle) const;
+  std::shared_ptr<MapObject> get_map(int handle) const;
+  std::shared_ptr<ProgObject> get_prog(int handle) const;
+  std::shared_ptr<BtfObject> get_btf(int handle) const;
+  std::shared_ptr<Object> by_id(ObjKind kind, std::uint32_t id) const;
+  // Smallest live id > start of `kind`; 0 if none.
+  std::uint32_t next_id(ObjKind kind, std::uint32_t start) const;
+  int new_handle(std::shared_ptr<Object> obj);
+  // Resolves a pin-style path to the file it names (EPERM outside the pin dir).
+  Result<std::string> resolve_path(const std::string& path) const;
+  std::size_t handle_count() const;
+
+ private:
+  friend struct RunLoop;
+  void register_object(const std::shared_ptr<Object>& obj);
+  Result<std::shared_ptr<ProgObject>> build_prog(const ProgSpec& spec,
+                                                 std::vector<std::shared_ptr<MapObject>> preset_maps,
+                                                 std::string& log);
+  Result<std::shared_ptr<MapObject>> open_map_file(const std::string& file);
+  Result<std::shared_ptr<ProgObject>> open_prog_file(const std::string& file);
+  Status pin_prog(ProgObject& p, const std::string& file);
+
+  Options opts_;
+  std::string pin_dir_;
+  std::unique_ptr<maps::CpuSlots> slots_;
+  abi::HelperTable helpers_;
+
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<Object>> handles_;  // index = handle
+  std::uint32_t next_ids_[3] = {1, 1, 1};
+  std::unordered_map<std::uint32_t, std::weak_ptr<Object>> ids_[3];
+  // Opened pins by (device, inode), so a second OBJ_GET finds the same object.
+  std::unordered_map<std::string, std::weak_ptr<Object>> by_inode_;
+};
+
+// The bpf() system call served by Runtime::global().
+int bpf(int cmd, union bpf_attr* attr, unsigned size);
+// close(2) for runtime handles of Runtime::global().
+int close_handle(int handle);
+
+}  // namespace userbpf::runtime

@@ -1,0 +1,94 @@
+// Small helpers for the maps and runtime tests: temporary pin directories,
+// a label-resolving program builder over isa::make, raw bpf() of the kernel.
+#pragma once
+
+#include <linux/bpf.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "isa/isa.hpp"
+
+namespace userbpf::testing {
+
+// A fresh directory under /tmp, removed with everything in it at the end.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/userbpf-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Builds instruction lists with symbolic jump targets.
+class Asm {
+ public:
+  Asm& op(isa::Op o, std::uint8_t dst = 0, std::uint8_t src = 0, std::int16_t off = 0, std::int32_t imm = 0) {
+    v_.push_back(isa::make(o, dst, src, off, imm));
+    return *this;
+  }
+  // lddw of a 64-bit immediate with a pseudo source (LddwMapFd, LddwMapIdx, ...)
+  Asm& lddw(isa::Op o, std::uint8_t dst, std::int32_t imm, std::int32_t imm_hi = 0) {
+    v_.push_back(isa::make(o, dst, 0, 0, imm, imm_hi));
+    isa::Insn tail{};
+    tail.op = isa::Op::LddwTail;
+    tail.imm = imm_hi;
+    v_.push_back(tail);
+    return *this;
+  }
+  Asm& jmp(isa::Op o, std::uint8_t dst, std::int32_t imm, const std::string& label, std::uint8_t src = 0) {
+    fix_.emplace_back(v_.size(), label);
+    v_.push_back(isa::make(o, dst, src, 0, imm));
+    return *this;
+  }
+  Asm& call(std::int32_t helper) { return op(isa::Op::Call, 0, 0, 0, helper); }
+  Asm& label(const std::string& name) {
+    labels_[name] = v_.size();
+    return *this;
+  }
+  std::vector<isa::Insn> insns() const {
+    auto v = v_;
+    for (const auto& [at, name] : fix_)
+      v[at].off = static_cast<std::int16_t>(static_cast<std::int64_t>(labels_.at(name)) - static_cast<std::int64_t>(at) - 1);
+    return v;
+  }
+  std::vector<isa::RawInsn> raw() const { return isa::encode(insns()); }
+  std::vector<std::uint64_t> words() const {
+    std::vector<std::uint64_t> w;
+    for (const auto& r : raw()) {
+      std::uint64_t x;
+      std::memcpy(&x, &r, 8);
+      w.push_back(x);
+    }
+    return w;
+  }
+
+ private:
+  std::vector<isa::Insn> v_;
+  std::vector<std::pair<std::size_t, std::string>> fix_;
+  std::map<std::string, std::size_t> labels_;
+};
+
+// The kernel's bpf(2).
+inline int sys_bpf(int cmd, union bpf_attr* attr, unsigned size) {
+  return static_cast<int>(::syscall(__NR_bpf, cmd, attr, size));
+}
+
+}  // namespace userbpf::testing
