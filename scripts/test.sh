@@ -19,18 +19,18 @@ run_suite() {  # name build_dir cmake-args...
     return
   fi
   echo "==== [$name] ctest"
-  ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 900 >"$dir.ctest.log" 2>&1
-  grep -E "tests passed|tests failed|\*\*\*Failed|\*\*\*Timeout|Exception|Not Run" "$dir.ctest.log" | tail -40
-  summary="$(grep -E '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$dir.ctest.log" | tail -1)"
+  ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 900 >"$dir/ctest.log" 2>&1
+  grep -E "tests passed|tests failed|\*\*\*Failed|\*\*\*Timeout|Exception|Not Run" "$dir/ctest.log" | tail -40
+  summary="$(grep -E '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$dir/ctest.log" | tail -1)"
   if [ -z "$summary" ]; then
-    echo "==== [$name] no ctest summary (no tests ran?)"; tail -30 "$dir.ctest.log"
+    echo "==== [$name] no ctest summary (no tests ran?)"; tail -30 "$dir/ctest.log"
     total_fail=$((total_fail + 1))
     return
   fi
   failed="$(echo "$summary" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/')"
   all="$(echo "$summary" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/')"
-  [ "$failed" -gt 0 ] && sed -n '/The following tests FAILED/,$p' "$dir.ctest.log"
-  grep -c "Skipped" "$dir.ctest.log" >/dev/null 2>&1 && echo "==== [$name] skipped: $(grep -c '\*\*\*Skipped' "$dir.ctest.log")"
+  [ "$failed" -gt 0 ] && sed -n '/The following tests FAILED/,$p' "$dir/ctest.log"
+  grep -c "Skipped" "$dir/ctest.log" >/dev/null 2>&1 && echo "==== [$name] skipped: $(grep -c '\*\*\*Skipped' "$dir/ctest.log")"
   total_pass=$((total_pass + all - failed))
   total_fail=$((total_fail + failed))
 }
