@@ -774,54 +774,6 @@ done : {
 }
 #pragma GCC diagnostic pop
 
-// ---------------------------------------------------------------- validation
-Status check_operands(std::span<const isa::Insn> insns) {
-  const std::size_t n = insns.size();
-  if (n == 0) return make_error(EINVAL, "program has no instructions");
-  if (n > isa::kMaxInsns)
-    return make_error(E2BIG, fmt::format("program has {} instructions (limit {})", n, isa::kMaxInsns));
-  for (std::size_t pc = 0; pc < n; ++pc) {
-    const isa::Insn& in = insns[pc];
-    if (in.op == Op::LddwTail) {
-      if (pc == 0 || insns[pc - 1].op == Op::LddwTail || insns[pc - 1].info().form != isa::Form::Lddw)
-        return insn_error(EINVAL, pc, "second slot of lddw without its first slot");
-      continue;
-    }
-    if (static_cast<std::size_t>(in.op) >= isa::kOpCount) return insn_error(EINVAL, pc, "invalid instruction");
-    const isa::OpInfo& row = in.info();
-    const std::uint8_t fields = isa::operand_fields(row.form);
-    if ((fields & isa::kFieldDst) != 0 && in.dst >= isa::kNumRegs)
-      return insn_error(EINVAL, pc, fmt::format("R{} is invalid", in.dst));
-    if ((fields & isa::kFieldSrc) != 0 && in.src >= isa::kNumRegs)
-      return insn_error(EINVAL, pc, fmt::format("R{} is invalid", in.src));
-    if (row.form == isa::Form::Lddw && (pc + 1 >= n || insns[pc + 1].op != Op::LddwTail))
-      return insn_error(EINVAL, pc, "lddw is not followed by its second slot (Op::LddwTail)");
-  }
-  return Ok{};
-}
-
-// Targets in range and not into an lddw tail (the uBPF-style minimum).
-Status check_targets(std::span<const isa::Insn> insns) {
-  const auto n = static_cast<std::int64_t>(insns.size());
-  for (std::size_t pc = 0; pc < insns.size(); ++pc) {
-    const isa::Insn& in = insns[pc];
-    if (in.op == Op::LddwTail) continue;
-    const isa::Form form = in.info().form;
-    std::int64_t t = 0;
-    if (isa::is_jump(form))
-      t = isa::jump_target(in, pc);
-    else if (in.op == Op::CallLocal || in.op == Op::LddwFunc)
-      t = static_cast<std::int64_t>(pc) + 1 + in.imm;
-    else
-      continue;
-    const char* what = in.op == Op::CallLocal ? "call" : in.op == Op::LddwFunc ? "pseudo func" : "jump";
-    if (t < 0 || t >= n) return insn_error(EINVAL, pc, fmt::format("{} out of range from insn {} to {}", what, pc, t));
-    if (insns[static_cast<std::size_t>(t)].op == Op::LddwTail)
-      return insn_error(EINVAL, pc, fmt::format("{} into the middle of ldimm64 insn {}", what, t - 1));
-  }
-  return Ok{};
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- Program
@@ -857,12 +809,7 @@ std::size_t Program::size() const { return impl_->insns.size(); }
 std::span<const isa::Insn> Program::insns() const { return impl_->insns; }
 
 Result<Program> Program::create(std::span<const isa::Insn> insns, const LoadOptions& opts) {
-  if (auto st = check_operands(insns); !st) return st.error();
-  if (opts.kernel_structure) {
-    if (auto st = isa::check_structure(insns); !st) return st.error();
-  } else {
-    if (auto st = check_targets(insns); !st) return st.error();
-  }
+  if (auto st = isa::check_program(insns, opts.kernel_structure); !st) return st.error();
   auto impl = std::make_unique<Impl>();
   const std::size_t n = insns.size();
   impl->insns.assign(insns.begin(), insns.end());

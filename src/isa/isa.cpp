@@ -214,6 +214,67 @@ Status check_structure(std::span<const Insn> insns) {
   return Ok{};
 }
 
+namespace {
+
+// Operands of an already-decoded program: lddw paired with its tail, registers
+// in range, size within the limit. (Decoded programs pass by construction;
+// programs built in memory, e.g. by the loader or tests, are checked here.)
+Status check_operands(std::span<const Insn> insns) {
+  const std::size_t n = insns.size();
+  if (n == 0) return make_error(EINVAL, "program has no instructions");
+  if (n > kMaxInsns)
+    return make_error(E2BIG, fmt::format("program has {} instructions (limit {})", n, kMaxInsns));
+  for (std::size_t pc = 0; pc < n; ++pc) {
+    const Insn& in = insns[pc];
+    if (in.op == Op::LddwTail) {
+      if (pc == 0 || insns[pc - 1].op == Op::LddwTail || insns[pc - 1].info().form != Form::Lddw)
+        return insn_error(EINVAL, pc, "second slot of lddw without its first slot");
+      continue;
+    }
+    if (static_cast<std::size_t>(in.op) >= kOpCount) return insn_error(EINVAL, pc, "invalid instruction");
+    const OpInfo& row = in.info();
+    const std::uint8_t fields = operand_fields(row.form);
+    if ((fields & kFieldDst) != 0 && in.dst >= kNumRegs)
+      return insn_error(EINVAL, pc, fmt::format("R{} is invalid", in.dst));
+    if ((fields & kFieldSrc) != 0 && in.src >= kNumRegs)
+      return insn_error(EINVAL, pc, fmt::format("R{} is invalid", in.src));
+    if (row.form == Form::Lddw && (pc + 1 >= n || insns[pc + 1].op != Op::LddwTail))
+      return insn_error(EINVAL, pc, "lddw is not followed by its second slot (Op::LddwTail)");
+  }
+  return Ok{};
+}
+
+// Targets in range and not into an lddw tail (the uBPF-style minimum).
+Status check_targets_only(std::span<const Insn> insns) {
+  const auto n = static_cast<std::int64_t>(insns.size());
+  for (std::size_t pc = 0; pc < insns.size(); ++pc) {
+    const Insn& in = insns[pc];
+    if (in.op == Op::LddwTail) continue;
+    const Form form = in.info().form;
+    std::int64_t t = 0;
+    if (is_jump(form))
+      t = jump_target(in, pc);
+    else if (in.op == Op::CallLocal || in.op == Op::LddwFunc)
+      t = static_cast<std::int64_t>(pc) + 1 + in.imm;
+    else
+      continue;
+    const char* what = in.op == Op::CallLocal ? "call" : in.op == Op::LddwFunc ? "pseudo func" : "jump";
+    if (t < 0 || t >= n) return insn_error(EINVAL, pc, fmt::format("{} out of range from insn {} to {}", what, pc, t));
+    if (insns[static_cast<std::size_t>(t)].op == Op::LddwTail)
+      return insn_error(EINVAL, pc, fmt::format("{} into the middle of ldimm64 insn {}", what, t - 1));
+  }
+  return Ok{};
+}
+
+
+}  // namespace
+
+Status check_program(std::span<const Insn> insns, bool kernel_structure) {
+  if (auto st = check_operands(insns); !st) return st.error();
+  if (kernel_structure) return check_structure(insns);
+  return check_targets_only(insns);
+}
+
 std::string_view group_name(Group g) {
   switch (g) {
     case Group::Base32: return "base32";

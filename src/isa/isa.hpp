@@ -306,6 +306,12 @@ const OpInfo* lookup(const RawInsn& raw);
 // Messages follow the kernel's (e.g. "jump out of range from insn 3 to 9").
 Status check_structure(std::span<const Insn> insns);
 
+// What every executor checks before running a program built in memory:
+// operands (lddw paired with its tail, registers r0..r10, size limits), then
+// either the kernel's structure (check_structure) or, for raw uBPF-style
+// programs, only that jump/call targets are in range and not into an lddw tail.
+Status check_program(std::span<const Insn> insns, bool kernel_structure);
+
 // Jump target of a jump at `pc` (JA/JMP/JMP32/may_goto: off; gotol: imm).
 constexpr std::int64_t jump_target(const Insn& in, std::size_t pc) {
   const std::int64_t delta = in.op == Op::Gotol ? in.imm : in.off;

@@ -56,10 +56,10 @@ Outcome from_run(const abi::RunResult& r, std::vector<std::uint8_t> mem) {
   return o;
 }
 
-Outcome run_interp(const Case& c, std::span<const isa::Insn> prog) {
-  interp::LoadOptions lo;
-  lo.kernel_structure = c.kernel_structure;
-  auto p = interp::Program::create(prog, lo);
+// Loads `prog` with `load` (an engine's create/compile) and runs the case once.
+template <class Load>
+Outcome run_engine(const Case& c, std::span<const isa::Insn> prog, Load&& load) {
+  auto p = load(prog);
   if (!p) return Outcome{Outcome::Kind::Failed, 0, {}, p.error().to_string()};
   std::vector<std::uint8_t> mem = c.mem;
   abi::Env env = make_env(c, mem);
@@ -69,19 +69,18 @@ Outcome run_interp(const Case& c, std::span<const isa::Insn> prog) {
   return from_run(r, std::move(mem));
 }
 
+Outcome run_interp(const Case& c, std::span<const isa::Insn> prog) {
+  interp::LoadOptions lo;
+  lo.kernel_structure = c.kernel_structure;
+  return run_engine(c, prog, [&](auto insns) { return interp::Program::create(insns, lo); });
+}
+
 Outcome run_jit(const Case& c, std::span<const isa::Insn> prog) {
   jit::Options jo;
   jo.checked = c.checked;
   jo.budget = c.budget;
   jo.kernel_structure = c.kernel_structure;
-  auto p = jit::Program::compile(prog, jo);
-  if (!p) return Outcome{Outcome::Kind::Failed, 0, {}, p.error().to_string()};
-  std::vector<std::uint8_t> mem = c.mem;
-  abi::Env env = make_env(c, mem);
-  const std::uint64_t args[2] = {static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(mem.data())),
-                                 mem.size()};
-  const abi::RunResult r = p->run(env, args);
-  return from_run(r, std::move(mem));
+  return run_engine(c, prog, [&](auto insns) { return jit::Program::compile(insns, jo); });
 }
 
 Outcome run_kernel(const Case& c, std::span<const isa::Insn> prog) {

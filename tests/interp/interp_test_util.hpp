@@ -2,6 +2,8 @@
 // (the assembler is a separate component) and runners for every mode.
 #pragma once
 
+#include "isa/builder.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -15,25 +17,7 @@ using isa::Insn;
 using isa::Op;
 
 // Builds a program instruction by instruction; lddw emits its tail slot.
-struct Prog {
-  std::vector<Insn> v;
-  Prog& operator()(Op op, std::uint8_t dst = 0, std::uint8_t src = 0, std::int16_t off = 0, std::int32_t imm = 0) {
-    v.push_back(isa::make(op, dst, src, off, imm));
-    return *this;
-  }
-  Prog& lddw(std::uint8_t dst, std::uint64_t value, Op op = Op::Lddw) {
-    Insn in = isa::make(op, dst, 0, 0, static_cast<std::int32_t>(static_cast<std::uint32_t>(value)),
-                        static_cast<std::int32_t>(static_cast<std::uint32_t>(value >> 32)));
-    v.push_back(in);
-    Insn tail;
-    tail.op = Op::LddwTail;
-    tail.imm = in.imm_hi;
-    v.push_back(tail);
-    return *this;
-  }
-  Prog& mov(std::uint8_t dst, std::int32_t imm) { return (*this)(Op::MovImm, dst, 0, 0, imm); }
-  Prog& exit() { return (*this)(Op::Exit); }
-};
+using Prog = isa::Builder;
 
 inline Program load(const std::vector<Insn>& insns, bool kernel_structure = true) {
   LoadOptions o;
