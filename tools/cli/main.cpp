@@ -15,6 +15,12 @@ using userbpf::cli::GroupFn;
 constexpr GroupFn kGroups[] = {
     userbpf::cli::register_asm_commands,
     userbpf::cli::register_run_commands,
+    userbpf::cli::register_verify_commands,
+    userbpf::cli::register_filter_commands,
+    userbpf::cli::register_seccomp_commands,
+    userbpf::cli::register_prog_commands,
+    userbpf::cli::register_map_commands,
+    userbpf::cli::register_btf_commands,
 };
 
 }  // namespace

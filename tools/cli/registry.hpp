@@ -49,5 +49,11 @@ using GroupFn = void (*)(Registry&);
 // ---- the command groups
 void register_asm_commands(Registry& r);  // asm, disasm
 void register_run_commands(Registry& r);  // run
+void register_verify_commands(Registry& r);  // verify (BPF objects through the verifier)
+void register_filter_commands(Registry& r);   // filter (classic BPF over pcap)
+void register_seccomp_commands(Registry& r);  // seccomp check, seccomp dump
+void register_prog_commands(Registry& r);  // prog load/list/show/dump/run (objects)
+void register_map_commands(Registry& r);   // map list/show/dump/lookup/update/delete
+void register_btf_commands(Registry& r);   // btf dump
 
 }  // namespace userbpf::cli

@@ -1,0 +1,64 @@
+// Running classic BPF: check + translate (cbpf.hpp), then execute the eBPF
+// on one of the engines of src/interp / src/jit through the shared abi.
+//
+// Library userbpf_cbpf_exec (cbpf + interp + abi): kept apart from
+// userbpf_cbpf so that the classic library stays on base <- isa <- cbpf.
+// The engine is chosen in one line (ExecEngine in exec.cpp).
+//
+// A Filter owns its translated program and one abi::Env that it reuses for
+// every run (no allocation per packet): a Filter is not thread-safe; use one
+// per thread (the translated program itself is immutable).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "abi/abi.hpp"
+#include "base/error.hpp"
+#include "cbpf/cbpf.hpp"
+#include "isa/isa.hpp"
+
+namespace userbpf::cbpf {
+
+class Filter {
+ public:
+  // opts.allow_backward_ja (libpcap mode): programs with backward jumps run
+  // with an instruction budget (kLoopBudget); a run that exhausts it returns 0.
+  static Result<Filter> create(std::span<const Insn> prog, Target target = Target::Socket,
+                               const CheckOptions& opts = {});
+  static constexpr std::uint64_t kLoopBudget = 1ULL << 24;
+  Filter(Filter&&) noexcept;
+  Filter& operator=(Filter&&) noexcept;
+  ~Filter();
+
+  // Socket filter / pcap: the return value (number of bytes to keep, 0 =
+  // drop). `packet` holds the captured bytes (LD_ABS/LD_IND bounds), `ctx`
+  // the metadata (ctx.len is BPF_LEN; see make_context).
+  std::uint32_t run(std::span<const std::uint8_t> packet, const SkbContext& ctx);
+  // Seccomp: the filter's return value (action | data).
+  std::uint32_t run_seccomp(const SeccompData& data);
+
+  [[nodiscard]] std::span<const Insn> classic() const;
+  [[nodiscard]] std::span<const isa::Insn> ebpf() const;
+  [[nodiscard]] const Translation& translation() const;
+
+ private:
+  struct Impl;
+  explicit Filter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+enum class LinkLayer : std::uint8_t { Ethernet, RawIp, Other };
+// Fills SkbContext from the packet the way the kernel's skb would look for
+// a frame received on a packet socket without VLAN offload: len = wirelen,
+// protocol = ethertype (Ethernet) or 0x0800/0x86dd by IP version (raw IP),
+// net_off after the Ethernet header (VLAN tags stay in the data),
+// pay_offset from a small dissector (Ethernet, 802.1Q, IPv4, IPv6, TCP, UDP,
+// ICMP), pkt_type PACKET_HOST, everything else 0.
+SkbContext make_context(std::span<const std::uint8_t> packet, std::uint32_t wirelen, LinkLayer link);
+
+// The helpers translated programs call (HelperId): nla, nlan, rand.
+const abi::HelperTable& helper_table();
+
+}  // namespace userbpf::cbpf

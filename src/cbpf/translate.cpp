@@ -1,0 +1,433 @@
+// Classic BPF -> eBPF translation with the kernel's semantics (the facts of
+// bpf_convert_filter / convert_bpf_extensions, our own code).
+//
+// Registers: A = r0 (LD_ABS/LD_IND write r0, so packet loads land in A
+// directly), X = r7, the context pointer r6 (copied from r1 at entry), r8
+// saves A around `ldxb 4*([k]&0xf)`, r2/r3 are scratch for offset
+// arithmetic and helper arguments (LD_ABS/LD_IND and calls may clobber
+// r1-r5, so nothing lives there across classic instructions). M[i] is the
+// 32-bit stack slot at r10 - 4 * (16 - i). A and X start at 0.
+//
+// Every ALU operation is a 32-bit eBPF ALU op and every compare a JMP32 op,
+// taken from the classic row (classic.def's ebpf / ebpf_inverse columns), so
+// A and X are always zero-extended 32-bit values and classic K needs no
+// sign-extension care. Specific cases:
+//   - div/mod by X: "if X == 0 return 0" first, as the kernel does.
+//   - shifts by X: eBPF masks the count (& 31), as the kernel's JITs do;
+//     libpcap's bpf_filter gives 0 for X >= 32 (documented difference).
+//   - conditional jumps: "if cond goto jt" + "goto jf", the goto dropped
+//     when jf falls through; when jt falls through the inverse row is used
+//     (jset has none: cond + goto).
+//   - LD ABS k >= 0: LD_ABS. SKF_AD_OFF <= k < 0: ancillary (SkbContext
+//     field, a helper call for nla/nlan/rand, A ^= X for xor_x).
+//     SKF_NET_OFF / SKF_LL_OFF areas: LD_IND from ctx->net_off / ll_off.
+//     k < SKF_LL_OFF: return 0 (the kernel's load fails).
+//   - LD IND: X + k is a signed 32-bit offset in the kernel; when it may be
+//     negative (k < 0, or X > INT32_MAX - k at run time) an out-of-line
+//     block dispatches to the SKF_NET_OFF / SKF_LL_OFF areas or returns 0.
+//     The fast path is one compare and one LD_IND.
+//   - LEN: ctx->len (socket) or 64 (seccomp); seccomp LD|W|ABS k: u32 at ctx+k.
+//   - Out-of-range packet loads end the run with r0 = 0 (LD_ABS/LD_IND
+//     semantics of the abi), as the kernel and libpcap return 0.
+// Analysis (before emission; exact because classic jumps go forward):
+// liveness of A and X decides whether the prologue zeroes them and whether
+// `ldxb 4*([k]&0xf)` saves A; an upper bound of X per instruction drops the
+// X + k sign guard of LD IND when X is known small (after MSH or ldx #k).
+// r6 = r1 is emitted only when something reads the context.
+// Invariants: the output starts with the prologue, every classic
+// instruction maps to a contiguous block (Translation::start), out-of-line
+// blocks follow the last classic instruction, all jumps fit in 16 bits (an
+// error names the classic instruction otherwise).
+#include <fmt/format.h>
+
+#include <cstddef>
+#include <functional>
+#include <limits>
+
+#include "cbpf/cbpf.hpp"
+
+namespace userbpf::cbpf {
+namespace {
+
+using isa::Op;
+using isa::make;
+
+constexpr std::uint8_t kA = 0, kX = 7, kCtx = 6, kSave = 8, kS1 = 2, kS2 = 3, kFp = 10;
+
+constexpr std::int16_t mem_slot(std::uint32_t k) { return static_cast<std::int16_t>(-4 * (16 - static_cast<int>(k))); }
+constexpr std::int16_t ctx_off(std::size_t off) { return static_cast<std::int16_t>(off); }
+
+class Emitter {
+ public:
+  explicit Emitter(std::size_t classic_len) : labels_(classic_len, kUnplaced) {}
+
+  std::size_t new_label() {
+    labels_.push_back(kUnplaced);
+    return labels_.size() - 1;
+  }
+  void place(std::size_t label) { labels_[label] = out_.size(); }
+  void emit(const isa::Insn& in) { out_.push_back(in); }
+  // A jump (JA or conditional) to a label, patched at the end.
+  void jump(isa::Insn in, std::size_t label, std::size_t classic_pc) {
+    fixups_.push_back({out_.size(), label, classic_pc});
+    out_.push_back(in);
+  }
+  void defer(std::function<void()> block) { deferred_.push_back(std::move(block)); }
+  [[nodiscard]] std::size_t size() const { return out_.size(); }
+
+  // Inserts instructions before everything emitted so far (the prologue,
+  // decided after the body). Relative jumps are unaffected.
+  void prepend(const std::vector<isa::Insn>& insns) {
+    out_.insert(out_.begin(), insns.begin(), insns.end());
+    for (auto& f : fixups_) f.at += insns.size();
+    for (auto& l : labels_)
+      if (l != kUnplaced) l += insns.size();
+  }
+
+  Result<std::vector<isa::Insn>> finish() {
+    for (std::size_t i = 0; i < deferred_.size(); ++i) deferred_[i]();  // may defer more
+    for (const auto& f : fixups_) {
+      const std::int64_t rel =
+          static_cast<std::int64_t>(labels_[f.label]) - static_cast<std::int64_t>(f.at) - 1;
+      if (rel > std::numeric_limits<std::int16_t>::max() || rel < std::numeric_limits<std::int16_t>::min())
+        return insn_error(E2BIG, f.classic_pc, "translated jump does not fit in 16 bits (program too large)");
+      out_[f.at].off = static_cast<std::int16_t>(rel);
+    }
+    return std::move(out_);
+  }
+
+ private:
+  static constexpr std::size_t kUnplaced = static_cast<std::size_t>(-1);
+  struct Fixup {
+    std::size_t at, label, classic_pc;
+  };
+  std::vector<isa::Insn> out_;
+  std::vector<std::size_t> labels_;
+  std::vector<Fixup> fixups_;
+  std::vector<std::function<void()>> deferred_;
+};
+
+// Width-indexed rows for packet loads.
+Op ld_abs(unsigned size) { return size == 4 ? Op::LdAbsW : size == 2 ? Op::LdAbsH : Op::LdAbsB; }
+Op ld_ind(unsigned size) { return size == 4 ? Op::LdIndW : size == 2 ? Op::LdIndH : Op::LdIndB; }
+
+class Translator {
+ public:
+  Translator(std::span<const Insn> prog, Target target) : prog_(prog), target_(target), e_(prog.size()) {}
+
+  Result<Translation> run() {
+    analyse();
+    Translation t;
+    for (pc_ = 0; pc_ < prog_.size(); ++pc_) {
+      e_.place(pc_);
+      t.start.push_back(e_.size());
+      one(prog_[pc_]);
+    }
+    // Prologue: ctx to r6 if anything reads it, A and X zeroed if they may
+    // be read before written (the kernel zeroes both).
+    std::vector<isa::Insn> prologue;
+    if (ctx_used_ || target_ == Target::Seccomp) prologue.push_back(make(Op::MovReg, kCtx, 1));
+    if (a_live_in_[0]) prologue.push_back(make(Op::Mov32Imm, kA, 0, 0, 0));
+    if (x_live_in_[0]) prologue.push_back(make(Op::Mov32Imm, kX, 0, 0, 0));
+    e_.prepend(prologue);
+    for (auto& s : t.start) s += prologue.size();
+    auto insns = e_.finish();
+    if (!insns.ok()) return insns.error();
+    t.insns = std::move(*insns);
+    return t;
+  }
+
+ private:
+  // ---- analysis (jumps are forward, so one pass in each direction is exact;
+  //      with libpcap's backward ja everything is assumed live and unbounded)
+  struct Effect {
+    bool reads_a, writes_a, reads_x, writes_x;
+  };
+  static Effect effect(const Insn& in) {
+    const OpInfo& row = *lookup(in.code);
+    switch (row.kind) {
+      case Kind::LdAbs:
+        if (const AncInfo* a = ancillary(in.k)) {
+          const bool ax = a->anc == Anc::AluXorX || a->anc == Anc::NlAttr || a->anc == Anc::NlAttrNest;
+          return {ax, true, ax, false};
+        }
+        return {false, true, false, false};
+      case Kind::LdInd: return {false, true, true, false};
+      case Kind::LdLen: case Kind::LdImm: case Kind::LdMem: return {false, true, false, false};
+      case Kind::LdxImm: case Kind::LdxMem: case Kind::LdxLen: case Kind::LdxMsh: return {false, false, false, true};
+      case Kind::St: case Kind::JmpK: case Kind::RetA: return {true, false, false, false};
+      case Kind::Stx: return {false, false, true, false};
+      case Kind::AluK: case Kind::Neg: return {true, true, false, false};
+      case Kind::AluX: return {true, true, true, false};
+      case Kind::JmpX: return {true, false, true, false};
+      case Kind::Tax: return {true, false, false, true};
+      case Kind::Txa: return {false, true, true, false};
+      case Kind::Ja: case Kind::RetK: return {false, false, false, false};
+    }
+    return {true, true, true, true};
+  }
+  std::vector<std::size_t> successors(std::size_t pc) const {
+    const Insn& in = prog_[pc];
+    const OpInfo& row = *lookup(in.code);
+    switch (row.kind) {
+      case Kind::Ja: return {ja_target(pc, in.k)};
+      case Kind::JmpK: case Kind::JmpX: return {pc + 1 + in.jt, pc + 1 + in.jf};
+      case Kind::RetK: case Kind::RetA: return {};
+      case Kind::LdAbs: case Kind::LdInd: case Kind::LdLen: case Kind::LdImm: case Kind::LdMem: case Kind::LdxImm:
+      case Kind::LdxMem: case Kind::LdxLen: case Kind::LdxMsh: case Kind::St: case Kind::Stx: case Kind::AluK:
+      case Kind::AluX: case Kind::Neg: case Kind::Tax: case Kind::Txa:
+        return {pc + 1};
+    }
+    return {};
+  }
+  static std::size_t ja_target(std::size_t pc, std::uint32_t k) {
+    return static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + static_cast<std::int32_t>(k));
+  }
+  void analyse() {
+    const std::size_t n = prog_.size();
+    a_live_in_.assign(n, true);
+    x_live_in_.assign(n, true);
+    a_live_out_.assign(n, true);
+    x_bound_.assign(n, kUnknownX);
+    if (has_backward_ja(prog_)) return;
+    for (std::size_t pc = n; pc-- > 0;) {  // liveness, backwards
+      bool a_out = false, x_out = false;
+      for (const std::size_t s : successors(pc)) {
+        a_out = a_out || a_live_in_[s];
+        x_out = x_out || x_live_in_[s];
+      }
+      const Effect e = effect(prog_[pc]);
+      a_live_out_[pc] = a_out;
+      a_live_in_[pc] = e.reads_a || (a_out && !e.writes_a);
+      x_live_in_[pc] = e.reads_x || (x_out && !e.writes_x);
+    }
+    std::vector<bool> reached(n, false);  // largest value X can hold, forwards
+    reached[0] = true;
+    x_bound_[0] = 0;
+    for (std::size_t pc = 0; pc < n; ++pc) {
+      if (!reached[pc]) continue;
+      const Insn& in = prog_[pc];
+      std::uint64_t out = x_bound_[pc];
+      switch (lookup(in.code)->kind) {
+        case Kind::LdxImm: out = in.k; break;
+        case Kind::LdxMsh: out = 60; break;
+        case Kind::LdxMem: case Kind::LdxLen: case Kind::Tax: out = kUnknownX; break;
+        case Kind::LdAbs: case Kind::LdInd: case Kind::LdLen: case Kind::LdImm: case Kind::LdMem: case Kind::St:
+        case Kind::Stx: case Kind::AluK: case Kind::AluX: case Kind::Neg: case Kind::Ja: case Kind::JmpK:
+        case Kind::JmpX: case Kind::RetK: case Kind::RetA: case Kind::Txa:
+          break;
+      }
+      for (const std::size_t s : successors(pc)) {
+        x_bound_[s] = reached[s] ? std::max(x_bound_[s], out) : out;
+        reached[s] = true;
+      }
+    }
+  }
+  static constexpr std::uint64_t kUnknownX = 0xffffffffULL;
+
+  std::size_t target_label(std::uint64_t rel) const { return pc_ + 1 + static_cast<std::size_t>(rel); }
+  // ja's k is a signed offset in libpcap mode (backward jumps).
+  std::size_t ja_label(std::uint32_t k) const {
+    return static_cast<std::size_t>(static_cast<std::int64_t>(pc_) + 1 + static_cast<std::int32_t>(k));
+  }
+
+  void ret_zero() {
+    e_.emit(make(Op::Mov32Imm, kA, 0, 0, 0));
+    e_.emit(make(Op::Exit));
+  }
+  void ld_ctx(std::uint8_t dst, std::size_t off) {
+    ctx_used_ = true;
+    e_.emit(make(Op::LdxW, dst, kCtx, ctx_off(off)));
+  }
+
+  // A = packet[k] of `size` bytes for a constant offset (LD ABS, MSH).
+  void packet_abs(unsigned size, std::uint32_t k) {
+    const auto sk = static_cast<std::int32_t>(k);
+    if (sk >= 0) {
+      e_.emit(make(ld_abs(size), 0, 0, 0, sk));
+    } else if (sk >= kSkfNetOff) {
+      ld_ctx(kS1, offsetof(SkbContext, net_off));
+      e_.emit(make(ld_ind(size), 0, kS1, 0, sk - kSkfNetOff));
+    } else if (sk >= kSkfLlOff) {
+      ld_ctx(kS1, offsetof(SkbContext, ll_off));
+      e_.emit(make(ld_ind(size), 0, kS1, 0, sk - kSkfLlOff));
+    } else {
+      ret_zero();
+    }
+  }
+
+  // The general X + k load (k any): dispatch on the sign of the 32-bit sum.
+  void packet_ind_general(unsigned size, std::uint32_t k, std::size_t cont) {
+    const std::size_t pc = pc_;
+    const std::size_t neg = e_.new_label(), ll = e_.new_label(), fail = e_.new_label();
+    e_.emit(make(Op::Mov32Reg, kS1, kX));
+    e_.emit(make(Op::Add32Imm, kS1, 0, 0, static_cast<std::int32_t>(k)));
+    e_.jump(make(Op::Jslt32Imm, kS1, 0, 0, 0), neg, pc);
+    e_.emit(make(ld_ind(size), 0, kS1, 0, 0));
+    e_.jump(make(Op::Ja), cont, pc);
+    e_.place(neg);
+    e_.jump(make(Op::Jslt32Imm, kS1, 0, 0, kSkfLlOff), fail, pc);
+    e_.jump(make(Op::Jslt32Imm, kS1, 0, 0, kSkfNetOff), ll, pc);
+    ld_ctx(kS2, offsetof(SkbContext, net_off));
+    e_.emit(make(Op::Add32Reg, kS2, kS1));
+    e_.emit(make(ld_ind(size), 0, kS2, 0, -kSkfNetOff));
+    e_.jump(make(Op::Ja), cont, pc);
+    e_.place(ll);
+    ld_ctx(kS2, offsetof(SkbContext, ll_off));
+    e_.emit(make(Op::Add32Reg, kS2, kS1));
+    e_.emit(make(ld_ind(size), 0, kS2, 0, -kSkfLlOff));
+    e_.jump(make(Op::Ja), cont, pc);
+    e_.place(fail);
+    ret_zero();
+  }
+
+  void packet_ind(unsigned size, std::uint32_t k) {
+    const auto sk = static_cast<std::int32_t>(k);
+    const std::size_t cont = e_.new_label();
+    if (sk < 0) {
+      packet_ind_general(size, k, cont);
+    } else if (x_bound_[pc_] <= static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max() - sk)) {
+      // X is known small here (e.g. set by ldxb 4*([k]&0xf)): X + k cannot be negative.
+      e_.emit(make(ld_ind(size), 0, kX, 0, sk));
+    } else {
+      // Fast path: X <= INT32_MAX - k means X + k is a non-negative int.
+      const std::size_t slow = e_.new_label();
+      e_.jump(make(Op::Jgt32Imm, kX, 0, 0, std::numeric_limits<std::int32_t>::max() - sk), slow, pc_);
+      e_.emit(make(ld_ind(size), 0, kX, 0, sk));
+      const std::size_t pc = pc_;
+      e_.defer([this, size, k, slow, cont, pc] {
+        const std::size_t saved = pc_;
+        pc_ = pc;
+        e_.place(slow);
+        packet_ind_general(size, k, cont);
+        pc_ = saved;
+      });
+    }
+    e_.place(cont);
+  }
+
+  void ancillary_load(const AncInfo& a) {
+    switch (a.anc) {
+      case Anc::Protocol: ld_ctx(kA, offsetof(SkbContext, protocol)); break;
+      case Anc::PktType: ld_ctx(kA, offsetof(SkbContext, pkt_type)); break;
+      case Anc::IfIndex: ld_ctx(kA, offsetof(SkbContext, ifindex)); break;
+      case Anc::Mark: ld_ctx(kA, offsetof(SkbContext, mark)); break;
+      case Anc::Queue: ld_ctx(kA, offsetof(SkbContext, queue)); break;
+      case Anc::HaType: ld_ctx(kA, offsetof(SkbContext, hatype)); break;
+      case Anc::RxHash: ld_ctx(kA, offsetof(SkbContext, rxhash)); break;
+      case Anc::Cpu: ld_ctx(kA, offsetof(SkbContext, cpu)); break;
+      case Anc::VlanTag: ld_ctx(kA, offsetof(SkbContext, vlan_tci)); break;
+      case Anc::VlanTagPresent: ld_ctx(kA, offsetof(SkbContext, vlan_present)); break;
+      case Anc::PayOffset: ld_ctx(kA, offsetof(SkbContext, pay_offset)); break;
+      case Anc::VlanTpid: ld_ctx(kA, offsetof(SkbContext, vlan_tpid)); break;
+      case Anc::AluXorX: e_.emit(make(Op::Xor32Reg, kA, kX)); break;
+      case Anc::NlAttr:
+      case Anc::NlAttrNest:
+        ctx_used_ = true;
+        e_.emit(make(Op::MovReg, 1, kCtx));
+        e_.emit(make(Op::MovReg, 2, kA));
+        e_.emit(make(Op::MovReg, 3, kX));
+        e_.emit(make(Op::Call, 0, 0, 0,
+                     static_cast<std::int32_t>(a.anc == Anc::NlAttr ? HelperId::NlAttr : HelperId::NlAttrNest)));
+        break;
+      case Anc::Random: e_.emit(make(Op::Call, 0, 0, 0, static_cast<std::int32_t>(HelperId::Random))); break;
+    }
+  }
+
+  void jump_to(std::uint64_t rel) { e_.jump(make(Op::Ja), target_label(rel), pc_); }
+
+  void one(const Insn& in) {
+    const OpInfo& row = *lookup(in.code);
+    const auto k = static_cast<std::int32_t>(in.k);
+    switch (row.kind) {
+      case Kind::LdAbs:
+        if (target_ == Target::Seccomp) {
+          e_.emit(make(Op::LdxW, kA, kCtx, ctx_off(in.k)));
+        } else if (const AncInfo* a = ancillary(in.k)) {
+          ancillary_load(*a);
+        } else {
+          packet_abs(size_bytes(row), in.k);
+        }
+        break;
+      case Kind::LdInd: packet_ind(size_bytes(row), in.k); break;
+      case Kind::LdLen:
+      case Kind::LdxLen: {
+        const std::uint8_t dst = row.kind == Kind::LdLen ? kA : kX;
+        if (target_ == Target::Seccomp)
+          e_.emit(make(Op::Mov32Imm, dst, 0, 0, static_cast<std::int32_t>(sizeof(SeccompData))));
+        else
+          ld_ctx(dst, offsetof(SkbContext, len));
+        break;
+      }
+      case Kind::LdImm: e_.emit(make(row.ebpf, kA, 0, 0, k)); break;
+      case Kind::LdxImm: e_.emit(make(row.ebpf, kX, 0, 0, k)); break;
+      case Kind::LdMem: e_.emit(make(row.ebpf, kA, kFp, mem_slot(in.k))); break;
+      case Kind::LdxMem: e_.emit(make(row.ebpf, kX, kFp, mem_slot(in.k))); break;
+      case Kind::St: e_.emit(make(row.ebpf, kFp, kA, mem_slot(in.k))); break;
+      case Kind::Stx: e_.emit(make(row.ebpf, kFp, kX, mem_slot(in.k))); break;
+      case Kind::LdxMsh: {
+        const bool keep_a = a_live_out_[pc_];  // A survives MSH only if someone reads it
+        if (keep_a) e_.emit(make(Op::Mov32Reg, kSave, kA));
+        packet_abs(1, in.k);
+        e_.emit(make(Op::And32Imm, kA, 0, 0, 0xf));
+        e_.emit(make(Op::Lsh32Imm, kA, 0, 0, 2));
+        e_.emit(make(Op::Mov32Reg, kX, kA));
+        if (keep_a) e_.emit(make(Op::Mov32Reg, kA, kSave));
+        break;
+      }
+      case Kind::AluK: e_.emit(make(row.ebpf, kA, 0, 0, k)); break;
+      case Kind::AluX:
+        if (row.op == cbpf::Op::DivX || row.op == cbpf::Op::ModX) {
+          e_.emit(make(Op::Jne32Imm, kX, 0, 2, 0));
+          ret_zero();
+        }
+        e_.emit(make(row.ebpf, kA, kX));
+        break;
+      case Kind::Neg: e_.emit(make(row.ebpf, kA)); break;
+      case Kind::Ja:
+        if (in.k != 0) e_.jump(make(Op::Ja), ja_label(in.k), pc_);
+        break;
+      case Kind::JmpK:
+      case Kind::JmpX: {
+        const bool x = row.kind == Kind::JmpX;
+        auto cond = [&](Op op) { return x ? make(op, kA, kX) : make(op, kA, 0, 0, k); };
+        if (in.jt == in.jf) {
+          if (in.jt != 0) jump_to(in.jt);
+        } else if (in.jf == 0) {
+          e_.jump(cond(row.ebpf), target_label(in.jt), pc_);
+        } else if (in.jt == 0 && row.ebpf_inverse != Op::Exit) {
+          e_.jump(cond(row.ebpf_inverse), target_label(in.jf), pc_);
+        } else {
+          e_.jump(cond(row.ebpf), target_label(in.jt), pc_);
+          jump_to(in.jf);
+        }
+        break;
+      }
+      case Kind::RetK:
+        e_.emit(make(Op::Mov32Imm, kA, 0, 0, k));
+        e_.emit(make(Op::Exit));
+        break;
+      case Kind::RetA: e_.emit(make(Op::Exit)); break;
+      case Kind::Tax: e_.emit(make(row.ebpf, kX, kA)); break;
+      case Kind::Txa: e_.emit(make(row.ebpf, kA, kX)); break;
+    }
+  }
+
+  std::span<const Insn> prog_;
+  Target target_;
+  Emitter e_;
+  std::size_t pc_ = 0;
+  bool ctx_used_ = false;
+  std::vector<bool> a_live_in_, x_live_in_, a_live_out_;  // per classic insn
+  std::vector<std::uint64_t> x_bound_;                    // max value of X on entry to each insn
+};
+
+}  // namespace
+
+Result<Translation> translate(std::span<const Insn> prog, Target target, const CheckOptions& opts) {
+  const Status st = target == Target::Seccomp ? check_seccomp(prog) : check(prog, opts);
+  if (!st.ok()) return st.error();
+  return Translator(prog, target).run();
+}
+
+}  // namespace userbpf::cbpf

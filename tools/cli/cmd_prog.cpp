@@ -1,0 +1,466 @@
+// Command group "prog": load, inspect and run the programs of clang-built
+// BPF objects (.bpf.o) in the runtime, like bpftool prog.
+//
+//   userbpf prog load OBJ [--pin DIR]      load every autoload program and its maps
+//   userbpf prog list | show ID|PINPATH     pinned programs (ids of this invocation)
+//   userbpf prog dump xlated ID|PINPATH|OBJ [--section S|--program NAME]
+//   userbpf prog run OBJ [--section S|--program NAME] (--data FILE|--pcap IN)
+//                    [--out OUT.pcap] [--repeat N] [--maps NAMES|--no-maps] [--json]
+//
+// How `prog run` works: the object is opened by the loader and loaded by
+// Runtime::load_object (maps created with their initial data, programs
+// relocated), then every packet goes through the runtime's PROG_TEST_RUN
+// (Runtime::test_run: the uapi context — xdp_md / __sk_buff — built around
+// the packet, the program run in the checked interpreter, data_out read
+// back). Per packet we print the return code named by the program type
+// (XDP_*, TC_ACT_*, socket filter length), the trace sink's lines
+// (bpf_trace_printk, collected per run), with --out the packet as the
+// program left it; at the end the verdict counts and the maps' contents.
+//
+// Engine: the runtime runs programs in its interpreter only (no JIT behind
+// PROG_TEST_RUN yet). --interpret is the default and --jit is refused with
+// that reason rather than silently ignored.
+//
+// Invariants: packets are processed in pcap order, one PROG_TEST_RUN each
+// (repeat N: the same packet N times, the output and verdict of the last
+// repetition, average duration); a packet the runtime refuses (e.g. shorter
+// than an Ethernet header) is reported as an error for that packet and
+// counted under "error", never aborting the run.
+#include <fmt/format.h>
+
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "asm/asm.hpp"
+#include "cli/objcommon.hpp"
+#include "cli/objpcap.hpp"
+#include "cli/registry.hpp"
+#include "common/tool_io.hpp"
+#include "loader/loader.hpp"
+
+namespace userbpf::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using obj::Session;
+using runtime::ObjKind;
+
+struct ProgOptions {
+  std::string target;  // OBJ, ID or PINPATH
+  std::string pin;
+  std::string section, program;
+  std::string data, pcap_in, pcap_out;
+  std::uint32_t repeat = 1;
+  std::vector<std::string> maps;
+  bool no_maps = false;
+  bool jit = false, interpret = false;
+  bool json = false;
+};
+
+// ------------------------------------------------------------ helpers
+
+Result<loader::Object> open_object(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return make_error(ENOENT, fmt::format("{}: no such file", path));
+  auto o = loader::Object::open(path);
+  if (!o.ok()) {
+    Error e = o.error();
+    e.message = fmt::format("{}: {}", path, e.to_string());
+    e.where.clear();
+    e.insn.reset();
+    return e;
+  }
+  return o;
+}
+
+std::string program_names(const loader::Object& o) {
+  std::string s;
+  for (const auto& p : o.programs()) s += fmt::format("{}{} (SEC(\"{}\"))", s.empty() ? "" : ", ", p.name, p.section);
+  return s;
+}
+
+// The program chosen by --section / --program, or the only program.
+Result<const loader::Program*> pick_program(const loader::Object& o, const ProgOptions& opt, const std::string& path) {
+  std::vector<const loader::Program*> hits;
+  for (const auto& p : o.programs()) {
+    if (!opt.program.empty() && p.name != opt.program) continue;
+    if (!opt.section.empty() && p.section != opt.section) continue;
+    hits.push_back(&p);
+  }
+  if (o.programs().empty()) return make_error(ENOENT, fmt::format("{}: the object has no programs", path));
+  if (hits.empty()) {
+    const std::string what = !opt.program.empty() ? fmt::format("program '{}'", opt.program)
+                                                  : fmt::format("section '{}'", opt.section);
+    return make_error(ENOENT, fmt::format("{}: no {}; the object has: {}", path, what, program_names(o)));
+  }
+  if (hits.size() > 1)
+    return make_error(EINVAL, fmt::format("{}: {} programs match; choose one with --program NAME or --section S: {}", path,
+                                          hits.size(), program_names(o)));
+  return hits[0];
+}
+
+bool file_is_elf(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  auto bytes = tools::read_input(path);
+  return bytes.ok() && tools::is_elf(*bytes);
+}
+
+std::string verdict_name(std::uint32_t prog_type, std::uint32_t rc) {
+  switch (prog_type) {
+    case BPF_PROG_TYPE_XDP: {
+      static constexpr const char* kXdp[] = {"XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"};
+      return rc < 5 ? kXdp[rc] : fmt::format("XDP_UNKNOWN({})", rc);
+    }
+    case BPF_PROG_TYPE_SCHED_CLS:
+    case BPF_PROG_TYPE_SCHED_ACT: {
+      const auto v = static_cast<std::int32_t>(rc);
+      switch (v) {
+        case -1: return "TC_ACT_UNSPEC";
+        case 0: return "TC_ACT_OK";
+        case 1: return "TC_ACT_RECLASSIFY";
+        case 2: return "TC_ACT_SHOT";
+        case 3: return "TC_ACT_PIPE";
+        case 4: return "TC_ACT_STOLEN";
+        case 5: return "TC_ACT_QUEUED";
+        case 6: return "TC_ACT_REPEAT";
+        case 7: return "TC_ACT_REDIRECT";
+        case 8: return "TC_ACT_TRAP";
+        default: return fmt::format("TC_ACT({})", v);
+      }
+    }
+    case BPF_PROG_TYPE_SOCKET_FILTER: return rc == 0 ? "DROP (0)" : fmt::format("KEEP {} bytes", rc);
+    case BPF_PROG_TYPE_CGROUP_SKB: return rc == 1 ? "ALLOW (1)" : rc == 0 ? "DENY (0)" : fmt::format("RET({})", rc);
+    default: return fmt::format("{}", rc);
+  }
+}
+
+// ------------------------------------------------------------ load / list / show
+
+int prog_load(const ProgOptions& o) {
+  auto ob = open_object(o.target);
+  if (!ob.ok()) return obj::fail(o.json, ob.error().message);
+  Session s;
+  auto loaded = s.rt->load_object(*ob);
+  if (!loaded.ok()) return obj::fail(o.json, fmt::format("{}: load: {}", o.target, loaded.error().to_string()));
+  std::string pin_dir;
+  if (!o.pin.empty()) {
+    auto dir = s.rt->resolve_path(o.pin);
+    if (!dir.ok()) return obj::fail(o.json, fmt::format("--pin {}: {}", o.pin, dir.error().message));
+    std::error_code ec;
+    fs::create_directories(*dir, ec);
+    if (ec) return obj::fail(o.json, fmt::format("--pin {}: cannot create {}: {}", o.pin, *dir, ec.message()));
+    pin_dir = *dir;
+  }
+  nlohmann::json progs = nlohmann::json::array(), mapsj = nlohmann::json::array();
+  auto pin_one = [&](const std::string& name, int handle) -> std::optional<std::string> {
+    if (pin_dir.empty()) return std::string();
+    const std::string path = pin_dir + "/" + name;
+    auto st = s.rt->pin(handle, path);
+    if (!st.ok()) return std::nullopt;
+    return path;
+  };
+  for (const auto& [name, handle] : loaded->maps) {
+    auto path = pin_one(name, handle);
+    if (!path) return obj::fail(o.json, fmt::format("--pin: cannot pin map {} at {}/{} (exists already?)", name, pin_dir, name));
+    auto m = s.rt->get_map(handle);
+    nlohmann::json j = obj::map_info_json(*m, {});
+    if (!path->empty()) j["pinned"] = *path;
+    mapsj.push_back(j);
+    if (!o.json)
+      std::cout << fmt::format("map {}: {} {}{}\n", m->id, loader::map_type_name(m->map->type()), name,
+                               path->empty() ? "" : "  pinned " + *path);
+  }
+  for (const auto& [name, handle] : loaded->progs) {
+    auto path = pin_one(name, handle);
+    if (!path)
+      return obj::fail(o.json, fmt::format("--pin: cannot pin program {} at {}/{} (exists already?)", name, pin_dir, name));
+    auto p = s.rt->get_prog(handle);
+    nlohmann::json j = obj::prog_info_json(*p, {});
+    if (!path->empty()) j["pinned"] = *path;
+    progs.push_back(j);
+    if (!o.json)
+      std::cout << fmt::format("prog {}: {} {}  {} insns{}\n", p->id, loader::prog_type_name(p->type), name,
+                               p->insns.size(), path->empty() ? "" : "  pinned " + *path);
+  }
+  if (o.json) std::cout << nlohmann::json{{"programs", progs}, {"maps", mapsj}}.dump() << '\n';
+  if (!o.json && pin_dir.empty())
+    std::cout << "note: nothing was pinned, so these objects end with this process (use --pin DIR to keep them)\n";
+  return tools::kExitOk;
+}
+
+int prog_list(const ProgOptions& o) {
+  Session s;
+  s.scan_pins();
+  nlohmann::json all = nlohmann::json::array();
+  std::vector<std::uint32_t> seen;
+  for (const obj::Pinned& p : s.pins) {
+    if (p.kind != ObjKind::Prog) continue;
+    auto pr = s.rt->get_prog(p.handle);
+    if (std::find(seen.begin(), seen.end(), pr->id) != seen.end()) continue;
+    seen.push_back(pr->id);
+    if (o.json)
+      all.push_back(obj::prog_info_json(*pr, s.pin_paths(*pr)));
+    else
+      std::cout << obj::prog_info_text(*pr, s.pin_paths(*pr));
+  }
+  if (o.json) std::cout << all.dump() << '\n';
+  return tools::kExitOk;
+}
+
+int prog_show(const ProgOptions& o) {
+  Session s;
+  auto h = obj::resolve(s, o.target, ObjKind::Prog);
+  if (!h.ok()) return obj::fail(o.json, h.error().message);
+  auto p = s.rt->get_prog(*h);
+  if (o.json)
+    std::cout << obj::prog_info_json(*p, s.pin_paths(*p)).dump() << '\n';
+  else
+    std::cout << obj::prog_info_text(*p, s.pin_paths(*p));
+  return tools::kExitOk;
+}
+
+int prog_dump_xlated(const ProgOptions& o) {
+  std::vector<isa::Insn> insns;
+  std::string name;
+  if (file_is_elf(o.target)) {
+    auto ob = open_object(o.target);
+    if (!ob.ok()) return obj::fail(o.json, ob.error().message);
+    auto p = pick_program(*ob, o, o.target);
+    if (!p.ok()) return obj::fail(o.json, p.error().message);
+    insns = (*p)->insns;
+    name = (*p)->name;
+  } else {
+    Session s;
+    auto h = obj::resolve(s, o.target, ObjKind::Prog);
+    if (!h.ok()) return obj::fail(o.json, h.error().message);
+    auto p = s.rt->get_prog(*h);
+    insns = p->insns;
+    name = p->name;
+  }
+  assembly::DisasmOptions d;
+  d.dialect = assembly::Dialect::Kernel;
+  if (o.json) {
+    nlohmann::json a = nlohmann::json::array();
+    d.show_index = false;
+    for (std::size_t i = 0; i < insns.size(); ++i) {
+      const std::string text = assembly::disassemble_one(insns[i], i, d);
+      if (text.empty()) continue;  // lddw tail
+      a.push_back({{"pc", i}, {"disasm", text}});
+    }
+    std::cout << nlohmann::json{{"name", name}, {"insns", a}}.dump() << '\n';
+  } else {
+    std::cout << name << ":\n" << assembly::disassemble(insns, d);
+  }
+  return tools::kExitOk;
+}
+
+// ------------------------------------------------------------ run
+
+using obj::Packet;
+using obj::PcapIn;
+using obj::PcapOut;
+using obj::read_pcap;
+
+int prog_run(const ProgOptions& o) {
+  if (o.jit)
+    return obj::fail(o.json, "--jit: the runtime runs programs in its interpreter only (no JIT behind PROG_TEST_RUN "
+                             "yet); use --interpret or leave the option out");
+  if (o.data.empty() == o.pcap_in.empty()) return obj::fail(o.json, "give exactly one of --data FILE or --pcap IN.pcap");
+  auto ob = open_object(o.target);
+  if (!ob.ok()) return obj::fail(o.json, ob.error().message);
+  auto pick = pick_program(*ob, o, o.target);
+  if (!pick.ok()) return obj::fail(o.json, pick.error().message);
+  const loader::Program& lp = **pick;
+
+  PcapIn in;
+  if (!o.pcap_in.empty()) {
+    auto r = read_pcap(o.pcap_in);
+    if (!r.ok()) return obj::fail(o.json, r.error().message);
+    in = std::move(*r);
+    if (in.linktype != obj::kLinkEthernet && (lp.prog_type == BPF_PROG_TYPE_XDP || lp.prog_type == BPF_PROG_TYPE_SCHED_CLS))
+      std::cerr << fmt::format("userbpf: warning: {}: link type {} is not Ethernet; packets are passed as they are\n",
+                               o.pcap_in, obj::linktype_name(in.linktype));
+  } else {
+    auto bytes = tools::read_input(o.data);
+    if (!bytes.ok()) return obj::fail(o.json, fmt::format("--data {}: {}", o.data, bytes.error().message));
+    if (tools::format_from_extension(o.data) == tools::ProgramFormat::Hex) {
+      const std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+      auto parsed = tools::parse_hex_text(text);
+      if (!parsed.ok()) return obj::fail(o.json, tools::format_error(parsed.error(), o.data));
+      *bytes = std::move(*parsed);
+    }
+    in.packets.push_back({std::move(*bytes), 0, 0});
+  }
+
+  Session s;
+  auto loaded = s.rt->load_object(*ob);
+  if (!loaded.ok()) return obj::fail(o.json, fmt::format("{}: load: {}", o.target, loaded.error().to_string()));
+  int handle = -1;
+  for (const auto& [name, h] : loaded->progs)
+    if (name == lp.name) handle = h;
+  if (handle < 0)
+    return obj::fail(o.json, fmt::format("{}: program {} was not loaded (autoload off?)", o.target, lp.name));
+
+  PcapOut out;
+  if (!o.pcap_out.empty()) {
+    auto st = out.open(o.pcap_out, in.linktype);
+    if (!st.ok()) return obj::fail(o.json, st.error().message);
+  }
+
+  std::map<std::string, std::size_t> counts;
+  std::vector<std::string> order;  // verdicts in first-seen order
+  nlohmann::json pj = nlohmann::json::array();
+  std::uint64_t total_ns = 0;
+  if (!o.json)
+    std::cout << fmt::format("{}: {} program {} (SEC(\"{}\")), {} packet{}, engine interpreter\n", o.target,
+                             loader::prog_type_name(lp.prog_type), lp.name, lp.section, in.packets.size(),
+                             in.packets.size() == 1 ? "" : "s");
+  for (std::size_t i = 0; i < in.packets.size(); ++i) {
+    const Packet& pk = in.packets[i];
+    runtime::TestRunArgs args;
+    args.data_in = pk.bytes;
+    args.repeat = o.repeat;
+    auto r = s.rt->test_run(handle, args);
+    const std::vector<std::string> trace = s.trace.take();
+    std::string verdict;
+    nlohmann::json j = {{"index", i}, {"len", pk.bytes.size()}};
+    if (!r.ok()) {
+      verdict = "error";
+      j["error"] = r.error().to_string();
+      j["errno"] = r.error().code;
+      if (!o.json)
+        std::cout << fmt::format("packet {:>4}: {:>4} bytes  error: {} ({})\n", i, pk.bytes.size(), r.error().to_string(),
+                                 std::strerror(r.error().code));
+      if (!o.pcap_out.empty()) out.write(pk.bytes, pk);  // unchanged
+    } else {
+      verdict = verdict_name(lp.prog_type, r->retval);
+      total_ns += r->duration_ns;
+      const bool changed = r->data_out != pk.bytes;
+      j["retval"] = r->retval;
+      j["verdict"] = verdict;
+      j["duration_ns"] = r->duration_ns;
+      j["len_out"] = r->data_out.size();
+      j["modified"] = changed;
+      if (!o.json)
+        std::cout << fmt::format("packet {:>4}: {:>4} bytes  {}{}\n", i, pk.bytes.size(), verdict,
+                                 changed ? fmt::format("  (packet modified, {} bytes out)", r->data_out.size()) : "");
+      if (!o.pcap_out.empty()) out.write(r->data_out, pk);
+    }
+    j["trace"] = trace;
+    if (!o.json)
+      for (const std::string& t : trace) std::cout << "    trace: " << t << '\n';
+    if (counts[verdict]++ == 0) order.push_back(verdict);
+    pj.push_back(j);
+  }
+
+  // The maps' contents after the run.
+  nlohmann::json mj = nlohmann::json::array();
+  std::string maps_text;
+  if (!o.no_maps) {
+    for (const auto& [name, h] : loaded->maps) {
+      const bool named = std::find(o.maps.begin(), o.maps.end(), name) != o.maps.end();
+      if (!o.maps.empty() && !named) continue;
+      auto mo = s.rt->get_map(h);
+      if (mo->map->frozen() && !named) continue;  // .rodata: constants, not results (name it to see it)
+      const auto entries = obj::map_entries(*mo->map);
+      nlohmann::json j = obj::map_info_json(*mo, {});
+      j["name"] = name;
+      j["entries"] = obj::map_entries_json(*mo->map, entries);
+      mj.push_back(j);
+      maps_text += fmt::format("map {} ({}, key {}B, value {}B):\n", name, loader::map_type_name(mo->map->type()),
+                               mo->map->key_size(), mo->map->value_size());
+      maps_text += obj::map_entries_text(*mo->map, entries);
+    }
+    for (const std::string& want : o.maps)
+      if (std::none_of(loaded->maps.begin(), loaded->maps.end(), [&](const auto& m) { return m.first == want; }))
+        std::cerr << fmt::format("userbpf: warning: --maps: the object has no map '{}'\n", want);
+  }
+
+  if (o.json) {
+    nlohmann::json summary = nlohmann::json::object();
+    for (const std::string& v : order) summary[v] = counts[v];
+    std::cout << nlohmann::json{{"object", o.target},
+                                {"program", lp.name},
+                                {"section", lp.section},
+                                {"type", loader::prog_type_name(lp.prog_type)},
+                                {"engine", "interpreter"},
+                                {"repeat", o.repeat},
+                                {"packets", pj},
+                                {"summary", summary},
+                                {"maps", mj}}
+                     .dump(2)
+              << '\n';
+  } else {
+    std::cout << "summary:";
+    for (const std::string& v : order) std::cout << fmt::format(" {} {}", v, counts[v]);
+    const std::size_t ok = in.packets.size() - (counts.count("error") != 0 ? counts["error"] : 0);
+    if (ok != 0) std::cout << fmt::format("  (average {} ns per run)", total_ns / ok);
+    std::cout << '\n';
+    if (!o.pcap_out.empty()) std::cout << fmt::format("wrote {} packets to {}\n", in.packets.size(), o.pcap_out);
+    std::cout << maps_text;
+  }
+  return tools::kExitOk;
+}
+
+}  // namespace
+
+void register_prog_commands(Registry& r) {
+  auto o = std::make_shared<ProgOptions>();
+  CLI::App& g = r.group("prog", "Load, inspect and run the programs of BPF objects (.bpf.o)");
+  g.footer("Programs are found by pin path (/sys/fs/bpf/NAME or a path under the pin directory) or by the id\n"
+           "that `prog list` shows in this invocation. Pin directory: $USERBPF_PIN_DIR, else\n"
+           "$XDG_RUNTIME_DIR/userbpf, else /tmp/userbpf-$UID.");
+  auto json_flag = [o](CLI::App& c) { c.add_flag("--json,-j", o->json, "JSON output (as bpftool -j)"); };
+  auto choose = [o](CLI::App& c) {
+    c.add_option("--section", o->section, "the program in this ELF section (e.g. xdp)");
+    c.add_option("--program", o->program, "the program with this function name");
+  };
+
+  CLI::App& load = r.add(g, "load", "Load every autoload program of OBJ and its maps", [o] { return prog_load(*o); });
+  load.add_option("OBJ", o->target, "BPF object file (clang -target bpf)")->required();
+  load.add_option("--pin", o->pin, "pin programs and maps as DIR/NAME (DIR in the pin directory or /sys/fs/bpf/...)");
+  json_flag(load);
+
+  CLI::App& list = r.add(g, "list", "List the pinned programs", [o] { return prog_list(*o); });
+  json_flag(list);
+  CLI::App& show = r.add(g, "show", "Show one program", [o] { return prog_show(*o); });
+  show.add_option("PROG", o->target, "program id or pin path")->required();
+  json_flag(show);
+
+  CLI::App* dump_g = g.add_subcommand("dump", "Dump a program's instructions");
+  dump_g->require_subcommand(1);
+  CLI::App& xl = r.add(*dump_g, "xlated", "The instructions as loaded, in kernel (bpftool) syntax",
+                       [o] { return prog_dump_xlated(*o); });
+  xl.add_option("PROG", o->target, "program id, pin path, or BPF object file")->required();
+  choose(xl);
+  json_flag(xl);
+
+  CLI::App& run = r.add(g, "run",
+                        "Run a program of OBJ over packets (PROG_TEST_RUN): verdicts, output packets, trace, maps",
+                        [o] { return prog_run(*o); });
+  run.add_option("OBJ", o->target, "BPF object file (clang -target bpf)")->required();
+  choose(run);
+  auto* data = run.add_option("--data", o->data, "one packet: a raw file, or hex text if FILE ends in .hex");
+  auto* pcap = run.add_option("--pcap", o->pcap_in, "packets from a pcap file");
+  data->excludes(pcap);
+  run.add_option("--out", o->pcap_out, "write the packets as the program left them to this pcap");
+  run.add_option("--repeat", o->repeat, "run each packet N times (average duration)")->check(CLI::Range(1u, 100000000u));
+  run.add_option("--maps", o->maps, "print only these maps at the end (names; frozen .rodata maps only when named)")->delimiter(',');
+  run.add_flag("--no-maps", o->no_maps, "do not print the maps at the end");
+  auto* jit = run.add_flag("--jit", o->jit, "refused: the runtime has no JIT behind PROG_TEST_RUN yet");
+  auto* interp = run.add_flag("--interpret", o->interpret, "run in the runtime's interpreter (the default and only engine)");
+  jit->excludes(interp);
+  json_flag(run);
+  run.footer("The runtime runs programs in its checked interpreter only; there is no JIT behind PROG_TEST_RUN yet.");
+}
+
+}  // namespace userbpf::cli

@@ -1,0 +1,314 @@
+// Shared pieces of the object-level commands; see objcommon.hpp.
+#include "cli/objcommon.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <iostream>
+#include <system_error>
+
+#include "base/hex.hpp"
+#include "common/tool_io.hpp"
+#include "loader/loader.hpp"
+
+namespace userbpf::cli::obj {
+
+namespace fs = std::filesystem;
+
+void TraceCollector::write(std::string_view message) {
+  pending_.append(message);
+  std::size_t nl = 0;
+  while ((nl = pending_.find('\n')) != std::string::npos) {
+    lines_.push_back(pending_.substr(0, nl));
+    pending_.erase(0, nl + 1);
+  }
+}
+
+std::vector<std::string> TraceCollector::take() {
+  if (!pending_.empty()) {  // a message without its newline is still a line
+    lines_.push_back(pending_);
+    pending_.clear();
+  }
+  std::vector<std::string> out;
+  out.swap(lines_);
+  return out;
+}
+
+Session::Session() {
+  runtime::Options o;
+  o.trace = &trace;
+  rt = std::make_unique<runtime::Runtime>(o);
+}
+
+void Session::scan_pins() {
+  if (scanned) return;
+  scanned = true;
+  std::error_code ec;
+  const fs::path root(rt->pin_dir());
+  if (!fs::is_directory(root, ec)) return;
+  std::vector<fs::path> files;
+  auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec) && it->path().filename().string().starts_with(".")) {
+      it.disable_recursion_pending();  // .objects/: hidden links of pinned programs' maps
+      continue;
+    }
+    if (it->is_regular_file(ec)) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const fs::path& f : files) {
+    auto h = rt->get_pinned(f.string());
+    if (!h.ok()) {
+      scan_notes.push_back(fmt::format("{}: not a pin ({})", f.string(), h.error().to_string()));
+      continue;
+    }
+    pins.push_back({f.string(), *h, rt->get(*h)->kind});
+  }
+}
+
+std::vector<std::string> Session::pin_paths(const runtime::Object& o) const {
+  std::vector<std::string> out;
+  for (const Pinned& p : pins)
+    if (rt->get(p.handle).get() == &o) out.push_back(p.path);
+  return out;
+}
+
+namespace {
+std::string_view kind_name(runtime::ObjKind k) {
+  switch (k) {
+    case runtime::ObjKind::Map: return "map";
+    case runtime::ObjKind::Prog: return "program";
+    case runtime::ObjKind::Btf: return "BTF object";
+  }
+  return "object";
+}
+}  // namespace
+
+Result<int> resolve(Session& s, const std::string& spec, runtime::ObjKind kind) {
+  if (spec.empty()) return make_error(EINVAL, fmt::format("empty {} id or pin path", kind_name(kind)));
+  const bool digits = std::all_of(spec.begin(), spec.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; });
+  if (digits) {
+    s.scan_pins();
+    std::uint32_t id = 0;
+    try {
+      id = static_cast<std::uint32_t>(std::stoul(spec));
+    } catch (const std::exception&) {
+      return make_error(ERANGE, fmt::format("{} id '{}' is out of range", kind_name(kind), spec));
+    }
+    auto o = s.rt->by_id(kind, id);
+    if (!o)
+      return make_error(ENOENT, fmt::format("no {} with id {} (ids are those of this invocation: the pins under {})",
+                                            kind_name(kind), id, s.rt->pin_dir()));
+    return s.rt->new_handle(o);
+  }
+  s.scan_pins();
+  auto h = s.rt->get_pinned(spec);
+  if (!h.ok()) {
+    Error e = h.error();
+    e.message = fmt::format("{}: cannot open pin: {}", spec, e.message);
+    return e;
+  }
+  if (s.rt->get(*h)->kind != kind) {
+    return make_error(EINVAL, fmt::format("{}: is a pinned {}, not a {}", spec, kind_name(s.rt->get(*h)->kind),
+                                          kind_name(kind)));
+  }
+  return *h;
+}
+
+Result<std::vector<std::uint8_t>> parse_bytes(std::span<const std::string> tokens, std::string_view what) {
+  std::vector<std::uint8_t> out;
+  bool all_hex = false;
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    if (i == 0 && t == "hex") {
+      all_hex = true;
+      continue;
+    }
+    auto bad = [&](std::string_view why) {
+      return make_error(EINVAL, fmt::format("{} byte {} ('{}'): {}", what, i, t, why));
+    };
+    if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) {
+      auto b = parse_hex(std::string_view(t).substr(2));
+      if (!b.ok() && t.size() == 3) b = parse_hex("0" + t.substr(2));
+      if (!b.ok() || b->size() != 1) return bad("expected one byte 0x00..0xff");
+      out.push_back((*b)[0]);
+      continue;
+    }
+    const bool hexdigits = std::all_of(t.begin(), t.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+    const bool decdigits = std::all_of(t.begin(), t.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; });
+    if (t.empty() || !hexdigits) return bad("not a byte (use 0x01, plain hex like 01000000, or decimal 0..255)");
+    // Short all-decimal tokens are decimal bytes (bpftool: "key 17 0 0 0");
+    // longer tokens or tokens with a-f are plain hex ("11000000", "2a").
+    if (all_hex || (!decdigits && t.size() % 2 == 0) || (decdigits && t.size() > 3 && t.size() % 2 == 0)) {
+      auto b = parse_hex(t);
+      if (!b.ok()) return bad(b.error().message);
+      out.insert(out.end(), b->begin(), b->end());
+      continue;
+    }
+    if (!decdigits || t.size() > 3) return bad("odd number of hex digits");
+    const unsigned long v = std::stoul(t);
+    if (v > 255) return bad("decimal byte out of range 0..255");
+    out.push_back(static_cast<std::uint8_t>(v));
+  }
+  return out;
+}
+
+std::string hex_bytes(std::span<const std::uint8_t> b) { return to_hex(b, " "); }
+
+nlohmann::json hex_json(std::span<const std::uint8_t> b) {
+  nlohmann::json a = nlohmann::json::array();
+  for (std::uint8_t x : b) a.push_back(fmt::format("{:#04x}", x));
+  return a;
+}
+
+std::vector<MapEntry> map_entries(const maps::Map& m) {
+  std::vector<MapEntry> out;
+  if (m.type() == BPF_MAP_TYPE_PROG_ARRAY) {  // values are program ids, not readable like data
+    std::vector<std::uint8_t> key(m.key_size());
+    for (std::uint32_t i = 0; i < m.max_entries(); ++i) {
+      const std::uint32_t id = maps::prog_array_get(m, i);
+      if (id == 0) continue;
+      MapEntry e;
+      e.key.resize(4);
+      e.value.resize(4);
+      std::memcpy(e.key.data(), &i, 4);
+      std::memcpy(e.value.data(), &id, 4);
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+  std::vector<std::uint8_t> key(m.key_size()), next(m.key_size());
+  bool first = true;
+  for (std::size_t guard = 0; guard <= static_cast<std::size_t>(m.max_entries()) + 1; ++guard) {
+    const int rc = m.get_next_key(first ? nullptr : key.data(), next.data());
+    if (rc != 0) break;
+    first = false;
+    key = next;
+    MapEntry e;
+    e.key = key;
+    e.value.resize(m.host_value_size());
+    if (m.lookup(key.data(), e.value.data(), 0) != 0) continue;  // deleted meanwhile
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+namespace {
+// A little-endian unsigned integer of 1, 2, 4 or 8 bytes (the common case of
+// counters); nullopt otherwise.
+std::optional<std::uint64_t> as_int(std::span<const std::uint8_t> b) {
+  if (b.size() != 1 && b.size() != 2 && b.size() != 4 && b.size() != 8) return std::nullopt;
+  std::uint64_t v = 0;
+  for (std::size_t i = b.size(); i-- > 0;) v = (v << 8) | b[i];
+  return v;
+}
+}  // namespace
+
+std::string map_entries_text(const maps::Map& m, const std::vector<MapEntry>& entries) {
+  std::string s;
+  const std::size_t slot = m.value_size();
+  for (const MapEntry& e : entries) {
+    if (m.percpu()) {
+      s += fmt::format("key:\n{}\n", hex_bytes(e.key));
+      for (std::uint32_t c = 0; c < m.ncpus(); ++c)
+        s += fmt::format("value (CPU {:02}): {}\n", c,
+                         hex_bytes(std::span<const std::uint8_t>(e.value).subspan(c * slot, slot)));
+      continue;
+    }
+    s += fmt::format("key: {}  value: {}", hex_bytes(e.key), hex_bytes(e.value));
+    const auto k = as_int(e.key), v = as_int(e.value);
+    if (k && v) s += fmt::format("  ({} -> {})", *k, *v);
+    s += '\n';
+  }
+  s += fmt::format("Found {} element{}\n", entries.size(), entries.size() == 1 ? "" : "s");
+  return s;
+}
+
+nlohmann::json map_entries_json(const maps::Map& m, const std::vector<MapEntry>& entries) {
+  nlohmann::json a = nlohmann::json::array();
+  const std::size_t slot = m.value_size();
+  for (const MapEntry& e : entries) {
+    nlohmann::json j = {{"key", hex_json(e.key)}};
+    if (m.percpu()) {
+      nlohmann::json vals = nlohmann::json::array();
+      for (std::uint32_t c = 0; c < m.ncpus(); ++c)
+        vals.push_back({{"cpu", c}, {"value", hex_json(std::span<const std::uint8_t>(e.value).subspan(c * slot, slot))}});
+      j["values"] = vals;
+    } else {
+      j["value"] = hex_json(e.value);
+      const auto k = as_int(e.key), v = as_int(e.value);
+      if (k && v) j["formatted"] = {{"key", *k}, {"value", *v}};
+    }
+    a.push_back(j);
+  }
+  return a;
+}
+
+nlohmann::json map_info_json(const runtime::MapObject& mo, const std::vector<std::string>& pins) {
+  const maps::Map& m = *mo.map;
+  nlohmann::json j = {{"id", mo.id},
+                      {"type", loader::map_type_name(m.type())},
+                      {"name", m.name()},
+                      {"flags", m.map_flags()},
+                      {"bytes_key", m.key_size()},
+                      {"bytes_value", m.value_size()},
+                      {"max_entries", m.max_entries()},
+                      {"frozen", m.frozen() ? 1 : 0}};
+  if (!pins.empty()) j["pinned"] = pins;
+  return j;
+}
+
+std::string map_info_text(const runtime::MapObject& mo, const std::vector<std::string>& pins) {
+  const maps::Map& m = *mo.map;
+  std::string s = fmt::format("{}: {}  name {}  flags {:#x}\n\tkey {}B  value {}B  max_entries {}{}\n", mo.id,
+                              loader::map_type_name(m.type()), m.name(), m.map_flags(), m.key_size(), m.value_size(),
+                              m.max_entries(), m.frozen() ? "  frozen" : "");
+  for (const std::string& p : pins) s += fmt::format("\tpinned {}\n", p);
+  return s;
+}
+
+namespace {
+std::string tag_hex(const runtime::ProgObject& p) { return to_hex(std::span<const std::uint8_t>(p.tag), ""); }
+std::vector<std::uint32_t> map_ids(const runtime::ProgObject& p) {
+  std::vector<std::uint32_t> ids;
+  for (const auto& m : p.used_maps) ids.push_back(m->id);
+  return ids;
+}
+}  // namespace
+
+nlohmann::json prog_info_json(const runtime::ProgObject& p, const std::vector<std::string>& pins) {
+  nlohmann::json j = {{"id", p.id},
+                      {"type", loader::prog_type_name(p.type)},
+                      {"name", p.name},
+                      {"tag", tag_hex(p)},
+                      {"gpl_compatible", p.license == "GPL" || p.license.starts_with("Dual") ||
+                                             p.license == "GPL v2" || p.license == "Dual BSD/GPL"},
+                      {"bytes_xlated", p.insns.size() * 8},
+                      {"jited", false},
+                      {"engine", "interpreter"},
+                      {"map_ids", map_ids(p)}};
+  if (!pins.empty()) j["pinned"] = pins;
+  return j;
+}
+
+std::string prog_info_text(const runtime::ProgObject& p, const std::vector<std::string>& pins) {
+  std::string ids;
+  for (std::uint32_t id : map_ids(p)) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  std::string s = fmt::format("{}: {}  name {}  tag {}{}\n\txlated {}B  not jited (interpreter)", p.id,
+                              loader::prog_type_name(p.type), p.name, tag_hex(p),
+                              prog_info_json(p, {})["gpl_compatible"].get<bool>() ? "  gpl" : "", p.insns.size() * 8);
+  if (!ids.empty()) s += "  map_ids " + ids;
+  s += '\n';
+  for (const std::string& pp : pins) s += fmt::format("\tpinned {}\n", pp);
+  return s;
+}
+
+int fail(bool json, const std::string& message) {
+  if (json) std::cout << nlohmann::json{{"error", message}}.dump() << '\n';
+  std::cerr << "userbpf: error: " << message << '\n';
+  return tools::kExitError;
+}
+
+}  // namespace userbpf::cli::obj
