@@ -152,12 +152,39 @@ class Env {
   void reset_signals() {
     exit_requested_ = false;
     failed_ = false;
+    callback_aborted_ = false;
   }
   // Addresses of the two signal flags, for engines that test them from
   // generated code right after a helper returns (the JIT). Valid while the
   // Env lives.
   [[nodiscard]] const bool* exit_requested_flag() const { return &exit_requested_; }
   [[nodiscard]] const bool* failed_flag() const { return &failed_; }
+
+  // ---- callbacks: helpers that call back into the program (bpf_loop,
+  // for_each_map_elem, timers, ...). The engine sets `callback` and
+  // `engine` at run start (null when it cannot call back). call_function()
+  // runs the program's function `fn` (a func_addr() value the program passed
+  // as an ARG_PTR_TO_FUNC argument) with r1-r5 on a new frame, one call level
+  // deeper than the helper's caller (the 8-frame limit counts it), and
+  // returns the callee's r0. If the callee ends the run (fault, budget,
+  // unwind helper), callback_aborted() is true afterwards: the helper must
+  // return at once (its value is ignored) and the engine ends the run with
+  // the callee's result.
+  using CallbackFn = std::uint64_t (*)(Env& env, std::uint64_t fn, std::uint64_t r1, std::uint64_t r2,
+                                       std::uint64_t r3, std::uint64_t r4, std::uint64_t r5);
+  CallbackFn callback = nullptr;
+  void* engine = nullptr;  // the engine's per-run state, for `callback`
+  std::uint64_t call_function(std::uint64_t fn, std::uint64_t r1, std::uint64_t r2, std::uint64_t r3,
+                              std::uint64_t r4, std::uint64_t r5) {
+    if (callback == nullptr) {
+      fail(95 /* EOPNOTSUPP */, "this engine cannot call back into the program");
+      callback_aborted_ = true;
+      return 0;
+    }
+    return callback(*this, fn, r1, r2, r3, r4, r5);
+  }
+  void set_callback_aborted() { callback_aborted_ = true; }
+  [[nodiscard]] bool callback_aborted() const { return callback_aborted_; }
 
   // Checked-mode test used by engines and by helpers that take pointers.
   [[nodiscard]] const Region* find_region(std::uint64_t addr, std::uint64_t len, bool write) const;
@@ -166,6 +193,7 @@ class Env {
   bool exit_requested_ = false;
   std::uint64_t exit_value_ = 0;
   bool failed_ = false;
+  bool callback_aborted_ = false;
   int fail_code_ = 0;
   std::string fail_message_;
 };
