@@ -29,7 +29,10 @@
 //      10,000-instruction program (target: < 1 ms).
 //
 //   userbpf-bench [--json] [--samples N] [--quick] [--filter S] [--no-kernel] [--progs DIR]
-//   --quick  CI sanity: correctness in every engine, 3 short samples.
+//                 [--overhead] [--dump]
+//   --quick     CI sanity: correctness in every engine, 3 short samples.
+//   --overhead  only the per-run overhead (ns per run of `r0 = 0; exit`).
+//   --dump      print the JIT's listing of each selected program, run nothing.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -75,6 +78,8 @@ struct Options {
   bool json = false;
   bool quick = false;
   bool kernel = true;
+  bool overhead_only = false;  // --overhead: only the empty-program overhead
+  bool dump = false;           // --dump: print the JIT listing of the selected programs
   int samples = 11;
   std::string filter;
   std::string progs_dir = USERBPF_BENCH_PROGS_DIR;
@@ -302,6 +307,10 @@ bool parse(int argc, char** argv, Options& o) {
       o.quick = true;
     else if (a == "--no-kernel")
       o.kernel = false;
+    else if (a == "--overhead")
+      o.overhead_only = true;
+    else if (a == "--dump")
+      o.dump = true;
     else if (a == "--samples" && i + 1 < argc)
       o.samples = std::max(1, std::atoi(argv[++i]));
     else if (a == "--filter" && i + 1 < argc)
@@ -311,6 +320,7 @@ bool parse(int argc, char** argv, Options& o) {
     else {
       std::fprintf(stderr,
                    "usage: userbpf-bench [--json] [--samples N] [--quick] [--filter S] [--no-kernel] [--progs DIR]\n"
+                   "                     [--overhead] [--dump]\n"
                    "unknown or incomplete argument '%s'\n",
                    a.c_str());
       return false;
@@ -348,6 +358,20 @@ int main(int argc, char** argv) {
   int failures = 0;
   std::uint64_t sink = 0;
 
+  if (opt.dump) {
+    for (const Bench& b : all) {
+      if (!opt.filter.empty() && b.name.find(opt.filter) == std::string::npos) continue;
+      auto jp = userbpf::jit::Program::compile(b.insns);
+      if (!jp) {
+        std::fprintf(stderr, "%s: JIT refused it: %s\n", b.name.c_str(), jp.error().to_string().c_str());
+        return 1;
+      }
+      std::printf("==== %s (%zu insns, %zu bytes of code)\n%s\n", b.name.c_str(), b.insns.size(), jp->code_size(),
+                  jp->disassemble().c_str());
+    }
+    return 0;
+  }
+
   // ---- overhead: the empty program in each engine
   const std::vector<isa::Insn> empty = {isa::make(Op::MovImm, 0, 0, 0, 0), isa::make(Op::Exit)};
   double ovh_interp = 0, ovh_jit = 0;
@@ -376,6 +400,13 @@ int main(int argc, char** argv) {
     ovh_interp = median(is);
     ovh_jit = median(js);
     if (!ks.empty()) ovh_kernel = median(ks);
+    if (opt.overhead_only) {
+      std::printf("per-run overhead (empty program: r0 = 0; exit), median of %zu samples: interpreter %.1f ns, JIT %.1f "
+                  "ns (fastest %.1f ns), kernel %s\n",
+                  js.size(), ovh_interp, ovh_jit, *std::min_element(js.begin(), js.end()),
+                  ovh_kernel ? fmt::format("{:.0f} ns", *ovh_kernel).c_str() : "not measured");
+      return 0;
+    }
   }
 
   // ---- the programs

@@ -31,7 +31,9 @@ class Runtime;
 struct RuntimeOptions {
   std::string pin_dir;      // empty: $USERBPF_PIN_DIR, $XDG_RUNTIME_DIR/userbpf, /tmp/userbpf-$UID
   std::uint32_t ncpus = 0;  // per-CPU slots (0: possible CPUs)
-  bool checked = true;      // bounds-check every memory access of a run
+  bool checked = true;      // bounds-check every memory access of unverified runs
+  bool jit = true;          // run programs in the JIT (false: the interpreter)
+  bool verify = true;       // verify programs at load (the kernel's verifier rules)
 };
 
 class MapRef {

@@ -154,11 +154,12 @@ class Env {
     failed_ = false;
     callback_aborted_ = false;
   }
-  // Addresses of the two signal flags, for engines that test them from
+  // Addresses of the signal flags, for engines that test them from
   // generated code right after a helper returns (the JIT). Valid while the
   // Env lives.
   [[nodiscard]] const bool* exit_requested_flag() const { return &exit_requested_; }
   [[nodiscard]] const bool* failed_flag() const { return &failed_; }
+  [[nodiscard]] const bool* callback_aborted_flag() const { return &callback_aborted_; }
 
   // ---- callbacks: helpers that call back into the program (bpf_loop,
   // for_each_map_elem, timers, ...). The engine sets `callback` and
@@ -196,6 +197,28 @@ class Env {
   bool callback_aborted_ = false;
   int fail_code_ = 0;
   std::string fail_message_;
+};
+
+// Publishes an engine's callback and per-run state in env.callback /
+// env.engine for one run and restores the previous ones when it ends (runs
+// may nest: a helper may run a program on the same Env).
+class CallbackScope {
+ public:
+  CallbackScope(Env& env, void* engine, Env::CallbackFn fn) : env_(env), engine_(env.engine), fn_(env.callback) {
+    env.engine = engine;
+    env.callback = fn;
+  }
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+  ~CallbackScope() {
+    env_.engine = engine_;
+    env_.callback = fn_;
+  }
+
+ private:
+  Env& env_;
+  void* engine_;
+  Env::CallbackFn fn_;
 };
 
 // ---- the errors both engines report, built in one place so that messages match

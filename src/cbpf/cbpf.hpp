@@ -228,9 +228,13 @@ static_assert(sizeof(SeccompData) == 64);
 // exec.cpp registers the functions).
 enum class HelperId : std::uint32_t { NlAttr = 1, NlAttrNest = 2, Random = 3 };
 
+// Socket-target programs are entered with r1 = &SkbContext, r2 = the
+// packet's first byte and r3 = its captured length (the bytes LD_ABS would
+// see); packet_args = false: the program does not read r2/r3.
 struct Translation {
   std::vector<isa::Insn> insns;
   std::vector<std::size_t> start;  // start[pc] = index of the first eBPF insn of classic insn pc
+  bool packet_args = false;
 };
 // Checks (check / check_seccomp per target) and translates.
 Result<Translation> translate(std::span<const Insn> prog, Target target = Target::Socket,
@@ -252,6 +256,8 @@ std::string print_bpf_asm(std::span<const Insn> prog);
 // decimal ("N,code jt jf k,..." too), or bpf_asm source. Errors carry line
 // and column.
 Result<std::vector<Insn>> parse_text(std::string_view text);
+// bpf_asm source: ";" and "//" comments to the end of the line, C comments
+// "/* ... */" anywhere (as the kernel's bpf_exp.l).
 Result<std::vector<Insn>> parse_bpf_asm(std::string_view text);
 Result<std::vector<Insn>> parse_tcpdump_listing(std::string_view text);
 Result<std::vector<Insn>> parse_decimal(std::string_view text);

@@ -1,9 +1,11 @@
 // Execution of translated classic programs; see exec.hpp.
 //
 // How it works: Filter::create checks and translates, then loads the eBPF
-// into ExecEngine (the interpreter today: the JIT plugs in by changing the
-// alias and load_engine below). run() points the reused Env at the packet
-// and runs with r1 = &ctx; the classic return value is r0's low 32 bits.
+// into the chosen engine: the JIT (jit::Program, helpers bound at compile
+// time so that the nla/nlan/rand calls are direct) or the interpreter.
+// run() points the reused Env at the packet (LD_ABS/LD_IND, helpers) and
+// runs with r1 = &ctx, r2 = packet, r3 = its length (translate.cpp's entry
+// convention); the classic return value is r0's low 32 bits.
 // A run that faults (it cannot, for a checked translation, unless a helper
 // is missing) returns 0: drop, as the kernel does for a failed load.
 //
@@ -13,21 +15,17 @@
 // 0), rand returns a pseudo-random u32.
 #include "cbpf/exec.hpp"
 
+#include <algorithm>
+#include <array>
+#include <memory>
 #include <random>
 #include <vector>
 
 #include "interp/interp.hpp"
+#include "jit/jit.hpp"
 
 namespace userbpf::cbpf {
 namespace {
-
-// ---- the engine: the one line to change for the JIT. With the JIT:
-//   using ExecEngine = jit::Program;  and load_engine calls
-//   ExecEngine::compile(insns, jit::Options{.helpers = &helper_table()})
-// (plus userbpf_jit in src/cbpf/CMakeLists.txt). Tried: every cbpf test
-// passes on the JIT.
-using ExecEngine = interp::Program;
-Result<ExecEngine> load_engine(std::span<const isa::Insn> insns) { return ExecEngine::create(insns); }
 
 constexpr std::uint32_t kNlaHdrLen = 4;
 constexpr std::uint16_t kNlaTypeMask = 0x3fff;  // ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER)
@@ -86,11 +84,22 @@ const abi::HelperTable& helper_table() {
   return table;
 }
 
+std::string_view engine_name(Engine e) { return e == Engine::Jit ? "jit" : "interpreter"; }
+
+// Exactly one of jit / interp is set (the one `engine` names).
 struct Filter::Impl {
   std::vector<Insn> classic;
   Translation translation;
-  ExecEngine engine;
+  Engine engine = Engine::Jit;
+  std::unique_ptr<jit::Program> jit;
+  std::unique_ptr<interp::Program> interp;
   abi::Env env;
+  bool reads_poff = false;
+
+  abi::RunResult run(std::uint64_t ctx, std::uint64_t data = 0, std::uint64_t len = 0) {
+    const std::array<std::uint64_t, 3> a = {ctx, data, len};
+    return jit ? jit->run(env, a) : interp->run(env, a);
+  }
 };
 
 Filter::Filter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -98,13 +107,29 @@ Filter::Filter(Filter&&) noexcept = default;
 Filter& Filter::operator=(Filter&&) noexcept = default;
 Filter::~Filter() = default;
 
-Result<Filter> Filter::create(std::span<const Insn> prog, Target target, const CheckOptions& opts) {
+Result<Filter> Filter::create(std::span<const Insn> prog, Target target, const CheckOptions& opts, Engine engine) {
   auto tr = translate(prog, target, opts);
   if (!tr.ok()) return tr.error();
-  auto engine = load_engine(tr->insns);
-  if (!engine.ok()) return engine.error();
-  auto impl = std::unique_ptr<Impl>(
-      new Impl{std::vector<Insn>(prog.begin(), prog.end()), std::move(*tr), std::move(*engine), abi::Env{}});
+  auto impl = std::make_unique<Impl>();
+  impl->engine = engine;
+  if (engine == Engine::Jit) {
+    jit::Options jo;
+    jo.helpers = &helper_table();
+    auto p = jit::Program::compile(tr->insns, jo);
+    if (!p.ok()) return p.error();
+    impl->jit = std::make_unique<jit::Program>(std::move(*p));
+  } else {
+    auto p = interp::Program::create(tr->insns);
+    if (!p.ok()) return p.error();
+    impl->interp = std::make_unique<interp::Program>(std::move(*p));
+  }
+  impl->classic.assign(prog.begin(), prog.end());
+  impl->translation = std::move(*tr);
+  for (const Insn& in : prog) {
+    const OpInfo* row = lookup(in.code);
+    const AncInfo* anc = row != nullptr && row->kind == Kind::LdAbs ? ancillary(in.k) : nullptr;
+    if (anc != nullptr && anc->anc == Anc::PayOffset) impl->reads_poff = true;
+  }
   impl->env.helpers = &helper_table();
   if (has_backward_ja(prog)) impl->env.options.budget = kLoopBudget;
   return Filter(std::move(impl));
@@ -114,8 +139,8 @@ std::uint32_t Filter::run(std::span<const std::uint8_t> packet, const SkbContext
   abi::Env& env = impl_->env;
   env.packet = packet.data();
   env.packet_len = packet.size();
-  const std::uint64_t arg = reinterpret_cast<std::uint64_t>(&ctx);
-  const abi::RunResult r = impl_->engine.run(env, std::span<const std::uint64_t>(&arg, 1));
+  const abi::RunResult r = impl_->run(reinterpret_cast<std::uint64_t>(&ctx),
+                                      reinterpret_cast<std::uint64_t>(packet.data()), packet.size());
   return r.ok() ? static_cast<std::uint32_t>(r.r0) : 0;
 }
 
@@ -123,16 +148,17 @@ std::uint32_t Filter::run_seccomp(const SeccompData& data) {
   abi::Env& env = impl_->env;
   env.packet = nullptr;
   env.packet_len = 0;
-  const std::uint64_t arg = reinterpret_cast<std::uint64_t>(&data);
-  const abi::RunResult r = impl_->engine.run(env, std::span<const std::uint64_t>(&arg, 1));
+  const abi::RunResult r = impl_->run(reinterpret_cast<std::uint64_t>(&data));
   return r.ok() ? static_cast<std::uint32_t>(r.r0) : 0;
 }
 
 std::span<const Insn> Filter::classic() const { return impl_->classic; }
 std::span<const isa::Insn> Filter::ebpf() const { return impl_->translation.insns; }
 const Translation& Filter::translation() const { return impl_->translation; }
+Engine Filter::engine() const { return impl_->engine; }
+bool Filter::reads_payload_offset() const { return impl_->reads_poff; }
 
-SkbContext make_context(std::span<const std::uint8_t> p, std::uint32_t wirelen, LinkLayer link) {
+SkbContext make_context(std::span<const std::uint8_t> p, std::uint32_t wirelen, LinkLayer link, bool payload_offset) {
   SkbContext c;
   c.len = wirelen;
   auto be16 = [&](std::size_t o) -> std::uint32_t { return o + 2 <= p.size() ? (static_cast<std::uint32_t>(p[o]) << 8U) | p[o + 1] : 0U; };
@@ -154,6 +180,7 @@ SkbContext make_context(std::span<const std::uint8_t> p, std::uint32_t wirelen, 
   } else {
     return c;
   }
+  if (!payload_offset) return c;
   // payload offset (skb_get_poff facts): transport header + its length
   std::size_t l4 = 0;
   unsigned proto = 0;

@@ -1,9 +1,10 @@
 // Running classic BPF: check + translate (cbpf.hpp), then execute the eBPF
 // on one of the engines of src/interp / src/jit through the shared abi.
 //
-// Library userbpf_cbpf_exec (cbpf + interp + abi): kept apart from
+// Library userbpf_cbpf_exec (cbpf + interp + jit + abi): kept apart from
 // userbpf_cbpf so that the classic library stays on base <- isa <- cbpf.
-// The engine is chosen in one line (ExecEngine in exec.cpp).
+// The engine is chosen per Filter (Engine; the JIT by default). Both engines
+// give the same return value for every packet (the tests run both).
 //
 // A Filter owns its translated program and one abi::Env that it reuses for
 // every run (no allocation per packet): a Filter is not thread-safe; use one
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 
 #include "abi/abi.hpp"
 #include "base/error.hpp"
@@ -21,12 +23,15 @@
 
 namespace userbpf::cbpf {
 
+enum class Engine : std::uint8_t { Jit, Interpreter };
+std::string_view engine_name(Engine e);
+
 class Filter {
  public:
   // opts.allow_backward_ja (libpcap mode): programs with backward jumps run
   // with an instruction budget (kLoopBudget); a run that exhausts it returns 0.
   static Result<Filter> create(std::span<const Insn> prog, Target target = Target::Socket,
-                               const CheckOptions& opts = {});
+                               const CheckOptions& opts = {}, Engine engine = Engine::Jit);
   static constexpr std::uint64_t kLoopBudget = 1ULL << 24;
   Filter(Filter&&) noexcept;
   Filter& operator=(Filter&&) noexcept;
@@ -42,6 +47,10 @@ class Filter {
   [[nodiscard]] std::span<const Insn> classic() const;
   [[nodiscard]] std::span<const isa::Insn> ebpf() const;
   [[nodiscard]] const Translation& translation() const;
+  [[nodiscard]] Engine engine() const;
+  // Whether a run reads SkbContext::pay_offset ([poff]); make_context's
+  // dissector can be skipped (payload_offset = false) when it does not.
+  [[nodiscard]] bool reads_payload_offset() const;
 
  private:
   struct Impl;
@@ -56,7 +65,10 @@ enum class LinkLayer : std::uint8_t { Ethernet, RawIp, Other };
 // net_off after the Ethernet header (VLAN tags stay in the data),
 // pay_offset from a small dissector (Ethernet, 802.1Q, IPv4, IPv6, TCP, UDP,
 // ICMP), pkt_type PACKET_HOST, everything else 0.
-SkbContext make_context(std::span<const std::uint8_t> packet, std::uint32_t wirelen, LinkLayer link);
+// payload_offset = false skips the dissector (pay_offset stays 0): for
+// filters that do not read it (Filter::reads_payload_offset).
+SkbContext make_context(std::span<const std::uint8_t> packet, std::uint32_t wirelen, LinkLayer link,
+                        bool payload_offset = true);
 
 // The helpers translated programs call (HelperId): nla, nlan, rand.
 const abi::HelperTable& helper_table();

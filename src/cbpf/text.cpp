@@ -504,6 +504,42 @@ std::string_view strip_comment(std::string_view l) {
   return l;
 }
 
+// bpf_asm's C comments (/* ... */, may span lines) become blanks, newlines
+// kept, so that lines and columns stay those of the source.
+Result<std::string> blank_c_comments(std::string_view text) {
+  std::string out(text);
+  std::size_t line = 1, col = 1;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == '/' && i + 1 < out.size() && out[i + 1] == '*') {
+      const std::size_t end = out.find("*/", i + 2);
+      if (end == std::string::npos) {
+        Error e = make_error(EINVAL, "unterminated comment '/*'");
+        e.line = line;
+        e.column = col;
+        return e;
+      }
+      for (std::size_t j = i; j < end + 2; ++j) {
+        if (out[j] == '\n') {
+          ++line;
+          col = 0;
+        } else {
+          out[j] = ' ';
+        }
+        ++col;
+      }
+      i = end + 1;
+      continue;
+    }
+    if (out[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<std::vector<Insn>> parse_tcpdump_listing(std::string_view text) {
@@ -529,7 +565,10 @@ Result<std::vector<Insn>> parse_tcpdump_listing(std::string_view text) {
   return out;
 }
 
-Result<std::vector<Insn>> parse_bpf_asm(std::string_view text) {
+Result<std::vector<Insn>> parse_bpf_asm(std::string_view source) {
+  auto blanked = blank_c_comments(source);
+  if (!blanked.ok()) return blanked.error();
+  const std::string_view text = *blanked;
   std::vector<Pending> prog;
   std::map<std::string, std::size_t, std::less<>> labels;
   const auto lines = split_lines(text);

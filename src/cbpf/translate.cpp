@@ -1,12 +1,22 @@
 // Classic BPF -> eBPF translation with the kernel's semantics (the facts of
 // bpf_convert_filter / convert_bpf_extensions, our own code).
 //
-// Registers: A = r0 (LD_ABS/LD_IND write r0, so packet loads land in A
-// directly), X = r7, the context pointer r6 (copied from r1 at entry), r8
-// saves A around `ldxb 4*([k]&0xf)`, r2/r3 are scratch for offset
-// arithmetic and helper arguments (LD_ABS/LD_IND and calls may clobber
+// Entry (socket target): r1 = &SkbContext, r2 = the packet's first byte,
+// r3 = its captured length (Translation::packet_args tells whether the
+// program reads r2/r3; exec.cpp always passes them).
+// Registers: A = r0, X = r7, the context pointer r6 (copied from r1 at
+// entry), the packet pointer r9 and length r8 (copied from r2/r3), r2/r3
+// scratch for offset arithmetic and helper arguments (calls may clobber
 // r1-r5, so nothing lives there across classic instructions). M[i] is the
-// 32-bit stack slot at r10 - 4 * (16 - i). A and X start at 0.
+// 32-bit stack slot at r10 - 4 * (16 - i); r10 - 68 saves A around
+// `ldxb 4*([k]&0xf)`. A and X start at 0.
+//
+// Packet loads at offsets known to be non-negative (LD ABS k >= 0, LD IND
+// when X + k cannot be negative) are direct: "if len < off + size return
+// 0", a load from r9 + off, and be16/be32 (network to host order). This is
+// LD_ABS/LD_IND's exact semantics without the engines' out-of-line call,
+// so the JIT emits a compare, a load and a bswap. The SKF_NET_OFF /
+// SKF_LL_OFF areas and negative X + k keep LD_IND (rare, out of line).
 //
 // Every ALU operation is a 32-bit eBPF ALU op and every compare a JMP32 op,
 // taken from the classic row (classic.def's ebpf / ebpf_inverse columns), so
@@ -18,14 +28,14 @@
 //   - conditional jumps: "if cond goto jt" + "goto jf", the goto dropped
 //     when jf falls through; when jt falls through the inverse row is used
 //     (jset has none: cond + goto).
-//   - LD ABS k >= 0: LD_ABS. SKF_AD_OFF <= k < 0: ancillary (SkbContext
+//   - LD ABS k >= 0: direct load. SKF_AD_OFF <= k < 0: ancillary (SkbContext
 //     field, a helper call for nla/nlan/rand, A ^= X for xor_x).
 //     SKF_NET_OFF / SKF_LL_OFF areas: LD_IND from ctx->net_off / ll_off.
 //     k < SKF_LL_OFF: return 0 (the kernel's load fails).
 //   - LD IND: X + k is a signed 32-bit offset in the kernel; when it may be
 //     negative (k < 0, or X > INT32_MAX - k at run time) an out-of-line
 //     block dispatches to the SKF_NET_OFF / SKF_LL_OFF areas or returns 0.
-//     The fast path is one compare and one LD_IND.
+//     The fast path is one compare and one direct load.
 //   - LEN: ctx->len (socket) or 64 (seccomp); seccomp LD|W|ABS k: u32 at ctx+k.
 //   - Out-of-range packet loads end the run with r0 = 0 (LD_ABS/LD_IND
 //     semantics of the abi), as the kernel and libpcap return 0.
@@ -33,7 +43,10 @@
 // liveness of A and X decides whether the prologue zeroes them and whether
 // `ldxb 4*([k]&0xf)` saves A; an upper bound of X per instruction drops the
 // X + k sign guard of LD IND when X is known small (after MSH or ldx #k).
-// r6 = r1 is emitted only when something reads the context.
+// r6 = r1 is emitted only when something reads the context, the
+// out-of-line blocks included: the prologue is decided after every block
+// has been emitted (a negative LD IND offset reads ctx->net_off / ll_off
+// only in its out-of-line block).
 // Invariants: the output starts with the prologue, every classic
 // instruction maps to a contiguous block (Translation::start), out-of-line
 // blocks follow the last classic instruction, all jumps fit in 16 bits (an
@@ -52,7 +65,9 @@ namespace {
 using isa::Op;
 using isa::make;
 
-constexpr std::uint8_t kA = 0, kX = 7, kCtx = 6, kSave = 8, kS1 = 2, kS2 = 3, kFp = 10;
+constexpr std::uint8_t kA = 0, kX = 7, kCtx = 6, kLen = 8, kData = 9, kS1 = 2, kS2 = 3, kFp = 10;
+constexpr std::int16_t kSaveSlot = -68;  // A around MSH (below M[0..15])
+constexpr std::int16_t kMaxOff = std::numeric_limits<std::int16_t>::max();
 
 constexpr std::int16_t mem_slot(std::uint32_t k) { return static_cast<std::int16_t>(-4 * (16 - static_cast<int>(k))); }
 constexpr std::int16_t ctx_off(std::size_t off) { return static_cast<std::int16_t>(off); }
@@ -84,8 +99,14 @@ class Emitter {
       if (l != kUnplaced) l += insns.size();
   }
 
+  // Emits the deferred (out-of-line) blocks; they may defer more.
+  void flush_deferred() {
+    for (std::size_t i = 0; i < deferred_.size(); ++i) deferred_[i]();
+    deferred_.clear();
+  }
+
   Result<std::vector<isa::Insn>> finish() {
-    for (std::size_t i = 0; i < deferred_.size(); ++i) deferred_[i]();  // may defer more
+    flush_deferred();
     for (const auto& f : fixups_) {
       const std::int64_t rel =
           static_cast<std::int64_t>(labels_[f.label]) - static_cast<std::int64_t>(f.at) - 1;
@@ -107,9 +128,9 @@ class Emitter {
   std::vector<std::function<void()>> deferred_;
 };
 
-// Width-indexed rows for packet loads.
-Op ld_abs(unsigned size) { return size == 4 ? Op::LdAbsW : size == 2 ? Op::LdAbsH : Op::LdAbsB; }
+// Width-indexed rows for packet loads (LD_IND) and direct loads.
 Op ld_ind(unsigned size) { return size == 4 ? Op::LdIndW : size == 2 ? Op::LdIndH : Op::LdIndB; }
+Op ldx(unsigned size) { return size == 4 ? Op::LdxW : size == 2 ? Op::LdxH : Op::LdxB; }
 
 class Translator {
  public:
@@ -123,10 +144,18 @@ class Translator {
       t.start.push_back(e_.size());
       one(prog_[pc_]);
     }
+    // The out-of-line blocks first: they too read the context (the
+    // SKF_NET_OFF / SKF_LL_OFF bases of a negative LD IND offset), and the
+    // prologue must know that before it decides about r6.
+    e_.flush_deferred();
     // Prologue: ctx to r6 if anything reads it, A and X zeroed if they may
     // be read before written (the kernel zeroes both).
     std::vector<isa::Insn> prologue;
     if (ctx_used_ || target_ == Target::Seccomp) prologue.push_back(make(Op::MovReg, kCtx, 1));
+    if (packet_used_) {
+      prologue.push_back(make(Op::MovReg, kData, 2));
+      prologue.push_back(make(Op::MovReg, kLen, 3));
+    }
     if (a_live_in_[0]) prologue.push_back(make(Op::Mov32Imm, kA, 0, 0, 0));
     if (x_live_in_[0]) prologue.push_back(make(Op::Mov32Imm, kX, 0, 0, 0));
     e_.prepend(prologue);
@@ -134,6 +163,7 @@ class Translator {
     auto insns = e_.finish();
     if (!insns.ok()) return insns.error();
     t.insns = std::move(*insns);
+    t.packet_args = packet_used_;
     return t;
   }
 
@@ -240,11 +270,61 @@ class Translator {
     e_.emit(make(Op::LdxW, dst, kCtx, ctx_off(off)));
   }
 
+  // The shared "return 0" block of failed packet loads (placed at the end).
+  std::size_t fail_label() {
+    if (fail_ == kNoLabel) {
+      fail_ = e_.new_label();
+      e_.defer([this] {
+        e_.place(fail_);
+        ret_zero();
+      });
+    }
+    return fail_;
+  }
+  // A = the big-endian value of `size` bytes at [reg + off] (bounds checked).
+  void load_be(unsigned size, std::uint8_t reg, std::int16_t off) {
+    e_.emit(make(ldx(size), kA, reg, off));
+    if (size == 2) e_.emit(make(Op::Be16, kA));
+    if (size == 4) e_.emit(make(Op::Be32, kA));
+  }
+  // A = packet[k], 0 <= k <= INT32_MAX: "if len < k + size return 0", load.
+  void direct_abs(unsigned size, std::uint32_t k) {
+    packet_used_ = true;
+    const std::int64_t end = static_cast<std::int64_t>(k) + size;
+    if (end > std::numeric_limits<std::int32_t>::max()) {  // past any packet
+      e_.jump(make(Op::Ja), fail_label(), pc_);
+      return;
+    }
+    e_.jump(make(Op::JltImm, kLen, 0, 0, static_cast<std::int32_t>(end)), fail_label(), pc_);
+    if (k <= static_cast<std::uint32_t>(kMaxOff)) {
+      load_be(size, kData, static_cast<std::int16_t>(k));
+    } else {
+      e_.emit(make(Op::MovReg, kS1, kData));
+      e_.emit(make(Op::AddImm, kS1, 0, 0, static_cast<std::int32_t>(k)));
+      load_be(size, kS1, 0);
+    }
+  }
+  // A = packet[X + k] where X + k is known to be a non-negative int
+  // (0 <= k, X <= INT32_MAX - k).
+  void direct_ind(unsigned size, std::uint32_t k) {
+    packet_used_ = true;
+    const std::int64_t end = static_cast<std::int64_t>(k) + size;
+    if (end > std::numeric_limits<std::int32_t>::max()) {
+      e_.jump(make(Op::Ja), fail_label(), pc_);
+      return;
+    }
+    e_.emit(make(Op::Mov32Reg, kS1, kX));  // zero-extended X
+    e_.emit(make(Op::AddImm, kS1, 0, 0, static_cast<std::int32_t>(end)));
+    e_.jump(make(Op::JgtReg, kS1, kLen), fail_label(), pc_);
+    e_.emit(make(Op::AddReg, kS1, kData));
+    load_be(size, kS1, static_cast<std::int16_t>(-static_cast<int>(size)));
+  }
+
   // A = packet[k] of `size` bytes for a constant offset (LD ABS, MSH).
   void packet_abs(unsigned size, std::uint32_t k) {
     const auto sk = static_cast<std::int32_t>(k);
     if (sk >= 0) {
-      e_.emit(make(ld_abs(size), 0, 0, 0, sk));
+      direct_abs(size, k);
     } else if (sk >= kSkfNetOff) {
       ld_ctx(kS1, offsetof(SkbContext, net_off));
       e_.emit(make(ld_ind(size), 0, kS1, 0, sk - kSkfNetOff));
@@ -288,12 +368,12 @@ class Translator {
       packet_ind_general(size, k, cont);
     } else if (x_bound_[pc_] <= static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max() - sk)) {
       // X is known small here (e.g. set by ldxb 4*([k]&0xf)): X + k cannot be negative.
-      e_.emit(make(ld_ind(size), 0, kX, 0, sk));
+      direct_ind(size, k);
     } else {
       // Fast path: X <= INT32_MAX - k means X + k is a non-negative int.
       const std::size_t slow = e_.new_label();
       e_.jump(make(Op::Jgt32Imm, kX, 0, 0, std::numeric_limits<std::int32_t>::max() - sk), slow, pc_);
-      e_.emit(make(ld_ind(size), 0, kX, 0, sk));
+      direct_ind(size, k);
       const std::size_t pc = pc_;
       e_.defer([this, size, k, slow, cont, pc] {
         const std::size_t saved = pc_;
@@ -367,12 +447,12 @@ class Translator {
       case Kind::Stx: e_.emit(make(row.ebpf, kFp, kX, mem_slot(in.k))); break;
       case Kind::LdxMsh: {
         const bool keep_a = a_live_out_[pc_];  // A survives MSH only if someone reads it
-        if (keep_a) e_.emit(make(Op::Mov32Reg, kSave, kA));
+        if (keep_a) e_.emit(make(Op::StxW, kFp, kA, kSaveSlot));
         packet_abs(1, in.k);
         e_.emit(make(Op::And32Imm, kA, 0, 0, 0xf));
         e_.emit(make(Op::Lsh32Imm, kA, 0, 0, 2));
         e_.emit(make(Op::Mov32Reg, kX, kA));
-        if (keep_a) e_.emit(make(Op::Mov32Reg, kA, kSave));
+        if (keep_a) e_.emit(make(Op::LdxW, kA, kFp, kSaveSlot));
         break;
       }
       case Kind::AluK: e_.emit(make(row.ebpf, kA, 0, 0, k)); break;
@@ -418,6 +498,9 @@ class Translator {
   Emitter e_;
   std::size_t pc_ = 0;
   bool ctx_used_ = false;
+  bool packet_used_ = false;  // direct loads read r9/r8 (from r2/r3)
+  static constexpr std::size_t kNoLabel = static_cast<std::size_t>(-1);
+  std::size_t fail_ = kNoLabel;
   std::vector<bool> a_live_in_, x_live_in_, a_live_out_;  // per classic insn
   std::vector<std::uint64_t> x_bound_;                    // max value of X on entry to each insn
 };

@@ -1,34 +1,46 @@
-// The helpers of this milestone (design in helpers.hpp). Each helper is a
+// The core helpers (maps, time, trace_printk, tail_call) and the registry
+// of every helper of this library (design in helpers.hpp). Each helper is a
 // plain function with the abi::HelperFn signature; errors are negative errno
-// values in r0 as the kernel's helpers return them.
+// values in r0 as the kernel's helpers return them. The other families live
+// in process.cpp, memory.cpp, format.cpp and callbacks.cpp; each file lists
+// its helpers (detail::Entry, ids from <linux/bpf.h>) and register_helpers()
+// concatenates the lists.
 #include "helpers/helpers.hpp"
 
-#include "maps/registry.hpp"
-
+#include <fmt/format.h>
 #include <linux/bpf.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
+#include <vector>
+
+#include "helpers/internal.hpp"
+#include "helpers/packet_ctx.hpp"
+#include "maps/registry.hpp"
+#include "spec/spec.hpp"
 
 namespace userbpf::helpers {
 
-namespace {
+namespace detail {
 
-using u64 = std::uint64_t;
-
-u64 neg(int e) { return static_cast<u64>(-static_cast<std::int64_t>(e)); }
-
-RunState* state(abi::Env& env) { return static_cast<RunState*>(env.user); }
-
-// In checked mode, memory a helper reads or writes must lie in a region.
 bool mem_ok(const abi::Env& env, u64 addr, u64 len, bool write) {
   if (!env.options.checked) return addr != 0;
   return env.find_region(addr, len, write) != nullptr;
+}
+
+bool arg_mem(abi::Env& env, std::string_view helper, std::string_view what, u64 addr, u64 len, bool write) {
+  if (!env.options.checked || len == 0 || env.find_region(addr, len, write) != nullptr) return true;
+  env.fail(EFAULT, fmt::format("bpf_{}: {} [{:#x}, +{}) is not {} memory of the program", helper, what, addr, len,
+                               write ? "writable" : "readable"));
+  return false;
 }
 
 maps::Map* arg_map(abi::Env& env, u64 r1) {
@@ -41,6 +53,61 @@ std::uint32_t cpu_for(abi::Env& env, const maps::Map& m) {
   RunState* s = state(env);
   return s != nullptr ? s->cpu_slot() : 0;
 }
+
+bool safe_read(void* dst, u64 src, std::size_t len) {
+  if (len == 0) return true;
+  if (src == 0) return false;
+  const iovec local{dst, len};
+  const iovec remote{reinterpret_cast<void*>(src), len};  // NOLINT(performance-no-int-to-ptr)
+  return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len);
+}
+
+bool safe_write(u64 dst, const void* src, std::size_t len) {
+  if (len == 0) return true;
+  if (dst == 0) return false;
+  const iovec local{const_cast<void*>(src), len};
+  const iovec remote{reinterpret_cast<void*>(dst), len};  // NOLINT(performance-no-int-to-ptr)
+  return process_vm_writev(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len);
+}
+
+long safe_read_str(char* out, u64 src, std::size_t max) {
+  constexpr u64 kPage = 4096;
+  std::size_t done = 0;
+  while (done < max) {
+    const u64 at = src + done;
+    const std::size_t chunk = std::min<std::size_t>(max - done, kPage - (at % kPage));
+    if (!safe_read(out + done, at, chunk)) return -1;
+    if (const void* z = std::memchr(out + done, 0, chunk)) return static_cast<long>(static_cast<const char*>(z) - out);
+    done += chunk;
+  }
+  return static_cast<long>(max);
+}
+
+bool read_cstr(const abi::Env& env, u64 addr, std::string& out) {
+  constexpr std::size_t kMax = 1024;  // the kernel's MAX_BPRINTF_BUF
+  out.clear();
+  if (addr == 0) return false;
+  if (env.options.checked) {
+    const auto* p = reinterpret_cast<const char*>(addr);  // NOLINT(performance-no-int-to-ptr)
+    for (std::size_t i = 0; i < kMax; ++i) {
+      if (env.find_region(addr + i, 1, false) == nullptr) return false;
+      if (p[i] == '\0') return true;
+      out.push_back(p[i]);
+    }
+    return true;  // truncated, as the kernel's bounded copy
+  }
+  char buf[kMax];
+  const long n = safe_read_str(buf, addr, sizeof buf);
+  if (n < 0) return false;
+  out.assign(buf, static_cast<std::size_t>(n < static_cast<long>(kMax) ? n : static_cast<long>(kMax) - 1));
+  return true;
+}
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;  // NOLINT(google-build-using-namespace)
 
 u64 map_lookup_elem(abi::Env& env, u64 r1, u64 r2, u64, u64, u64) {
   maps::Map* m = arg_map(env, r1);
@@ -107,30 +174,18 @@ u64 tail_call(abi::Env& env, u64 /*ctx*/, u64 r2, u64 r3, u64, u64) {
   return 0;
 }
 
-bool read_cstr(const abi::Env& env, u64 addr, std::string& out) {
-  out.clear();
-  if (addr == 0) return false;
-  const auto* p = reinterpret_cast<const char*>(addr);
-  for (std::size_t i = 0; i < 4096; ++i) {
-    if (env.options.checked && env.find_region(addr + i, 1, false) == nullptr) return false;
-    if (p[i] == '\0') return true;
-    out.push_back(p[i]);
-  }
-  return true;  // truncated, as the kernel's bounded copy
-}
-
 u64 trace_printk(abi::Env& env, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5) {
   if (r2 == 0 || !mem_ok(env, r1, r2, false)) return neg(EINVAL);
-  const auto* fmt = reinterpret_cast<const char*>(r1);
-  if (fmt[r2 - 1] != '\0') return neg(EINVAL);
+  const auto* fmt = reinterpret_cast<const char*>(r1);  // NOLINT(performance-no-int-to-ptr)
+  const void* nul = std::memchr(fmt, 0, r2);
+  if (nul == nullptr) return neg(EINVAL);
   const std::array<u64, 3> args = {r3, r4, r5};
   std::string out;
-  const int n = format_trace(std::string_view(fmt, std::strlen(fmt)), args, out, &read_cstr, &env);
-  if (n < 0) return static_cast<u64>(static_cast<std::int64_t>(n));
-  RunState* s = state(env);
-  TraceSink& sink = s != nullptr && s->trace != nullptr ? *s->trace : stderr_sink();
-  sink.write(out);
-  return out.size();
+  const int n = format_trace(std::string_view(fmt, static_cast<std::size_t>(static_cast<const char*>(nul) - fmt)),
+                             args, out, &read_cstr, &env);
+  if (n < 0) return sret(n);
+  emit_trace(env, out);
+  return static_cast<u64>(n);
 }
 
 class StderrSink final : public TraceSink {
@@ -141,28 +196,25 @@ class StderrSink final : public TraceSink {
   }
 };
 
-struct Row {
-  std::uint32_t id;
-  const char* name;
-  abi::HelperFn fn;
+constexpr std::array kCore = {
+    UBPF_HELPER_ENTRY(map_lookup_elem),  UBPF_HELPER_ENTRY(map_update_elem),      UBPF_HELPER_ENTRY(map_delete_elem),
+    UBPF_HELPER_ENTRY(ktime_get_ns),     UBPF_HELPER_ENTRY(trace_printk),         UBPF_HELPER_ENTRY(get_prandom_u32),
+    UBPF_HELPER_ENTRY(get_smp_processor_id), UBPF_HELPER_ENTRY(tail_call),        UBPF_HELPER_ENTRY(ktime_get_boot_ns),
+    UBPF_HELPER_ENTRY(ktime_get_coarse_ns),
 };
-constexpr std::array<Row, 10> kHelpers = {{
-    {BPF_FUNC_map_lookup_elem, "map_lookup_elem", &map_lookup_elem},
-    {BPF_FUNC_map_update_elem, "map_update_elem", &map_update_elem},
-    {BPF_FUNC_map_delete_elem, "map_delete_elem", &map_delete_elem},
-    {BPF_FUNC_ktime_get_ns, "ktime_get_ns", &ktime_get_ns},
-    {BPF_FUNC_trace_printk, "trace_printk", &trace_printk},
-    {BPF_FUNC_get_prandom_u32, "get_prandom_u32", &get_prandom_u32},
-    {BPF_FUNC_get_smp_processor_id, "get_smp_processor_id", &get_smp_processor_id},
-    {BPF_FUNC_tail_call, "tail_call", &tail_call},
-    {BPF_FUNC_ktime_get_boot_ns, "ktime_get_boot_ns", &ktime_get_boot_ns},
-    {BPF_FUNC_ktime_get_coarse_ns, "ktime_get_coarse_ns", &ktime_get_coarse_ns},
-}};
-constexpr std::array<std::uint32_t, 10> kIds = {
-    BPF_FUNC_map_lookup_elem,      BPF_FUNC_map_update_elem, BPF_FUNC_map_delete_elem,  BPF_FUNC_ktime_get_ns,
-    BPF_FUNC_trace_printk,         BPF_FUNC_get_prandom_u32, BPF_FUNC_get_smp_processor_id, BPF_FUNC_tail_call,
-    BPF_FUNC_ktime_get_boot_ns,    BPF_FUNC_ktime_get_coarse_ns,
-};
+
+// Every helper of the library, ordered by id (built once).
+const std::vector<Entry>& all_entries() {
+  static const std::vector<Entry> all = [] {
+    std::vector<Entry> v;
+    for (auto list : {core_entries(), process_entries(), memory_entries(), format_entries(), callback_entries(),
+                      skb_entries()})
+      v.insert(v.end(), list.begin(), list.end());
+    std::sort(v.begin(), v.end(), [](const Entry& a, const Entry& b) { return a.id < b.id; });
+    return v;
+  }();
+  return all;
+}
 
 }  // namespace
 
@@ -171,76 +223,44 @@ TraceSink& stderr_sink() {
   return sink;
 }
 
-void register_helpers(abi::HelperTable& table) {
-  for (const Row& r : kHelpers) table.set(r.id, r.name, r.fn);
+namespace detail {
+std::span<const Entry> core_entries() { return kCore; }
+}  // namespace detail
+
+void emit_trace(abi::Env& env, std::string_view message) {
+  RunState* s = state(env);
+  TraceSink& sink = s != nullptr && s->trace != nullptr ? *s->trace : stderr_sink();
+  sink.write(message.substr(0, kTraceMax - 1));
 }
 
-std::span<const std::uint32_t> helper_ids() { return kIds; }
+void register_helpers(abi::HelperTable& table) {
+  for (const Entry& e : all_entries()) table.set(e.id, e.name, e.fn);
+  register_packet_helpers(table);
+}
 
-int format_trace(std::string_view fmt, std::span<const std::uint64_t> args, std::string& out,
-                 bool (*read_str)(const abi::Env& env, std::uint64_t addr, std::string& s), const abi::Env* env) {
-  out.clear();
-  std::size_t next_arg = 0;
-  char buf[64];
-  for (std::size_t i = 0; i < fmt.size(); ++i) {
-    const char c = fmt[i];
-    if (c != '%') {
-      out.push_back(c);
-      continue;
-    }
-    if (++i >= fmt.size()) return -EINVAL;
-    if (fmt[i] == '%') {
-      out.push_back('%');
-      continue;
-    }
-    if (next_arg >= args.size() || next_arg >= 3) return -EINVAL;
-    const u64 a = args[next_arg++];
-    int longs = 0;
-    while (i < fmt.size() && fmt[i] == 'l' && longs < 2) {
-      ++longs;
-      ++i;
-    }
-    if (i >= fmt.size()) return -EINVAL;
-    const char conv = fmt[i];
-    // %d/%i/%u/%x take an int unless l/ll is given (the kernel's bpf_trace_printk casts the same way)
-    const bool wide = longs > 0;
-    switch (conv) {
-      case 'd':
-      case 'i':
-        if (wide) std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(a));
-        else std::snprintf(buf, sizeof buf, "%d", static_cast<int>(static_cast<std::uint32_t>(a)));
-        out += buf;
-        break;
-      case 'u':
-        if (wide) std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(a));
-        else std::snprintf(buf, sizeof buf, "%u", static_cast<unsigned>(a));
-        out += buf;
-        break;
-      case 'x':
-        if (wide) std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(a));
-        else std::snprintf(buf, sizeof buf, "%x", static_cast<unsigned>(a));
-        out += buf;
-        break;
-      case 'p':
-        if (longs != 0) return -EINVAL;
-        std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(a));
-        out += buf;
-        break;
-      case 'c':
-        if (longs != 0) return -EINVAL;
-        out.push_back(static_cast<char>(a));
-        break;
-      case 's': {
-        if (longs != 0) return -EINVAL;
-        std::string s;
-        if (read_str == nullptr || env == nullptr || !read_str(*env, a, s)) s = "(invalid)";
-        out += s;
-        break;
-      }
-      default: return -EINVAL;
-    }
-  }
-  return static_cast<int>(out.size());
+std::span<const std::uint32_t> helper_ids() {
+  static const std::vector<std::uint32_t> ids = [] {
+    std::vector<std::uint32_t> v;
+    for (const Entry& e : all_entries()) v.push_back(e.id);
+    for (std::uint32_t id = 0; id < spec::helper_id_limit(); ++id)
+      if (is_packet_helper(id)) v.push_back(id);
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+  }();
+  return ids;
+}
+
+bool supported(std::uint32_t id) {
+  const auto ids = helper_ids();
+  return std::binary_search(ids.begin(), ids.end(), id);
+}
+
+std::string unsupported_helper_message(std::uint32_t id) {
+  const std::string_view name = spec::helper_name(id);
+  if (name.empty()) return fmt::format("invalid func unknown#{}: no kernel helper has id {}", id, id);
+  return fmt::format("helper bpf_{} (id {}) is not supported by userbpf (userbpf feature lists the supported ones)",
+                     name, id);
 }
 
 }  // namespace userbpf::helpers

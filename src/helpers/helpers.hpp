@@ -17,6 +17,18 @@
 // memory regions when the run is in checked mode (env.options.checked);
 // unchecked runs trust a verified program, as the kernel does.
 //
+// Families (one file each): helpers.cpp (maps, time, trace_printk,
+// tail_call, the registry), process.cpp (the current process and thread,
+// clocks, NUMA), memory.cpp (probe_read*, probe_write_user, copy_from_user,
+// strncmp, strtol/strtoul, csum_diff), format.cpp (the kernel's bprintf
+// formatter: trace_printk, trace_vprintk, snprintf), callbacks.cpp (bpf_loop,
+// for_each_map_elem, queue/stack/bloom push/pop/peek, lookup_percpu_elem).
+// Helpers that call back into the program use abi::Env::call_function.
+//
+// Memory the program names by address (probe_read's source, %s strings) is
+// read fault-safely (process_vm_readv on our own process): a bad address is
+// -EFAULT, never a crash, in every mode.
+//
 // Tail calls (bpf_tail_call, limit 33 as MAX_TAIL_CALL_CNT): the helper
 // looks the program up in the program array, counts the call and, if there
 // is a target, stores it in RunState::tail_target and asks the engine to end
@@ -29,6 +41,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "abi/abi.hpp"
@@ -60,10 +73,25 @@ struct RunState {
   void* owner = nullptr;                      // passed to resolve_prog
   std::uint32_t tail_calls = 0;               // tail calls taken so far in this run
   const void* tail_target = nullptr;          // set by bpf_tail_call, consumed by the run loop
+  std::uint64_t func_ip = 0;                  // bpf_get_func_ip: the hooked function's address (0: none)
+  std::uint32_t prog_type = 0;                // enum bpf_prog_type (bpf_redirect: XDP or tc semantics)
+  // bpf_redirect's record (the kernel's bpf_redirect_info): the verdict the
+  // helper returned and its target, for test runs to report.
+  struct Redirect {
+    bool set = false;
+    std::uint32_t ifindex = 0;
+    std::uint64_t flags = 0;
+  } redirect;
 
+  // A map the program may name: one of its used maps, or an inner map that
+  // one of them (an array or hash of maps) holds (what a lookup in a map of
+  // maps returned to the program).
   [[nodiscard]] maps::Map* find_map(std::uint64_t value) const {
     for (maps::Map* m : maps)
       if (reinterpret_cast<std::uint64_t>(m) == value) return m;
+    const auto* candidate = reinterpret_cast<const maps::Map*>(value);
+    for (maps::Map* m : maps)
+      if (m->holds_inner(candidate)) return const_cast<maps::Map*>(candidate);
     return nullptr;
   }
   std::uint32_t cpu_slot() { return cpu != nullptr ? cpu->slot() : 0; }
@@ -72,14 +100,45 @@ struct RunState {
 // Fills `table` with every helper of this library under its kernel id.
 void register_helpers(abi::HelperTable& table);
 
-// The helper ids register_helpers() provides.
+// The helper ids register_helpers() provides, ascending.
 std::span<const std::uint32_t> helper_ids();
+// True when register_helpers() provides helper `id`.
+bool supported(std::uint32_t id);
+// The load-time message for a program calling helper `id` that userbpf does
+// not implement: names the helper (the kernel's name) and its id, e.g.
+// "helper bpf_skb_get_tunnel_key (id 20) is not supported by userbpf ...".
+// PROG_LOAD rejects such a program with EINVAL and this message.
+std::string unsupported_helper_message(std::uint32_t id);
 
-// bpf_trace_printk's formatter (exposed for tests): formats `fmt` (the
-// kernel's subset: %d %i %u %x %ld %li %lu %lx %lld %lli %llu %llx %p %s %c
-// %%, at most 3 conversions) with args; -EINVAL on anything else. `read_str`
-// copies a C string from program memory for %s (returns false if invalid).
-int format_trace(std::string_view fmt, std::span<const std::uint64_t> args, std::string& out,
-                 bool (*read_str)(const abi::Env& env, std::uint64_t addr, std::string& s), const abi::Env* env);
+// Sends one trace_printk / trace_vprintk message to the run's sink
+// (RunState::trace or stderr), cut to kTraceMax - 1 bytes as the kernel's.
+inline constexpr std::size_t kTraceMax = 1024;  // MAX_BPRINTF_BUF
+void emit_trace(abi::Env& env, std::string_view message);
+
+// The x86-64 kernel's csum_partial over `len` bytes, seeded: a 32-bit
+// unfolded one's-complement sum; csum_add is its 32-bit end-around add.
+std::uint32_t csum_partial(const void* data, std::size_t len, std::uint32_t seed);
+std::uint32_t csum_add(std::uint32_t a, std::uint32_t b);
+// Folds a 32-bit one's-complement sum to 16 bits with end-around carry (not
+// complemented): the kernel's csum_from32to16, bpf_csum_diff's result.
+std::uint32_t csum_fold16(std::uint32_t sum);
+
+// The kernel's bprintf formatter (bpf_bprintf_prepare + bstr_printf), shared
+// by trace_printk, trace_vprintk and snprintf. Accepts what the kernel
+// accepts: printable ASCII and white space; %% ; conversions with optional
+// flags [0+- ] and width, then d i u x X (int), ld li lu lx lX (long), lld
+// lli llu llx llX, c, s (the next character must be NUL, white space or
+// punctuation), p, pK px ps pS pB (the pointer as 16 hex digits / 0x..., no
+// hashing or symbols in user space), pks pus (strings), pi4 pI4 pi6 pI6 (IP
+// addresses read from the pointer). Each conversion takes one of `args`;
+// more conversions than args: -EINVAL; anything else: -EINVAL. Strings
+// and IP bytes are read with `read_str` / fault-safely (unreadable: empty /
+// zeros, as the kernel). Returns the length of `out`.
+using ReadStr = bool (*)(const abi::Env& env, std::uint64_t addr, std::string& s);
+int format_bprintf(std::string_view fmt, std::span<const std::uint64_t> args, std::string& out, ReadStr read_str,
+                   const abi::Env* env);
+// bpf_trace_printk's formatter: format_bprintf with at most 3 args.
+int format_trace(std::string_view fmt, std::span<const std::uint64_t> args, std::string& out, ReadStr read_str,
+                 const abi::Env* env);
 
 }  // namespace userbpf::helpers

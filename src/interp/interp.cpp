@@ -70,6 +70,28 @@
 // Budget: with budget B, dispatching instruction number B + 1 ends the run
 // with abi::budget_exhausted(pc of that instruction); RunResult::insns counts
 // executed instructions (an lddw counts once).
+//
+// Callbacks (abi::Env::call_function, used by bpf_loop, for_each_map_elem,
+// ...): each exec publishes a RunCtx through env.engine and sets
+// env.callback to callback<Mode> (both restored when exec returns). Before
+// every helper call the exec stores its depth, the call's pc and (counted
+// modes) its instruction count in the RunCtx (abi::CallbackScope does the
+// publishing and restoring). callback<Mode> then runs a
+// nested exec<Mode> that starts at the function's first instruction with
+// r1-r5 from the helper, on frame depth + 1 of the SAME 4 KiB stack (r10 =
+// caller's r10 - 512; the live range and the checked-mode stack region grow
+// to cover it and shrink back afterwards), continuing the outer instruction
+// count and budget; its `exit` at that base depth returns r0 to the helper.
+//   - function value not a func_addr() of a function entry:
+//     bad_call_target(pc of the helper call, value); the run ends.
+//   - no frame left (depth + 1 would be the 9th): call_depth_exceeded(pc of
+//     the helper call); the run ends.
+//   - the callee faults, exhausts the budget, or ends the run (unwind helper,
+//     LD_ABS out of range): its RunResult is kept in the outer RunCtx,
+//     env.callback_aborted() is set, the helper returns, and the outer exec
+//     returns that RunResult as the run's result.
+// Counting: the callee's instructions count like any others; the helper call
+// counts once (as every call); nothing is counted for the entry itself.
 #include "interp/interp.hpp"
 
 #include <fmt/format.h>
@@ -397,6 +419,31 @@ struct ProgramView {
   const std::vector<bool>* func_entry;
 };
 
+class StackRegion;
+
+// Where a nested exec (a callback) starts; filled by callback<Mode>.
+struct Nested {
+  std::size_t entry = 0;  // pc of the callee's first instruction
+  unsigned depth = 0;     // its frame depth (the base depth of this exec)
+  u64 count = 0;          // instructions counted so far in the run
+  u64 stack_top = 0;      // the run's stack (the outer exec's buffer)
+  StackRegion* region = nullptr;  // checked mode: the run's stack region
+  u64 args[5] = {};
+  bool ended_run = false;  // out: the callee ended the whole run cleanly
+};
+
+// What an exec publishes for callbacks (env.engine points here during a run).
+struct RunCtx {
+  const ProgramView* prog = nullptr;
+  u64 stack_top = 0;
+  StackRegion* region = nullptr;
+  unsigned depth = 0;         // published before each helper call
+  std::size_t call_pc = 0;    // published before each helper call
+  u64 count = 0;              // published before / reloaded after each helper call (counted modes)
+  std::optional<abi::RunResult> aborted;  // set when a callback ended the run
+};
+
+
 // Appends the checked-mode stack region and removes it on scope exit.
 class StackRegion {
  public:
@@ -424,9 +471,14 @@ class StackRegion {
 // Some fault labels are unused in some modes (no memory checks in Fast).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-label"
-// exec<kMode>(nullptr, ...) returns the handler table through `table_out`.
 template <Mode kMode>
-abi::RunResult exec(const ProgramView* prog, abi::Env& env, std::span<const u64> args, const void* const** table_out) {
+u64 callback(abi::Env& env, u64 fn, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5);
+
+// exec<kMode>(nullptr, ...) returns the handler table through `table_out`.
+// `nested` non-null: a callback run (see the design comment).
+template <Mode kMode>
+abi::RunResult exec(const ProgramView* prog, abi::Env& env, std::span<const u64> args, const void* const** table_out,
+                    Nested* nested = nullptr) {
   static const void* const kTable[kNumHandlers] = {
 #define UBPF_OP(name, byte, sel, selval, form, kop, mnem, ver, group, kern) &&L_##name,
 #include "isa/opcodes.def"
@@ -447,21 +499,38 @@ abi::RunResult exec(const ProgramView* prog, abi::Env& env, std::span<const u64>
   u64 r[isa::kNumRegs] = {};
   alignas(16) u8 stack[kStackBytes];
   Frame frames[isa::kMaxCallFrames];
-  unsigned depth = 0;
+  const unsigned base_depth = nested != nullptr ? nested->depth : 0;
+  unsigned depth = base_depth;
   u64 may_goto = abi::kMayGotoBudget;
-  u64 count = 0;
+  u64 count = nested != nullptr ? nested->count : 0;
   const u64 budget = env.options.budget > 0 ? env.options.budget : std::numeric_limits<u64>::max();
 
-  const u64 stack_top = reinterpret_cast<u64>(stack + kStackBytes);
-  u64 live_lo = stack_top - kFrameBytes;  // lowest live stack byte (checked mode)
-  std::optional<StackRegion> stack_region;
+  const u64 stack_top = nested != nullptr ? nested->stack_top : reinterpret_cast<u64>(stack + kStackBytes);
+  u64 live_lo = stack_top - (depth + 1) * kFrameBytes;  // lowest live stack byte (checked mode)
+  std::optional<StackRegion> own_region;
+  StackRegion* stack_region = nullptr;
   if constexpr (kCheck) {
-    std::memset(stack, 0, sizeof stack);
-    stack_region.emplace(env, live_lo, stack_top);
+    if (nested == nullptr) {
+      std::memset(stack, 0, sizeof stack);
+      stack_region = &own_region.emplace(env, live_lo, stack_top);
+    } else {
+      stack_region = nested->region;
+      stack_region->update(live_lo, stack_top);
+    }
   }
-  for (std::size_t i = 0; i < args.size() && i < 5; ++i) r[i + 1] = args[i];
-  r[isa::kFrameReg] = stack_top;
-  env.reset_signals();
+  if (nested == nullptr) {
+    for (std::size_t i = 0; i < args.size() && i < 5; ++i) r[i + 1] = args[i];
+    env.reset_signals();
+  } else {
+    for (std::size_t i = 0; i < 5; ++i) r[i + 1] = nested->args[i];
+    pc = code + nested->entry;
+  }
+  r[isa::kFrameReg] = stack_top - depth * kFrameBytes;
+  RunCtx ctx;
+  ctx.prog = prog;
+  ctx.stack_top = stack_top;
+  ctx.region = stack_region;
+  const abi::CallbackScope engine_scope(env, &ctx, &callback<kMode>);
 
   FaultInfo fi;  // filled on the way to `fail`
 
@@ -598,7 +667,7 @@ abi::RunResult exec(const ProgramView* prog, abi::Env& env, std::span<const u64>
   }
 #define HANDLE_Exit(name)                                \
   L_##name : {                                           \
-    if (depth == 0) goto done;                           \
+    if (depth == base_depth) goto done;                  \
     const Frame& f = frames[--depth];                    \
     pc = f.ret;                                          \
     r[6] = f.r6;                                         \
@@ -715,12 +784,21 @@ call_helper : {
   helper_fn = h->fn;
 }
 call_fn:
+  ctx.depth = depth;
+  ctx.call_pc = index(pc);
+  if constexpr (kCount) ctx.count = count;
   r[0] = helper_fn(env, r[1], r[2], r[3], r[4], r[5]);
+  if constexpr (kCount) count = ctx.count;
+  if (env.callback_aborted() && ctx.aborted.has_value()) [[unlikely]] {
+    if (nested != nullptr) nested->ended_run = true;
+    return *ctx.aborted;
+  }
   if (env.failed()) [[unlikely]] {
     fi = FaultInfo{Why::HelperFailed, index(pc)};
     goto fail;
   }
   if (env.exit_requested()) [[unlikely]] {
+    if (nested != nullptr) nested->ended_run = true;
     r[0] = env.exit_value();
     goto done;
   }
@@ -750,6 +828,7 @@ call_local : {
 }
 
 packet_out_of_range:
+  if (nested != nullptr) nested->ended_run = true;
   r[0] = 0;
   goto done;
 
@@ -773,6 +852,45 @@ done : {
 #undef CHECK_MEM
 }
 #pragma GCC diagnostic pop
+
+template <Mode kMode>
+u64 callback(abi::Env& env, u64 fn, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5) {
+  auto& c = *static_cast<RunCtx*>(env.engine);
+  const ProgramView& prog = *c.prog;
+  if (!abi::is_func_addr(fn) || abi::func_pc(fn) >= prog.n || !(*prog.func_entry)[abi::func_pc(fn)]) [[unlikely]] {
+    FaultInfo fi{Why::BadCallTarget, c.call_pc, fn};
+    c.aborted = fault_result(fi, env, 0, c.count);
+    env.set_callback_aborted();
+    return 0;
+  }
+  if (c.depth + 1 >= static_cast<unsigned>(isa::kMaxCallFrames)) [[unlikely]] {
+    FaultInfo fi{Why::CallDepth, c.call_pc};
+    c.aborted = fault_result(fi, env, 0, c.count);
+    env.set_callback_aborted();
+    return 0;
+  }
+  Nested n;
+  n.entry = abi::func_pc(fn);
+  n.depth = c.depth + 1;
+  n.count = c.count;
+  n.stack_top = c.stack_top;
+  n.region = c.region;
+  n.args[0] = r1;
+  n.args[1] = r2;
+  n.args[2] = r3;
+  n.args[3] = r4;
+  n.args[4] = r5;
+  abi::RunResult res = exec<kMode>(&prog, env, {}, nullptr, &n);
+  c.count = res.insns;
+  if (res.fault != abi::Fault::None || n.ended_run) [[unlikely]] {
+    c.aborted = std::move(res);
+    env.set_callback_aborted();
+    return 0;
+  }
+  if constexpr (kMode == Mode::Checked)
+    c.region->update(c.stack_top - (c.depth + 1) * kFrameBytes, c.stack_top);
+  return res.r0;
+}
 
 }  // namespace
 

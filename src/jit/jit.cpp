@@ -9,9 +9,17 @@
 // becomes a short sequence; jump targets get an xbyak label. Slow and rare
 // paths (faults, checked-mode slow checks, helper signals) are out-of-line
 // thunks emitted after the body, so the straight-line code stays compact.
-// The code is assembled in heap memory and copied into a fresh mmap'd range
-// that is writable while it is filled and then mprotect'ed to read+exec:
-// never writable and executable at once.
+// The code is assembled straight into a fresh private mapping sized by an
+// upper bound (code_bounds), writable while it is filled and then
+// mprotect'ed to read+exec: never writable and executable at once. One
+// mapping and one mprotect per variant, no per-instruction allocation except
+// a label per jump target: compile time is linear in the program size.
+//
+// Branches: a forward branch is short (rel8) when the upper bound of the
+// code between it and its target (prefix sums of max_code_size) fits in
+// 127 bytes; backward branches are short when they fit (the target is
+// known). A bound that proved too small would make xbyak throw and the
+// variant is generated again with near branches (never seen; a safety net).
 //
 // Variants: a Program holds up to 8 compiled variants (checked x counting x
 // direct helper calls). The one the Options ask for is compiled by compile();
@@ -33,20 +41,36 @@
 // Stack and frames
 //   The BPF stack is an array of 8 x 512 bytes on run()'s C++ stack; frame k
 //   (k = 0 for the main program) has r10 = top - 512*k. Each BPF function
-//   activation also has a native frame on rsp: [rsp] holds its may_goto
-//   counter (pushed by the function's entry thunk, initialised to
+//   activation also has a native frame on rsp: [rsp] is its return address
+//   and, in programs that use may_goto, [rsp + 8] its may_goto counter
+//   (pushed by the caller right before the `call`, initialised to
 //   abi::kMayGotoBudget: a fresh counter per frame, the caller's kept, as in
-//   the interpreter and the kernel). Invariant: in BPF code rsp is 16-byte
-//   aligned, so helpers are called directly.
+//   the interpreter and the kernel). Functions are entered at their first
+//   instruction and `exit` is a plain `ret`. Invariant: in BPF code rsp is
+//   16-byte aligned, so helpers are called directly; a caller pads its
+//   pushes so that rsp is 8 mod 16 at the `call` (emit_call_frame).
 //   A bpf-to-bpf call (call/callx) checks the depth (r10 below min_call_rbp
-//   means 8 frames are in use: abi::call_depth_exceeded), pushes r6-r9
-//   (BPF callee-saved), moves r10 down 512, `call`s the callee's entry thunk
-//   and undoes all that on return. `exit` is `add rsp, 8; ret` everywhere:
+//   means 8 frames are in use: abi::call_depth_exceeded), pushes those of
+//   r6-r9 (BPF callee-saved) that the callee or its callees may write
+//   (callee_saved_masks; all four for callx or without kernel_structure),
+//   moves r10 down 512, `call`s the callee and undoes all that on return. `exit` is `add rsp, 8; ret` everywhere:
 //   the main program is itself called by the entry trampoline.
 //   Programs may write r10 (the interpreter allows it). If one does, the
 //   canonical frame pointer lives in State::fp and calls, depth checks and
 //   the checked-mode stack test use it instead of rbp; otherwise rbp is
 //   always canonical and nothing is kept in memory.
+//
+// Callbacks (abi::Env::call_function)
+//   run() publishes rt_callback and the State in env.callback / env.engine.
+//   Before every helper call the code stores r10 (State::fp) and the call's
+//   pc. rt_callback checks the function value and the depth (the callee gets
+//   the frame below the helper's caller: the 8-frame limit counts it), then
+//   enters the function through the trampoline (fresh r0, r6-r9 = 0 and
+//   may_goto counter, as the interpreter), sharing the State: budget and
+//   counts continue, a fault or exit inside ends at the nested trampoline
+//   (its own saved_rsp), is kept (cb_aborted, cb_r0) and the helper's caller
+//   ends the run with it once the helper returns (the signal check tests
+//   env.callback_aborted() with the exit and fail flags).
 //
 // Calls to helpers
 //   With Options::helpers (and that same table in the Env), helper and kfunc
@@ -61,7 +85,7 @@
 //   tested; if one is set, a thunk records HelperFailed (abi::helper_failed)
 //   or the requested exit value and aborts the run.
 //   callx: rt_resolve_callx maps the register value to a helper (a value
-//   that fits 32 bits: a helper id) or to the entry thunk of a function start
+//   that fits 32 bits: a helper id) or to the first instruction of a function
 //   (abi::func_addr(pc) where pc is 0, a call target or an lddw-func target).
 //
 // Faults and the end of a run
@@ -79,8 +103,15 @@
 //   instruction that would exceed the budget (abi::budget_exhausted) and
 //   RunResult::insns is exact. Non-counting variants count nothing (insns 0).
 //
+// Per-run cost
+//   run() sets only the State fields the code reads (no zero-fill of State
+//   or stack; unchecked runs trust the verified program, as the
+//   interpreter's fast mode) and uses the primary variant without
+//   call_once: a few ns per run (bench: userbpf-bench --overhead).
+//
 // Checked mode
-//   A load/store/atomic computes its address into rdi, tests it inline
+//   Instructions marked in Options::proven_safe get no check. Otherwise
+//   a load/store/atomic computes its address into rdi, tests it inline
 //   against the live stack [r10 - 512, top) and otherwise calls
 //   rt_check_access (which searches env.regions) through a register-saving
 //   stub on a cold path. The stack is zeroed and a RegionKind::Stack region
@@ -96,6 +127,8 @@
 //   ST and lddw as (imm ^ key) and xors the key back at run time.
 #include "jit/jit.hpp"
 
+#include "base/hex.hpp"
+
 #include <Zydis/Zydis.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
@@ -105,6 +138,7 @@
 #include <xbyak/xbyak_util.h>
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -131,40 +165,45 @@ constexpr u64 kFrameSize = static_cast<u64>(isa::kStackSize);
 constexpr u64 kStackTotal = kFrameSize * static_cast<u64>(isa::kMaxCallFrames);
 constexpr u32 kNoEntry = std::numeric_limits<u32>::max();
 constexpr std::size_t kNoRegion = std::numeric_limits<std::size_t>::max();
+constexpr u8 kAllCalleeSaved = 0xf;  // BPF r6-r9
 
 // What generated code needs at run time besides the State: where the code
-// lives and where each BPF function entry thunk is (for callx).
+// lives and where each BPF function starts (for callx and callbacks).
 struct CodeInfo {
   const u8* base = nullptr;
+  u32 trampoline_offset = 0;      // entry(State*, const u64 args[5], u64 r10, const u8* target)
   std::vector<u32> entry_offset;  // by pc; kNoEntry if pc is not a function start
 };
 
-// Per-run state, addressed from generated code through r12.
+// Per-run state, addressed from generated code through r12. Deliberately
+// without member initialisers: Program::run sets exactly the fields the
+// variant reads (a value-initialised State cost a `rep stos` per run).
+// Fields marked "on fault" are only read when `fault` is non-zero.
 struct State {
-  u64 saved_rsp = 0;
-  u64 budget_left = 0;
-  u64 stack_lo = 0;
-  u64 min_call_rbp = 0;
-  abi::Env* env = nullptr;
-  const bool* exit_flag = nullptr;
-  const bool* fail_flag = nullptr;
-  const CodeInfo* code = nullptr;
-  u64 stack_top = 0;
-  u64 fp = 0;  // canonical r10 of the current frame (kept only if the program writes r10)
-  std::size_t region_index = kNoRegion;  // checked mode: the Stack region appended to env.regions
-  u64 r0 = 0;
-  u64 fault_addr = 0;  // memory violation address, callx value
-  u64 fault_size = 0;
-  u32 fault_pc = 0;
-  u32 fault_id = 0;  // helper / kfunc id
-  u32 call_id = 0;   // helper id for run-time dispatch
-  u8 fault = 0;      // abi::Fault
-  u8 fault_write = 0;
-  u8 fault_kfunc = 0;
-  u8 stop = 0;  // set by run-time stubs: end the run (fault or exit recorded)
-  u8 call_kfunc = 0;
-  u8 callx_kind = 0;  // 0: BPF function, 1: helper
-  u8 writes_r10 = 0;  // the program writes r10: fp is the canonical frame pointer
+  u64 saved_rsp;      // set by the trampoline (each callback run saves and restores it)
+  u64 budget_left;    // counting variants
+  u64 min_call_rbp;
+  abi::Env* env;
+  const CodeInfo* code;
+  u64 stack_top;
+  u64 fp;  // canonical r10 of the current frame (kept only if the program writes r10, or for checked helpers)
+  std::size_t region_index;  // checked mode: the Stack region appended to env.regions (else kNoRegion)
+  u64 r0;
+  u64 fault_addr;  // on fault: memory violation address, callx value
+  u64 fault_size;  // on fault
+  u64 cb_r0;       // callbacks: r0 of the callee run that ended the whole run
+  u32 fault_pc;    // on fault
+  u32 fault_id;    // on fault: helper / kfunc id
+  u32 call_id;     // helper id for run-time dispatch (set before use)
+  u32 call_pc;     // pc of the current helper call (stored before each helper call)
+  u8 cb_aborted;   // callbacks: a callee ended the run; st holds its result
+  u8 fault;        // abi::Fault
+  u8 fault_write;  // on fault
+  u8 fault_kfunc;  // on fault
+  u8 stop;         // set by run-time stubs: end the run (fault or exit recorded)
+  u8 call_kfunc;   // set before use
+  u8 callx_kind;   // set before use. 0: BPF function, 1: helper
+  u8 writes_r10;   // the program writes r10: fp is the canonical frame pointer
 };
 static_assert(std::is_standard_layout_v<State>);
 
@@ -241,7 +280,7 @@ u64 rt_dispatch(State* st, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5) {
   }
   if (st->region_index != kNoRegion) update_stack_region(st, st->fp - kFrameSize);
   const u64 r = h->fn(env, r1, r2, r3, r4, r5);
-  if (env.failed() || env.exit_requested()) st->stop = 1;
+  if (env.failed() || env.exit_requested() || env.callback_aborted()) st->stop = 1;
   return r;
 }
 
@@ -277,6 +316,10 @@ u64 rt_resolve_callx(State* st, u64 value, u64 pc) {
 // After a helper signalled (or a dispatch fault): decide how the run ends.
 // st->r0 already holds r0 (the helper's return value).
 void rt_finish_signal(State* st, u64 pc) {
+  if (st->cb_aborted != 0) {  // a callback run ended the run: its result stands
+    st->r0 = st->cb_r0;
+    return;
+  }
   if (st->fault != 0) {  // already recorded (unknown helper at run time)
     st->fault_pc = static_cast<u32>(pc);
     return;
@@ -288,6 +331,56 @@ void rt_finish_signal(State* st, u64 pc) {
     st->r0 = env.exit_value();
     st->stop = 1;
   }
+}
+
+// abi::Env::call_function from a helper: runs the function at `fn` on the
+// frame below the helper's caller (st->fp, stored before every helper call),
+// through the trampoline, with a fresh may_goto counter and r0, r6-r9 = 0 as
+// in the interpreter. The nested run shares the State (budget, faults); its
+// own saved_rsp makes `abort` return here. If it ends the run (fault, unwind
+// helper, LD_ABS out of range), its result is kept (cb_aborted, cb_r0) and
+// the helper's caller ends the run after the helper returns.
+u64 rt_callback(abi::Env& env, u64 fn, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5) {
+  auto* st = static_cast<State*>(env.engine);
+  if (st->cb_aborted != 0) {  // the helper called again after an abort
+    env.set_callback_aborted();
+    return 0;
+  }
+  const CodeInfo& ci = *st->code;
+  const u64 fp = st->fp;
+  auto abort_run = [&](abi::Fault f) {
+    set_fault(st, f, st->call_pc);
+    st->fault_addr = fn;
+    st->r0 = 0;
+    st->cb_r0 = 0;
+    st->cb_aborted = 1;
+    env.set_callback_aborted();
+    return u64{0};
+  };
+  const std::size_t t = abi::func_pc(fn);
+  if (!abi::is_func_addr(fn) || t >= ci.entry_offset.size() || ci.entry_offset[t] == kNoEntry)
+    return abort_run(abi::Fault::BadCallTarget);
+  if (fp < st->min_call_rbp) return abort_run(abi::Fault::CallDepth);
+  const u64 saved_rsp = st->saved_rsp;
+  const u32 call_pc = st->call_pc;
+  const u64 callee_fp = fp - kFrameSize;
+  st->fp = callee_fp;
+  if (st->region_index != kNoRegion) update_stack_region(st, callee_fp - kFrameSize);
+  const u64 args[5] = {r1, r2, r3, r4, r5};
+  using EntryFn = void (*)(State*, const u64*, u64, const u8*);
+  const auto entry = reinterpret_cast<EntryFn>(reinterpret_cast<std::uintptr_t>(ci.base + ci.trampoline_offset));
+  entry(st, args, callee_fp, ci.base + ci.entry_offset[t]);
+  st->saved_rsp = saved_rsp;
+  st->call_pc = call_pc;
+  st->fp = fp;
+  if (st->region_index != kNoRegion) update_stack_region(st, fp - kFrameSize);
+  if (st->stop != 0 || st->fault != 0) {
+    st->cb_r0 = st->r0;
+    st->cb_aborted = 1;
+    env.set_callback_aborted();
+    return 0;
+  }
+  return st->r0;
 }
 
 // ---------------------------------------------------------------- the code generator
@@ -313,16 +406,6 @@ struct ColdThunk {
   bool kfunc = false;
 };
 
-// xbyak's buffer is plain heap memory: the code is only assembled there and
-// then copied into its own mapping, so it never needs exec rights (and heap
-// memory avoids an mmap/munmap pair, i.e. TLB flushes, per compile).
-struct HeapAllocator final : Xbyak::Allocator {
-  u8* alloc(std::size_t size) override { return static_cast<u8*>(std::malloc(size)); }
-  void free(u8* p) override { std::free(p); }
-  [[nodiscard]] bool useProtect() const override { return false; }
-};
-HeapAllocator g_heap_allocator;
-
 // Which code a Program variant contains (see Program::Impl).
 struct Variant {
   bool checked = false;   // bounds checks on memory accesses
@@ -332,19 +415,24 @@ struct Variant {
 
 class Emitter : public Xbyak::CodeGenerator {
  public:
+  // Assembles straight into `buf` (`cap` bytes: the final mapping, still
+  // writable); `bound` = code_bounds() of this variant.
   Emitter(std::span<const Insn> insns, const Options& opts, Variant v, const std::vector<bool>& is_target,
-          const std::vector<bool>& is_entry, bool writes_r10)
-      : Xbyak::CodeGenerator(insns.size() * 16 + 8192, Xbyak::AutoGrow, &g_heap_allocator),
+          const std::vector<bool>& is_entry, bool writes_r10, const std::vector<u8>& save_mask, u8* buf,
+          std::size_t cap, const std::vector<u32>& bound)
+      : Xbyak::CodeGenerator(cap, buf),
         insns_(insns),
         opts_(opts),
         v_(v),
         writes_r10_(writes_r10),
         labels_(insns.size()),
-        entries_(insns.size()) {
+        is_entry_(is_entry),
+        save_mask_(save_mask),
+        bound_(bound) {
     setDefaultJmpNEAR(true);
     for (std::size_t i = 0; i < insns.size(); ++i) {
       if (is_target[i]) labels_[i] = std::make_unique<Label>();
-      if (is_entry[i]) entries_[i] = std::make_unique<Label>();
+      if (insns[i].op == Op::MayGoto) may_goto_ = true;
     }
     static const bool kHasBmi2 = Xbyak::util::Cpu().has(Xbyak::util::Cpu::tBMI2);  // cpuid once
     bmi2_ = kHasBmi2 && opts.bmi2;
@@ -356,6 +444,7 @@ class Emitter : public Xbyak::CodeGenerator {
   }
 
   void generate();
+  bool short_jumps = true;  // false: every forward branch near (the fallback, see jump_type)
 
   std::vector<u32> pc_offset;  // code offset of each pc's first byte
   u32 trampoline_offset = 0;
@@ -370,6 +459,17 @@ class Emitter : public Xbyak::CodeGenerator {
   }
 
   Label& target_label(std::size_t pc) { return *labels_[pc]; }
+  // Short (rel8) or near branch to BPF instruction t from the branch of pc.
+  // Backward: the target's offset is known, xbyak picks (T_AUTO). Forward:
+  // short if the code in between cannot exceed 127 bytes by max_code_size()
+  // bounds (the rest of pc's own code included, `kTail`).
+  Xbyak::CodeGenerator::LabelType jump_type(std::size_t pc, std::size_t t) const {
+    constexpr u32 kTail = 8;  // may_goto's dec after its branch
+    if (t <= pc) return Xbyak::CodeGenerator::T_AUTO;
+    if (short_jumps && bound_[t] - bound_[pc + 1] + kTail <= 127) return Xbyak::CodeGenerator::T_SHORT;
+    return Xbyak::CodeGenerator::T_NEAR;
+  }
+
   Label& fault_thunk(abi::Fault f, std::size_t pc, u32 aux = 0, bool kfunc = false) {
     ColdThunk t;
     t.kind = ColdThunk::Fault;
@@ -394,6 +494,7 @@ class Emitter : public Xbyak::CodeGenerator {
   void emit_stubs();
   void emit_cold();
   void emit_insn(std::size_t pc, const Insn& in);
+  bool emit_fused(const Insn& a, const Insn& b);
   void emit_alu(std::size_t pc, const Insn& in);
   void emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed, bool imm_form);
   void emit_shift(const Insn& in, bool is64, int kind, bool imm_form);
@@ -403,9 +504,12 @@ class Emitter : public Xbyak::CodeGenerator {
   void emit_ld_packet(std::size_t pc, const Insn& in);
   void emit_helper_call(std::size_t pc, const Insn& in);
   void emit_callx(std::size_t pc, const Insn& in);
-  void emit_bpf_call_prologue(std::size_t pc);
-  void emit_bpf_call_epilogue();
+  // mask: which of r6-r9 (bits 0-3) the callee may write, i.e. must be saved.
+  void emit_bpf_call_prologue(std::size_t pc, u8 mask);
+  bool call_pad(u8 mask) const;
+  void emit_bpf_call_epilogue(u8 mask);
   void emit_signal_check_direct(std::size_t pc);
+  void emit_before_helper(std::size_t pc);
   void emit_helper_frame_push();
   void emit_helper_frame_pop();
   // Address of a memory operand; in checked mode emits the check and returns rdi.
@@ -419,8 +523,11 @@ class Emitter : public Xbyak::CodeGenerator {
   Variant v_;
   bool writes_r10_ = false;
   std::vector<std::unique_ptr<Label>> labels_;
-  std::vector<std::unique_ptr<Label>> entries_;
+  const std::vector<bool>& is_entry_;
+  bool may_goto_ = false;  // the program uses may_goto: frames carry a counter
   std::vector<ColdThunk> cold_;
+  const std::vector<u8>& save_mask_;  // by callee entry pc: r6-r9 (bits 0-3) the callee may write
+  const std::vector<u32>& bound_;  // bound_[pc]: upper bound of the code offset of pc (code_bounds)
   Label abort_, check_stub_, ldpkt_stub_, callx_stub_, signal_common_, trampoline_;
   bool bmi2_ = false;
   bool counting_ = false;
@@ -436,6 +543,92 @@ void Emitter::load_const(const Reg64& r, u64 v) {
   }
 }
 
+// Upper bound of the bytes emitted for one instruction (its counting prefix
+// included), generous on purpose: it only decides whether a forward branch
+// can be short; a wrong bound makes xbyak throw (label too far) and the
+// variant is regenerated with near branches only (Program::Impl::generate).
+u32 max_code_size(const Insn& in, Variant v, bool blinding) {
+  if (in.op == Op::LddwTail) return 0;
+  u32 b = 0;
+  switch (in.info().form) {
+    case Form::AluK:
+    case Form::AluX: {
+      const unsigned code = isa::op_code(in.op);
+      b = code == 3 || code == 9 ? 72 : code == 6 || code == 7 || code == 0xc ? 24 : 12;  // mov r64, imm64: 10
+      break;
+    }
+    case Form::Neg: case Form::End: case Form::MovSx: case Form::Lddw:
+      b = 12;  // rol r16 + movzx: 9; lddw: 10
+      break;
+    case Form::Exit: case Form::Ja: case Form::Gotol:
+      b = 6;  // add rsp, 8; ret: 5. jmp rel32: 5
+      break;
+    case Form::JmpK: case Form::JmpX:
+      b = 14;  // cmp r64, imm32 + jcc rel32: 13
+      break;
+    case Form::MayGoto:
+      b = 20;  // cmp [rsp], 0; jcc; dec [rsp]: 15-17
+      break;
+    case Form::Ldx: case Form::St: case Form::Stx: case Form::LoadAcq: case Form::StoreRel:
+      b = v.checked ? 80 : 14;  // mov qword [r12 + disp32], imm32: 12
+      break;
+    case Form::Atomic:
+      b = v.checked ? 128 : 64;
+      break;
+    case Form::Call: case Form::CallKfunc: case Form::CallLocal: case Form::Callx: case Form::LdAbs: case Form::LdInd:
+      b = 192;
+      break;
+  }
+  if (v.counting) b += 16;
+  if (blinding) b += 32;
+  return b;
+}
+
+// Prefix sums of max_code_size over the body: bound[pc] >= the code offset
+// of pc; bound[n] bounds the body. Also returns a bound of the whole code
+// (body, out-of-line thunks, stubs, trampoline).
+std::vector<u32> code_bounds(std::span<const Insn> insns, Variant v, bool blinding, std::size_t& total) {
+  const std::size_t n = insns.size();
+  std::vector<u32> bound(n + 1, 0);
+  std::size_t cold = 0;
+  for (std::size_t pc = 0; pc < n; ++pc) {
+    bound[pc + 1] = bound[pc] + max_code_size(insns[pc], v, blinding);
+    // cold thunks: one per counted insn, checked access, call (<= 48 bytes each)
+    cold += (v.counting ? 48u : 0u) + (v.checked ? 48u : 0u);
+    const Form f = insns[pc].info().form;
+    if (f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
+        f == Form::LdInd || insns[pc].op == Op::LddwFunc)
+      cold += 64;
+  }
+  total = bound[n] + cold + 1024;  // stubs and trampoline: ~400 bytes
+  return bound;
+}
+
+// Two BPF instructions as one x86 instruction (only where the second is not
+// a jump target, and not in counting variants, which count each):
+//   r = r << 32; r = r >> 32     ->  mov r32, r32   (zero-extension)
+//   rD = rA; rD += rB / imm      ->  lea rD, [rA + rB / imm]
+bool Emitter::emit_fused(const Insn& a, const Insn& b) {
+  if (a.op == Op::LshImm && b.op == Op::RshImm && a.dst == b.dst && a.imm == 32 && b.imm == 32) {
+    const Reg32 d = kReg[a.dst].cvt32();
+    mov(d, d);
+    return true;
+  }
+  if (a.op == Op::MovReg && a.dst != a.src && b.dst == a.dst) {
+    const Reg64& d = kReg[a.dst];
+    const Reg64& x = kReg[a.src];
+    if (b.op == Op::AddReg && b.src != b.dst) {
+      lea(d, ptr[x + kReg[b.src]]);
+      return true;
+    }
+    if (b.op == Op::AddImm && !blinding()) {
+      lea(d, ptr[x + static_cast<std::size_t>(static_cast<s64>(b.imm))]);
+      return true;
+    }
+  }
+  return false;
+}
+
 void Emitter::generate() {
   const std::size_t n = insns_.size();
   pc_offset.assign(n, 0);
@@ -447,6 +640,10 @@ void Emitter::generate() {
     if (counting_) {
       sub(qword[st(&State::budget_left)], 1);
       jb(fault_thunk(abi::Fault::Budget, pc));
+    } else if (pc + 1 < n && !labels_[pc + 1] && emit_fused(in, insns_[pc + 1])) {
+      ++pc;
+      pc_offset[pc] = static_cast<u32>(getSize());  // pc's code is in its predecessor's block
+      continue;
     }
     emit_insn(pc, in);
   }
@@ -460,20 +657,15 @@ void Emitter::generate() {
   emit_trampoline();
 }
 
-// Function entry thunks: push the frame's may_goto counter, jump to the body.
+// Out-of-line stubs shared by all instructions. Functions are entered at
+// their first instruction: entry_offset = pc_offset of each entry.
 void Emitter::emit_stubs() {
   entry_offset.assign(insns_.size(), kNoEntry);
-  for (std::size_t pc = 0; pc < insns_.size(); ++pc) {
-    if (!entries_[pc]) continue;
-    L(*entries_[pc]);
-    entry_offset[pc] = static_cast<u32>(getSize());
-    push(static_cast<u32>(abi::kMayGotoBudget));
-    jmp(target_label(pc));
-  }
+  for (std::size_t pc = 0; pc < insns_.size(); ++pc)
+    if (is_entry_[pc]) entry_offset[pc] = pc_offset[pc];
   // Common abort path: unwind to the trampoline's frame and return.
   L(abort_);
   mov(rsp, qword[st(&State::saved_rsp)]);
-  add(rsp, 8);
   pop(r15);
   pop(r14);
   pop(r13);
@@ -564,7 +756,10 @@ void Emitter::emit_cold() {
   }
 }
 
-// entry(State* st [rdi], const u64 args[5] [rsi]) -> r0 in rax
+// entry(State* st [rdi], const u64 args[5] [rsi], u64 r10 [rdx], const u8* target [rcx]):
+// runs the function whose first instruction is at `target` (the main program, or a
+// callback's function) with r1-r5 = args, r10 = the given frame pointer and
+// r0, r6-r9 = 0; its r0 ends up in State::r0.
 void Emitter::emit_trampoline() {
   L(trampoline_);
   push(rbx);
@@ -573,10 +768,11 @@ void Emitter::emit_trampoline() {
   push(r13);
   push(r14);
   push(r15);
-  sub(rsp, 8);  // 16-byte alignment at the call below
   mov(r12, rdi);
-  mov(qword[st(&State::saved_rsp)], rsp);
-  mov(rbp, qword[st(&State::stack_top)]);
+  mov(qword[st(&State::saved_rsp)], rsp);  // rsp is 8 mod 16 here
+
+  mov(rbp, rdx);
+  mov(r11, rcx);
   mov(r10, rsi);
   mov(rsi, qword[r10]);
   mov(rdx, qword[r10 + 8]);
@@ -588,7 +784,11 @@ void Emitter::emit_trampoline() {
   xor_(r13d, r13d);
   xor_(r14d, r14d);
   xor_(r15d, r15d);
-  call(*entries_[0]);
+  if (may_goto_) {
+    sub(rsp, 8);
+    push(static_cast<u32>(abi::kMayGotoBudget));  // [rsp + 8] in the callee
+  }
+  call(r11);
   mov(qword[st(&State::r0)], rax);
   jmp(abort_);
 }
@@ -616,16 +816,15 @@ void Emitter::emit_insn(std::size_t pc, const Insn& in) {
       return;
     case Form::CallLocal: {
       const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
-      emit_bpf_call_prologue(pc);
-      call(*entries_[t]);
-      emit_bpf_call_epilogue();
+      emit_bpf_call_prologue(pc, save_mask_[t]);
+      call(target_label(t));
+      emit_bpf_call_epilogue(save_mask_[t]);
       return;
     }
     case Form::Callx:
       emit_callx(pc, in);
       return;
     case Form::Exit:
-      add(rsp, 8);
       ret();
       return;
     case Form::Lddw: {
@@ -881,21 +1080,22 @@ void Emitter::emit_jump(std::size_t pc, const Insn& in) {
   const Form f = in.info().form;
   const std::size_t t = static_cast<std::size_t>(isa::jump_target(in, pc));
   const bool fallthrough = t == pc + 1;
+  const Xbyak::CodeGenerator::LabelType jt = jump_type(pc, t);
   if (f == Form::Ja || f == Form::Gotol) {
-    if (!fallthrough) jmp(target_label(t));
+    if (!fallthrough) jmp(target_label(t), jt);
     return;
   }
-  if (f == Form::MayGoto) {
-    cmp(qword[rsp], 0);
-    if (!fallthrough) je(target_label(t));
+  if (f == Form::MayGoto) {  // the frame's counter is at [rsp + 8] (see Stack and frames)
+    cmp(qword[rsp + 8], 0);
+    if (!fallthrough) je(target_label(t), jt);
     else {
       Label skip;
       je(skip);
-      dec(qword[rsp]);
+      dec(qword[rsp + 8]);
       L(skip);
       return;
     }
-    dec(qword[rsp]);
+    dec(qword[rsp + 8]);
     return;
   }
   const bool is64 = isa::is_64(in.op);
@@ -923,17 +1123,17 @@ void Emitter::emit_jump(std::size_t pc, const Insn& in) {
   if (fallthrough) return;
   Label& l = target_label(t);
   switch (cond) {
-    case isa::sem::Cond::Eq: je(l); break;
-    case isa::sem::Cond::Ne: jne(l); break;
-    case isa::sem::Cond::Set: jnz(l); break;
-    case isa::sem::Cond::Gt: ja(l); break;
-    case isa::sem::Cond::Ge: jae(l); break;
-    case isa::sem::Cond::Lt: jb(l); break;
-    case isa::sem::Cond::Le: jbe(l); break;
-    case isa::sem::Cond::Sgt: jg(l); break;
-    case isa::sem::Cond::Sge: jge(l); break;
-    case isa::sem::Cond::Slt: jl(l); break;
-    case isa::sem::Cond::Sle: jle(l); break;
+    case isa::sem::Cond::Eq: je(l, jt); break;
+    case isa::sem::Cond::Ne: jne(l, jt); break;
+    case isa::sem::Cond::Set: jnz(l, jt); break;
+    case isa::sem::Cond::Gt: ja(l, jt); break;
+    case isa::sem::Cond::Ge: jae(l, jt); break;
+    case isa::sem::Cond::Lt: jb(l, jt); break;
+    case isa::sem::Cond::Le: jbe(l, jt); break;
+    case isa::sem::Cond::Sgt: jg(l, jt); break;
+    case isa::sem::Cond::Sge: jge(l, jt); break;
+    case isa::sem::Cond::Slt: jl(l, jt); break;
+    case isa::sem::Cond::Sle: jle(l, jt); break;
   }
 }
 
@@ -942,7 +1142,8 @@ Xbyak::RegExp Emitter::mem_addr(std::size_t pc, int base, s32 off, unsigned size
   const Reg64& b = kReg[static_cast<std::size_t>(base)];
   // xbyak keeps displacements as size_t and encodes the low 32 bits.
   const Xbyak::RegExp ea = b + static_cast<std::size_t>(static_cast<s64>(off));
-  if (!v_.checked) {
+  const bool proven = pc < opts_.proven_safe.size() && opts_.proven_safe[pc];
+  if (!v_.checked || proven) {
     if (!force_rdi) return ea;
     lea(rdi, ptr[ea]);
     return Xbyak::RegExp(rdi);
@@ -1106,12 +1307,36 @@ void Emitter::emit_helper_frame_pop() {
   for (const Reg64& r : {r9, r8, rcx, rdx, rsi}) pop(r);
 }
 
+// The Env's three signal flags (exit requested, failed, callback aborted)
+// are bytes at fixed offsets in abi::Env: one load of the Env pointer, then
+// one test of all three.
+struct EnvFlagOffsets {
+  std::size_t exit = 0, fail = 0, aborted = 0;
+  EnvFlagOffsets() {
+    static const abi::Env e;
+    const auto at = [](const bool* f) {
+      return static_cast<std::size_t>(reinterpret_cast<const char*>(f) - reinterpret_cast<const char*>(&e));
+    };
+    exit = at(e.exit_requested_flag());
+    fail = at(e.failed_flag());
+    aborted = at(e.callback_aborted_flag());
+  }
+};
+
 void Emitter::emit_signal_check_direct(std::size_t pc) {
-  mov(r10, qword[st(&State::exit_flag)]);
-  mov(r11, qword[st(&State::fail_flag)]);
-  movzx(r10d, byte[r10]);
-  or_(r10b, byte[r11]);
+  static const EnvFlagOffsets kOff;
+  mov(r11, qword[st(&State::env)]);
+  movzx(r10d, byte[r11 + kOff.exit]);
+  or_(r10b, byte[r11 + kOff.fail]);
+  or_(r10b, byte[r11 + kOff.aborted]);
   jnz(signal_thunk(pc));
+}
+
+// Before any helper call: what a callback (rt_callback) and the checked-mode
+// stack region need to know about the caller.
+void Emitter::emit_before_helper(std::size_t pc) {
+  if (!writes_r10_) mov(qword[st(&State::fp)], rbp);
+  mov(dword[st(&State::call_pc)], static_cast<u32>(pc));
 }
 
 void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
@@ -1123,6 +1348,7 @@ void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
       jmp(fault_thunk(abi::Fault::UnknownHelper, pc, id, kfunc));
       return;
     }
+    emit_before_helper(pc);
     emit_helper_frame_push();
     mov(rdi, qword[st(&State::env)]);
     mov(rax, fn_u64(h->fn));
@@ -1132,7 +1358,7 @@ void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
     return;
   }
   mov(qword[st(&State::r0)], rax);
-  if (v_.checked && !writes_r10_) mov(qword[st(&State::fp)], rbp);
+  emit_before_helper(pc);
   emit_helper_frame_push();
   mov(dword[st(&State::call_id)], id);
   mov(byte[st(&State::call_kfunc)], kfunc ? 1 : 0);
@@ -1144,7 +1370,19 @@ void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
   jne(signal_thunk(pc));
 }
 
-void Emitter::emit_bpf_call_prologue(std::size_t pc) {
+// BPF r6-r9 survive a bpf-to-bpf call: the caller pushes those the callee
+// (or anything it calls) may write (mask from callee_saved_masks), padded
+// to an even count so that rsp stays 16-byte aligned in the callee.
+namespace {
+const std::array<Reg64, 4> kCalleeSaved = {rbx, r13, r14, r15};  // BPF r6-r9
+int saved_count(u8 mask) { return std::popcount(static_cast<unsigned>(mask)); }
+}  // namespace
+
+// Whether a call needs an 8-byte pad: the pushes before it (saved registers
+// and, with may_goto, the counter) must be odd in number.
+bool Emitter::call_pad(u8 mask) const { return (saved_count(mask) + (may_goto_ ? 1 : 0)) % 2 == 0; }
+
+void Emitter::emit_bpf_call_prologue(std::size_t pc, u8 mask) {
   if (writes_r10_) {
     // r10 may hold anything: the callee's r10 derives from the canonical fp.
     mov(r10, qword[st(&State::fp)]);
@@ -1153,10 +1391,11 @@ void Emitter::emit_bpf_call_prologue(std::size_t pc) {
     cmp(rbp, qword[st(&State::min_call_rbp)]);
   }
   jb(fault_thunk(abi::Fault::CallDepth, pc));
-  push(rbx);
-  push(r13);
-  push(r14);
-  push(r15);
+  for (std::size_t i = 0; i < kCalleeSaved.size(); ++i)
+    if ((mask >> i) & 1) push(kCalleeSaved[i]);
+  // rsp must be 8 mod 16 at the call: k saved registers, the counter, a pad.
+  if (call_pad(mask)) push(r11);
+  if (may_goto_) push(static_cast<u32>(abi::kMayGotoBudget));
   if (writes_r10_) {
     sub(r10, static_cast<u32>(kFrameSize));
     mov(qword[st(&State::fp)], r10);
@@ -1165,7 +1404,7 @@ void Emitter::emit_bpf_call_prologue(std::size_t pc) {
     sub(rbp, static_cast<u32>(kFrameSize));
   }
 }
-void Emitter::emit_bpf_call_epilogue() {
+void Emitter::emit_bpf_call_epilogue(u8 mask) {
   if (writes_r10_) {
     // back in the caller, r10 is its canonical frame pointer again
     mov(rbp, qword[st(&State::fp)]);
@@ -1174,14 +1413,13 @@ void Emitter::emit_bpf_call_epilogue() {
   } else {
     add(rbp, static_cast<u32>(kFrameSize));
   }
-  pop(r15);
-  pop(r14);
-  pop(r13);
-  pop(rbx);
+  if (may_goto_ || call_pad(mask)) add(rsp, may_goto_ && call_pad(mask) ? 16 : 8);
+  for (std::size_t i = kCalleeSaved.size(); i-- > 0;)
+    if ((mask >> i) & 1) pop(kCalleeSaved[i]);
 }
 
 void Emitter::emit_callx(std::size_t pc, const Insn& in) {
-  if (v_.checked && !writes_r10_) mov(qword[st(&State::fp)], rbp);
+  emit_before_helper(pc);
   mov(r10, kReg[in.dst]);
   mov(r11d, static_cast<u32>(pc));
   call(callx_stub_);
@@ -1190,9 +1428,9 @@ void Emitter::emit_callx(std::size_t pc, const Insn& in) {
   Label helper, done;
   cmp(byte[st(&State::callx_kind)], 0);
   jne(helper);
-  emit_bpf_call_prologue(pc);
+  emit_bpf_call_prologue(pc, kAllCalleeSaved);
   call(r11);
-  emit_bpf_call_epilogue();
+  emit_bpf_call_epilogue(kAllCalleeSaved);
   jmp(done);
   L(helper);
   emit_helper_frame_push();
@@ -1223,35 +1461,74 @@ bool writes_r10(const Insn& in) {
   return false;
 }
 
-Status validate(std::span<const Insn> insns, const Options& opts) {
-  return isa::check_program(insns, opts.kernel_structure);
+// Which of r6-r9 (bits 0-3) an instruction writes.
+u8 callee_saved_written(const Insn& in) {
+  u8 r = 0xff;  // the register written, if any
+  switch (in.info().form) {
+    case Form::AluK: case Form::AluX: case Form::Neg: case Form::End: case Form::MovSx:
+    case Form::Lddw: case Form::Ldx: case Form::LoadAcq:
+      r = in.dst;
+      break;
+    case Form::Atomic: {
+      const s32 sel = in.info().sel_value;
+      if ((sel & isa::sem::kAtomicFetch) != 0 && sel != static_cast<s32>(isa::sem::AtomicOp::Cmpxchg) + 1) r = in.src;
+      break;
+    }
+    case Form::Ja: case Form::Gotol: case Form::JmpK: case Form::JmpX: case Form::Call: case Form::CallLocal:
+    case Form::CallKfunc: case Form::Callx: case Form::Exit: case Form::MayGoto: case Form::LdAbs:
+    case Form::LdInd: case Form::St: case Form::Stx: case Form::StoreRel:
+      break;
+  }
+  return r >= 6 && r <= 9 ? static_cast<u8>(1u << (r - 6)) : 0;
 }
 
-std::string insn_text(const Insn& in) {
-  const isa::OpInfo& r = in.info();
-  const auto m = r.mnemonic;
-  auto off = [&] { return fmt::format("{:+d}", in.off); };
-  switch (r.form) {
-    case Form::AluK: return fmt::format("{} r{}, {}", m, in.dst, in.imm);
-    case Form::AluX: case Form::MovSx: return fmt::format("{} r{}, r{}", m, in.dst, in.src);
-    case Form::Neg: case Form::End: case Form::Callx: return fmt::format("{} r{}", m, in.dst);
-    case Form::Ja: case Form::MayGoto: return fmt::format("{} {}", m, off());
-    case Form::Gotol: return fmt::format("{} {:+d}", m, in.imm);
-    case Form::JmpK: return fmt::format("{} r{}, {}, {}", m, in.dst, in.imm, off());
-    case Form::JmpX: return fmt::format("{} r{}, r{}, {}", m, in.dst, in.src, off());
-    case Form::Call: return fmt::format("call {}", in.imm);
-    case Form::CallLocal: return fmt::format("call {:+d}", in.imm);
-    case Form::CallKfunc: return fmt::format("call kfunc {}", in.imm);
-    case Form::Exit: return "exit";
-    case Form::Lddw: return fmt::format("lddw{} r{}, 0x{:x}", r.kop.empty() ? "" : " " + std::string(r.kop), in.dst, in.imm64());
-    case Form::LdAbs: return fmt::format("{} {}", m, in.imm);
-    case Form::LdInd: return fmt::format("{} r{}, {}", m, in.src, in.imm);
-    case Form::Ldx: case Form::LoadAcq: return fmt::format("{} r{}, [r{}{}]", m, in.dst, in.src, off());
-    case Form::St: return fmt::format("{} [r{}{}], {}", m, in.dst, off(), in.imm);
-    case Form::Stx: case Form::Atomic: case Form::StoreRel:
-      return fmt::format("{} [r{}{}], r{}", m, in.dst, off(), in.src);
+// Per function entry: the r6-r9 that the function or anything it calls may
+// write, so that a call saves only those (the kernel's JIT saves the
+// callee-saved registers a function uses, in its prologue). Functions are the
+// ranges between entries; with kernel_structure no jump leaves its function
+// and the last instruction is an exit or jmp, so the ranges are exact.
+// Without it (or with a callx, whose target is unknown) everything is saved.
+std::vector<u8> callee_saved_masks(std::span<const Insn> insns, const std::vector<bool>& is_entry, bool structured) {
+  const std::size_t n = insns.size();
+  std::vector<u8> mask(n, kAllCalleeSaved);
+  if (!structured) return mask;
+  std::vector<std::size_t> func_of(n, 0);
+  std::vector<std::size_t> starts;
+  for (std::size_t pc = 0; pc < n; ++pc) {
+    if (is_entry[pc]) starts.push_back(pc);
+    func_of[pc] = starts.size() - 1;
   }
-  return std::string(m);
+  const std::size_t nf = starts.size();
+  std::vector<u8> own(nf, 0);
+  std::vector<std::vector<std::size_t>> callees(nf);
+  for (std::size_t pc = 0; pc < n; ++pc) {
+    const Insn& in = insns[pc];
+    if (in.op == Op::LddwTail) continue;
+    const std::size_t f = func_of[pc];
+    own[f] = static_cast<u8>(own[f] | callee_saved_written(in));
+    if (in.op == Op::Callx) own[f] = kAllCalleeSaved;
+    if (in.op == Op::CallLocal) {
+      const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
+      callees[f].push_back(func_of[t]);
+    }
+  }
+  for (bool changed = true; changed;) {  // transitive closure (at most nf rounds)
+    changed = false;
+    for (std::size_t f = 0; f < nf; ++f)
+      for (std::size_t g : callees[f]) {
+        const auto m = static_cast<u8>(own[f] | own[g]);
+        if (m != own[f]) {
+          own[f] = m;
+          changed = true;
+        }
+      }
+  }
+  for (std::size_t f = 0; f < nf; ++f) mask[starts[f]] = own[f];
+  return mask;
+}
+
+Status validate(std::span<const Insn> insns, const Options& opts) {
+  return isa::check_program(insns, opts.kernel_structure);
 }
 
 }  // namespace
@@ -1267,7 +1544,6 @@ struct Code {
   std::size_t len = 0;
   std::vector<u32> pc_offset;
   u32 stubs_offset = 0;
-  u32 trampoline_offset = 0;
 
   Code() = default;
   Code(const Code&) = delete;
@@ -1287,6 +1563,7 @@ struct Program::Impl {
   std::vector<Insn> insns;
   Options opts;
   std::vector<bool> is_target, is_entry;
+  std::vector<u8> save_mask;  // by function entry pc: see callee_saved_masks
   bool writes_r10 = false;
   Variant primary;
   // Variants are compiled on demand (the primary one at compile time): the
@@ -1307,29 +1584,56 @@ struct Program::Impl {
   }
 };
 
+// Assembles directly into a fresh private mapping sized by code_bounds(),
+// then makes it read+exec: no heap buffer, no copy, one mmap and one
+// mprotect per variant.
 Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
   auto c = std::make_unique<Code>();
+  std::size_t cap = 0;
+  const std::vector<u32> bound = code_bounds(insns, v, opts.blinding, cap);
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  bool short_jumps = true;
   try {
-    Emitter e(insns, opts, v, is_target, is_entry, writes_r10);
-    e.generate();
-    e.ready(Xbyak::CodeArray::PROTECT_RW);
-    const std::size_t len = e.getSize();
-    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-    const std::size_t map_len = (len + page - 1) / page * page;
-    void* m = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return make_error(ENOMEM, fmt::format("jit: cannot map {} bytes for code", map_len));
-    c->map = static_cast<u8*>(m);
-    c->map_len = map_len;
-    std::memcpy(c->map, e.getCode(), len);
+    for (;;) {
+      const std::size_t map_len = (cap + page - 1) / page * page;
+      if (c->map != nullptr) munmap(c->map, c->map_len);
+      c->map = nullptr;
+      // MAP_POPULATE: the pages are faulted in by one call (a page fault
+      // per page cost more than the rest of a compile in a VM).
+      void* m = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+      if (m == MAP_FAILED) return make_error(ENOMEM, fmt::format("jit: cannot map {} bytes for code", map_len));
+      c->map = static_cast<u8*>(m);
+      c->map_len = map_len;
+      Emitter e(insns, opts, v, is_target, is_entry, writes_r10, save_mask, c->map, map_len, bound);
+      e.short_jumps = short_jumps;
+      try {
+        e.generate();
+        e.ready();
+      } catch (const Xbyak::Error& err) {
+        // Safety nets, never expected: a max_code_size() bound too small made
+        // a short branch out of reach (again with near branches only) or the
+        // code bigger than the mapping (again with twice the room).
+        if (static_cast<int>(err) == Xbyak::ERR_LABEL_IS_TOO_FAR && short_jumps) {
+          short_jumps = false;
+          continue;
+        }
+        if (static_cast<int>(err) == Xbyak::ERR_CODE_IS_TOO_BIG) {
+          cap *= 2;
+          continue;
+        }
+        throw;
+      }
+      c->len = e.getSize();
+      c->pc_offset = std::move(e.pc_offset);
+      c->stubs_offset = e.stubs_offset;
+      c->info.trampoline_offset = e.trampoline_offset;
+      c->info.entry_offset = std::move(e.entry_offset);
+      break;
+    }
     // W^X: the pages were writable while filled; from now on read+exec only.
-    if (mprotect(c->map, map_len, PROT_READ | PROT_EXEC) != 0)
+    if (mprotect(c->map, c->map_len, PROT_READ | PROT_EXEC) != 0)
       return make_error(errno, "jit: cannot make the code executable (mprotect)");
-    c->len = len;
-    c->pc_offset = std::move(e.pc_offset);
-    c->stubs_offset = e.stubs_offset;
-    c->trampoline_offset = e.trampoline_offset;
     c->info.base = c->map;
-    c->info.entry_offset = std::move(e.entry_offset);
   } catch (const Xbyak::Error& err) {
     return make_error(EINVAL, fmt::format("jit: code generation failed: {}", err.what()));
   } catch (const std::bad_alloc&) {
@@ -1365,6 +1669,7 @@ Result<Program> Program::compile(std::span<const Insn> insns, const Options& opt
       impl->is_entry[t] = true;
     }
   }
+  impl->save_mask = callee_saved_masks(insns, impl->is_entry, opts.kernel_structure);
   impl->primary.checked = opts.checked;
   impl->primary.counting = opts.budget != 0 || opts.count_insns || opts.checked;
   impl->primary.direct = opts.helpers != nullptr && !opts.checked;
@@ -1401,34 +1706,47 @@ abi::RunResult Program::run(abi::Env& env, std::span<const u64> args) const {
   v.checked = p.opts.checked || env.options.checked;
   v.counting = p.primary.counting || v.checked || env.options.budget != 0 || env.options.count_insns;
   v.direct = p.opts.helpers != nullptr && !v.checked && env.helpers == p.opts.helpers;
-  const Code& code = p.variant(v);
+  // The primary variant exists from compile() on: no call_once on the hot path.
+  const std::size_t vi = variant_index(v);
+  const Code& code = vi == variant_index(p.primary) ? *p.code[vi] : p.variant(v);
 
+  // Per-run setup is a handful of stores: the stack is not zeroed (unchecked
+  // runs trust the verified program, as the interpreter's fast mode does) and
+  // State has no initialisers (see State).
   alignas(16) std::array<u8, kStackTotal> stack;  // NOLINT: zeroed only in checked mode, like the interpreter
-  State st;
+  State st;  // NOLINT(cppcoreguidelines-pro-type-member-init): set field by field below
+  const u64 stack_lo = reinterpret_cast<u64>(stack.data());
   st.env = &env;
-  st.exit_flag = env.exit_requested_flag();
-  st.fail_flag = env.failed_flag();
   st.code = &code.info;
-  st.stack_lo = reinterpret_cast<u64>(stack.data());
-  st.stack_top = st.stack_lo + kStackTotal;
+  st.stack_top = stack_lo + kStackTotal;
   st.fp = st.stack_top;
-  st.min_call_rbp = st.stack_lo + 2 * kFrameSize;
+  st.min_call_rbp = stack_lo + 2 * kFrameSize;
+  st.region_index = kNoRegion;
+  st.r0 = 0;
+  st.cb_aborted = 0;
+  st.fault = 0;
+  st.stop = 0;
   st.writes_r10 = p.writes_r10 ? 1 : 0;
   const u64 budget = env.options.budget != 0 ? env.options.budget : p.opts.budget;
   st.budget_left = v.counting ? (budget != 0 ? budget : std::numeric_limits<u64>::max()) : 0;
   const u64 start_left = st.budget_left;
-  std::array<u64, 5> a{};
-  for (std::size_t i = 0; i < a.size() && i < args.size(); ++i) a[i] = args[i];
+  u64 a[5];
+  const u64* argp = args.data();
+  if (args.size() < 5) {
+    for (std::size_t i = 0; i < 5; ++i) a[i] = i < args.size() ? args[i] : 0;
+    argp = a;
+  }
   std::optional<StackRegion> region;
-  if (v.checked) {
+  if (v.checked) [[unlikely]] {
     std::memset(stack.data(), 0, stack.size());
     region.emplace(env, st);
   }
   env.reset_signals();
+  const abi::CallbackScope callback_scope(env, &st, &rt_callback);
 
-  using EntryFn = u64 (*)(State*, const u64*);
-  const auto entry = reinterpret_cast<EntryFn>(code.map + code.trampoline_offset);
-  entry(&st, a.data());
+  using EntryFn = void (*)(State*, const u64*, u64, const u8*);
+  const auto entry = reinterpret_cast<EntryFn>(code.map + code.info.trampoline_offset);
+  entry(&st, argp, st.stack_top, code.map + code.info.entry_offset[0]);
 
   abi::RunResult r;
   const auto fault = static_cast<abi::Fault>(st.fault);
@@ -1457,7 +1775,7 @@ std::size_t Program::size() const { return impl_->insns.size(); }
 std::size_t Program::code_size() const { return impl_->variant(impl_->primary).len; }
 const Options& Program::options() const { return impl_->opts; }
 
-std::string Program::disassemble() const {
+std::string Program::disassemble(const std::function<std::string(std::size_t pc)>& insn_text) const {
   const Impl& p = *impl_;
   const Code& c = p.variant(p.primary);
   std::string out;
@@ -1481,10 +1799,15 @@ std::string Program::disassemble() const {
     std::size_t next = pc + 1;
     while (next < n && p.insns[next].op == Op::LddwTail) ++next;
     const u32 end = next < n ? c.pc_offset[next] : c.stubs_offset;  // the last block keeps the fall-off jump
-    out += fmt::format("; {}: {}\n", pc, insn_text(p.insns[pc]));
+    if (insn_text) {
+      out += fmt::format("; {}: {}\n", pc, insn_text(pc));
+    } else {
+      const std::vector<u8> raw = isa::encode_bytes(std::span<const Insn>(p.insns).subspan(pc, next - pc));
+      out += fmt::format("; {}: {}\n", pc, to_hex(raw));
+    }
     dis(c.pc_offset[pc], end);
   }
-  out += "; out-of-line thunks, stubs, entry thunks and trampoline\n";
+  out += "; out-of-line thunks, stubs and trampoline\n";
   dis(c.stubs_offset, static_cast<u32>(c.len));
   return out;
 }

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -43,6 +44,11 @@ struct Options {
   // Apply the kernel's structural rules (isa::check_structure), as
   // interp::LoadOptions::kernel_structure does. Off: only targets in range.
   bool kernel_structure = true;
+  // Per BPF instruction index: true if the verifier proved the instruction's
+  // memory access safe (its SafeAccess facts). Checked variants emit no
+  // bounds check for those instructions; indexes past the end count as
+  // unproven. Unchecked variants ignore it.
+  std::vector<bool> proven_safe;
   // Use BMI2 shifts (shlx/shrx/sarx) where the CPU has them; false forces the
   // cl-based sequence (the tests cover both).
   bool bmi2 = true;
@@ -66,9 +72,12 @@ class Program {
 
   [[nodiscard]] std::size_t size() const;       // BPF instructions
   [[nodiscard]] std::size_t code_size() const;  // bytes of machine code (the Options' variant)
-  // Intel-syntax listing of the machine code, each block headed by the index
-  // and text of the BPF instruction it came from; out-of-line stubs last.
-  [[nodiscard]] std::string disassemble() const;
+  // Intel-syntax listing of the machine code of the Options' variant, each
+  // block headed by "; <index>: <text>" of the BPF instruction it came from;
+  // out-of-line stubs last. The text is insn_text(index) (e.g. src/asm's
+  // printer, which the JIT does not depend on); without it, the
+  // instruction's raw bytes in hex (both slots of an lddw).
+  [[nodiscard]] std::string disassemble(const std::function<std::string(std::size_t pc)>& insn_text = {}) const;
   [[nodiscard]] const Options& options() const;
 
  private:

@@ -192,6 +192,7 @@ Result<CoreResult> core_calc(const Btf& local, const CoreTarget& target, std::ui
 // size can't be adjusted safely is poisoned here (res.poison/note updated).
 Status core_patch(std::vector<isa::RawInsn>& insns, std::size_t pc, CoreResult& res, std::uint32_t kind);
 inline constexpr std::int32_t kPoisonHelperId = 0xbad2310;  // libbpf's "bad relo" helper id
+inline constexpr std::int32_t kPoisonKfuncBase = 2002000000;  // libbpf's POISON_CALL_KFUNC_BASE
 std::string_view core_kind_name(std::uint32_t kind);
 
 // Essential name: "task_struct___v1" -> "task_struct" (libbpf's ___flavor rule).

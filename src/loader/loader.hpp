@@ -108,6 +108,12 @@ struct Extern {
   std::uint32_t btf_type_id = 0;    // its type (resolved through modifiers)
   std::uint32_t size = 0;           // kconfig: value size in bytes
   std::uint32_t kconfig_offset = 0; // kconfig: offset in the .kconfig map
+  // Resolution (OpenOptions::externs.resolve): kconfig value found / ksym
+  // found among the host's symbols. A weak extern that was not found keeps
+  // resolved == false and its default (0).
+  bool resolved = false;
+  std::uint64_t value = 0;          // ksyms: host kfunc BTF id or variable address
+  std::string source;               // where the value came from ("/proc/config.gz", "host", ...)
 };
 
 // An instruction that refers to an unresolved .ksyms extern (lddw
@@ -164,6 +170,31 @@ struct Map {
 };
 
 // ------------------------------------------------------------------ options
+// A symbol the host provides for .ksyms externs: a kfunc registered in the
+// runtime's helper table (value = its BTF id) or a variable (value = address).
+struct HostSymbol {
+  std::string name;
+  std::uint64_t value = 0;
+};
+
+// How .kconfig and .ksyms externs are resolved (externs.cpp has the policy).
+struct ExternOptions {
+  // false: leave them as libbpf's bpf_object__open does (.kconfig zeroed,
+  // .ksyms instructions with imm 0 listed in Program::extern_uses).
+  bool resolve = true;
+  // Kernel config to read CONFIG_* values from (plain or gzip). Empty: the
+  // running kernel's, as libbpf: /boot/config-$(uname -r), then /proc/config.gz.
+  std::string kconfig_path;
+  // libbpf's `kconfig` open option: "CONFIG_X=y\nCONFIG_Y=42\n", read
+  // before (and so overriding) the config file.
+  std::string kconfig_extra;
+  std::uint32_t kernel_version = 0;      // LINUX_KERNEL_VERSION; 0: the running kernel's (uname)
+  bool has_bpf_cookie = false;           // LINUX_HAS_BPF_COOKIE
+  bool has_syscall_wrapper = true;       // LINUX_HAS_SYSCALL_WRAPPER (x86-64 kernels >= 4.17)
+  std::vector<HostSymbol> kfuncs;        // name -> BTF id under which the host registered it
+  std::vector<HostSymbol> ksym_vars;     // name -> address
+};
+
 struct OpenOptions {
   std::string object_name;           // defaults to the file's base name up to the first '.'
   // CO-RE target: a BTF blob in memory (raw BTF or an ELF with .BTF), a file, or vmlinux.
@@ -172,6 +203,7 @@ struct OpenOptions {
   bool use_vmlinux_btf = true;       // /sys/kernel/btf/vmlinux when no other target given
   std::string vmlinux_btf_path = "/sys/kernel/btf/vmlinux";
   bool fail_on_core_poison = false;  // make a poisoned CO-RE relocation an error
+  ExternOptions externs;
 };
 
 class Btf;  // owning wrapper of a libbpf struct btf

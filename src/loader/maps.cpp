@@ -13,6 +13,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <thread>
 #include <cctype>
 #include <cstring>
 
@@ -53,11 +56,39 @@ std::string Opener::internal_map_name(std::string_view section) const {
   return out;
 }
 
+namespace {
+// Possible CPUs ("0-7" or "0,2-3" in /sys/devices/system/cpu/possible), as
+// libbpf_num_possible_cpus(); the hardware concurrency when unreadable.
+std::uint32_t possible_cpus() {
+  std::ifstream f("/sys/devices/system/cpu/possible");
+  std::string text;
+  std::uint32_t n = 0;
+  if (std::getline(f, text)) {
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+      const auto comma = text.find(',', pos);
+      const std::string part = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      pos = comma == std::string::npos ? text.size() : comma + 1;
+      unsigned a = 0, b = 0;
+      const int got = std::sscanf(part.c_str(), "%u-%u", &a, &b);
+      if (got == 1) n += 1;
+      if (got == 2 && b >= a) n += b - a + 1;
+    }
+  }
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  return n;
+}
+}  // namespace
+
 Status Opener::init_maps() {
   if (auto s = init_legacy_maps(); !s) return s;
   if (auto s = init_btf_maps(); !s) return s;
   if (auto s = init_global_data_maps(); !s) return s;
   if (auto s = init_kconfig_map(); !s) return s;
+  // libbpf (bpf_object__create_map): a perf event array without max_entries
+  // gets one slot per possible CPU.
+  for (Map& m : obj_.maps_)
+    if (m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && m.max_entries == 0) m.max_entries = possible_cpus();
   return collect_map_slots();
 }
 

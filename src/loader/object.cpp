@@ -122,6 +122,7 @@ Status Opener::run(std::vector<std::uint8_t> bytes) {
   if (auto s = collect_externs(); !s) return s;
   if (auto s = fixup_btf(); !s) return s;
   if (auto s = init_maps(); !s) return s;
+  if (auto s = resolve_externs(); !s) return s;
   if (auto s = init_programs(); !s) return s;
   if (auto s = collect_relos(); !s) return s;
   if (auto s = apply_core(); !s) return s;
@@ -704,17 +705,34 @@ Status Opener::link() {
             out[pc].imm = static_cast<std::int32_t>(*kconfig_map_);
             break;
           }
-          case RelocDesc::Kind::KsymVar:
-            set_src(out[pc], isa::kPseudoBtfId);
-            out[pc].imm = 0;
-            out[pc + 1].imm = 0;
+          case RelocDesc::Kind::KsymVar: {
+            // lddw of a ksym (variable, or a kfunc's address for bpf_ksym_exists)
+            const Extern& e = obj_.externs_[d.extern_idx];
+            if (opts_.externs.resolve) {  // resolved: the host's value; weak and missing: 0 (externs.cpp)
+              set_src(out[pc], 0);
+              out[pc].imm = static_cast<std::int32_t>(static_cast<std::uint32_t>(e.value));
+              out[pc + 1].imm = static_cast<std::int32_t>(static_cast<std::uint32_t>(e.value >> 32));
+            } else {
+              set_src(out[pc], isa::kPseudoBtfId);
+              out[pc].imm = 0;
+              out[pc + 1].imm = 0;
+            }
             p.extern_uses.push_back({pc, d.extern_idx});
             break;
-          case RelocDesc::Kind::KsymFunc:
-            set_src(out[pc], isa::kPseudoKfuncCall);
-            out[pc].imm = 0;
+          }
+          case RelocDesc::Kind::KsymFunc: {
+            const Extern& e = obj_.externs_[d.extern_idx];
+            out[pc].off = 0;
+            if (opts_.externs.resolve && !e.resolved) {  // weak kfunc not found: libbpf's poisoned call
+              set_src(out[pc], 0);
+              out[pc].imm = kPoisonKfuncBase + static_cast<std::int32_t>(d.extern_idx);
+            } else {
+              set_src(out[pc], isa::kPseudoKfuncCall);
+              out[pc].imm = static_cast<std::int32_t>(static_cast<std::uint32_t>(e.value));
+            }
             p.extern_uses.push_back({pc, d.extern_idx});
             break;
+          }
         }
       }
       // Calls and function pointers clang resolved itself (no relocation): same-section targets.

@@ -60,6 +60,8 @@ class Opener {
   Status init_global_data_maps();
   Status init_kconfig_map();
   Status collect_map_slots();
+  // externs.cpp
+  Status resolve_externs();
   Status parse_btf_map_def(const std::string& map_name, std::uint32_t def_type_id, Map& m,
                            std::optional<Map>& inner, std::uint32_t& values_off_bits);
 

@@ -3,6 +3,11 @@
 // by programs (BPF_PSEUDO_MAP_VALUE), as global data needs.
 #include "maps/array.hpp"
 
+#include <fmt/format.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+
 namespace userbpf::maps {
 
 namespace {
@@ -16,6 +21,18 @@ class ArrayMap final : public ArrayBase {
 };
 
 }  // namespace
+
+Result<std::span<std::uint8_t>> mmap_values(const Map& map, bool writable) {
+  if (map.type() != BPF_MAP_TYPE_ARRAY || (map.map_flags() & BPF_F_MMAPABLE) == 0)
+    return make_error(EINVAL, fmt::format("map '{}' is not a BPF_F_MMAPABLE array", map.name()));
+  if (writable && (map.frozen() || (map.map_flags() & BPF_F_RDONLY) != 0))
+    return make_error(EPERM, fmt::format("map '{}' is frozen or read-only: no writable mapping", map.name()));
+  const std::size_t len = align_up(round8(map.value_size()) * map.max_entries(), ArrayBase::kMmapOffset);
+  const int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  void* p = ::mmap(nullptr, len, prot, MAP_SHARED, map.file().fd(), static_cast<off_t>(ArrayBase::kMmapOffset));
+  if (p == MAP_FAILED) return make_error(errno, fmt::format("mmap of map '{}': {}", map.name(), std::strerror(errno)));
+  return std::span<std::uint8_t>(static_cast<std::uint8_t*>(p), len);
+}
 
 const MapTypeDesc kArrayDesc = {
     BPF_MAP_TYPE_ARRAY,
@@ -31,6 +48,7 @@ const MapTypeDesc kArrayDesc = {
     [](std::unique_ptr<SharedFile> f, const MapTypeDesc& d) -> std::unique_ptr<Map> {
       return std::make_unique<ArrayMap>(std::move(f), d);
     },
+    false,
 };
 
 }  // namespace userbpf::maps

@@ -12,6 +12,7 @@
 
 #include <linux/bpf.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "maps/map.hpp"
@@ -41,13 +42,34 @@ class ArrayBase : public Map {
     return 0;
   }
   int prog_delete(const void* /*key*/) override { return EINVAL; }
+  void* lookup_percpu(const void* key, std::uint32_t cpu) override {
+    return percpu() ? prog_lookup(key, cpu) : nullptr;
+  }
+  // Keys are passed as a pointer to a u32 on this function's stack.
+  long for_each_elem(std::uint32_t cpu, ElemVisitor visit, void* ctx) override {
+    if (cpu >= ncpus()) return -EINVAL;
+    long n = 0;
+    for (std::uint32_t i = 0; i < max_entries(); ++i) {
+      ++n;
+      const std::uint32_t key = i;
+      if (visit(ctx, &key, slot_ptr(i, cpu)) != 0) break;
+    }
+    return n;
+  }
   [[nodiscard]] std::span<std::uint8_t> program_area() const override {
     return {base_, elem_stride_ * max_entries()};
   }
 
   static std::size_t elem_stride(const MapSpec& s, std::uint32_t ncpus) { return round8(s.value_size) * ncpus; }
+  // BPF_F_MMAPABLE arrays: the values start on a page boundary of the file
+  // (file offset kMmapOffset), so that the host can mmap them.
+  static constexpr std::size_t kMmapOffset = 4096;
+  static std::size_t pad(std::uint32_t map_flags) {
+    return (map_flags & BPF_F_MMAPABLE) != 0 ? kMmapOffset - kHeaderSize : 0;
+  }
   static std::size_t body_size(const MapSpec& s, std::uint32_t ncpus) {
-    return elem_stride(s, ncpus) * s.max_entries;
+    const std::size_t data = elem_stride(s, ncpus) * s.max_entries;
+    return (s.map_flags & BPF_F_MMAPABLE) != 0 ? pad(s.map_flags) + align_up(data, kMmapOffset) : data;
   }
   static void init(std::uint8_t* /*body*/, const MapSpec& /*s*/, std::uint32_t /*ncpus*/) {}  // zeroed file
 
@@ -55,7 +77,7 @@ class ArrayBase : public Map {
   ArrayBase(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc) : Map(std::move(file), desc) {
     stride_ = round8(value_size());
     elem_stride_ = stride_ * ncpus();
-    base_ = body();
+    base_ = body() + pad(map_flags());
   }
   static std::uint32_t index(const void* key) {
     std::uint32_t i;
@@ -65,12 +87,30 @@ class ArrayBase : public Map {
   [[nodiscard]] std::uint8_t* slot_ptr(std::uint32_t i, std::uint32_t cpu) const {
     return base_ + std::size_t{i} * elem_stride_ + std::size_t{cpu} * stride_;
   }
+  // Arrays of ids (program arrays, arrays of maps): slot i holds a u32 id
+  // stored atomically, 0 = empty; lookup and delete as the kernel's fd arrays.
+  [[nodiscard]] std::atomic_ref<std::uint32_t> id_slot(std::uint32_t i) const {
+    return std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(slot_ptr(i, 0)));
+  }
+  int id_lookup(const void* key, void* value) const {
+    const std::uint32_t i = index(key);
+    if (i >= max_entries()) return ENOENT;
+    const std::uint32_t id = id_slot(i).load(std::memory_order_acquire);
+    if (id == 0) return ENOENT;
+    std::memcpy(value, &id, sizeof id);
+    return 0;
+  }
+  int id_delete(const void* key) {
+    const std::uint32_t i = index(key);
+    if (i >= max_entries()) return E2BIG;  // fd_array_map_delete_elem
+    return id_slot(i).exchange(0, std::memory_order_acq_rel) != 0 ? 0 : ENOENT;
+  }
 
   int do_lookup(const void* key, void* value) const override {
     const std::uint32_t i = index(key);
     if (i >= max_entries()) return ENOENT;
     if (!percpu()) {
-      std::memcpy(value, slot_ptr(i, 0), value_size());
+      copy_value_out(value, slot_ptr(i, 0));
       return 0;
     }
     auto* out = static_cast<std::uint8_t*>(value);
@@ -83,7 +123,7 @@ class ArrayBase : public Map {
     if (i >= max_entries()) return E2BIG;
     if ((flags & ~std::uint64_t{BPF_F_LOCK}) == BPF_NOEXIST) return EEXIST;
     if (!percpu()) {
-      std::memcpy(slot_ptr(i, 0), value, value_size());
+      copy_value_in(slot_ptr(i, 0), value);
       return 0;
     }
     // the kernel copies whole 8-byte-rounded slots from the host (bpf_long_memcpy)

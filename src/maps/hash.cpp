@@ -27,6 +27,7 @@ const MapTypeDesc kHashDesc = {
     [](std::unique_ptr<SharedFile> f, const MapTypeDesc& d) -> std::unique_ptr<Map> {
       return std::make_unique<HashMap>(std::move(f), d);
     },
+    false,
 };
 
 }  // namespace userbpf::maps

@@ -2,6 +2,9 @@
 #include "maps/hash_table.hpp"
 
 #include <bit>
+#include <vector>
+
+#include "maps/cpu_slots.hpp"
 
 namespace userbpf::maps {
 
@@ -12,6 +15,8 @@ std::uint64_t load64(const std::uint8_t* p) {
   std::memcpy(&v, p, 8);
   return v;
 }
+
+}  // namespace
 
 // A seeded multiply-xorshift hash over 8-byte chunks (our own; the kernel's
 // jhash order is not reproduced: iteration order is "stable", not "kernel's").
@@ -34,19 +39,26 @@ std::uint64_t hash_bytes(const void* data, std::size_t n, std::uint64_t seed) {
   return h ^ (h >> 32);
 }
 
+namespace {
+
 struct Geometry {
-  std::uint32_t nbuckets, nlocks, elem_size;
-  std::size_t locks_off, buckets_off, elems_off, total;
+  std::uint32_t nbuckets, nlocks, elem_size, nlists;
+  std::size_t locks_off, buckets_off, lists_off, elems_off, total;
 };
+
+bool is_lru(const MapSpec& s) { return s.type == BPF_MAP_TYPE_LRU_HASH || s.type == BPF_MAP_TYPE_LRU_PERCPU_HASH; }
 
 Geometry geometry(const MapSpec& s, std::uint32_t ncpus) {
   Geometry g{};
+  const bool lru = is_lru(s);
   g.nbuckets = std::bit_ceil(s.max_entries);
   g.nlocks = std::min(g.nbuckets, HashBase::kMaxLocks);
-  g.elem_size = static_cast<std::uint32_t>(8 + round8(s.key_size) + round8(s.value_size) * ncpus);
+  g.nlists = !lru ? 0 : (s.map_flags & BPF_F_NO_COMMON_LRU) != 0 ? default_cpu_count() : 1;
+  g.elem_size = static_cast<std::uint32_t>((lru ? 24 : 8) + round8(s.key_size) + round8(s.value_size) * ncpus);
   g.locks_off = align_up(sizeof(HashBase::Body), 64);
   g.buckets_off = g.locks_off + std::size_t{g.nlocks} * 64;
-  g.elems_off = align_up(g.buckets_off + std::size_t{g.nbuckets} * 4, 64);
+  g.lists_off = align_up(g.buckets_off + std::size_t{g.nbuckets} * 4, 64);
+  g.elems_off = g.lists_off + std::size_t{g.nlists} * 64;
   g.total = g.elems_off + std::size_t{g.elem_size} * s.max_entries;
   return g;
 }
@@ -72,6 +84,13 @@ void HashBase::init(std::uint8_t* body, const MapSpec& s, std::uint32_t ncpus) {
   b->locks_off = g.locks_off;
   b->buckets_off = g.buckets_off;
   b->elems_off = g.elems_off;
+  b->nlists = g.nlists;
+  b->lists_off = g.lists_off;
+  for (std::uint32_t l = 0; l < g.nlists; ++l) {
+    auto* L = new (body + g.lists_off + std::size_t{l} * 64) LruList{};
+    L->lock.init();
+    L->head = L->tail = kNil;
+  }
   for (std::uint32_t i = 0; i < g.nlocks; ++i) (new (body + g.locks_off + std::size_t{i} * 64) SharedSpinLock{})->init();
   auto* heads = reinterpret_cast<std::uint32_t*>(body + g.buckets_off);
   for (std::uint32_t i = 0; i < g.nbuckets; ++i) heads[i] = kNil;
@@ -94,6 +113,8 @@ HashBase::HashBase(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc) : 
   lock_mask_ = body_->nlocks - 1;
   bucket_mask_ = body_->nbuckets - 1;
   ks_ = key_size();
+  lru_ = body_->nlists != 0;
+  hdr_ = lru_ ? kLruElemHeader : kElemHeader;
 }
 
 std::uint32_t HashBase::hash_of(const void* key) const {
@@ -159,16 +180,33 @@ void HashBase::unlink(std::uint32_t bucket, std::uint32_t i, std::uint32_t prev)
 
 void HashBase::copy_out(std::uint32_t i, void* value) const {
   if (!percpu()) {
-    std::memcpy(value, value_of(i, 0), value_size());
+    copy_value_out(value, value_of(i, 0));
     return;
   }
   auto* out = static_cast<std::uint8_t*>(value);
   for (std::uint32_t c = 0; c < ncpus(); ++c) std::memcpy(out + c * value_stride_, value_of(i, c), value_stride_);
 }
 
+void HashBase::write_value(std::uint32_t i, const void* value, std::uint32_t cpu, bool fresh) {
+  const auto* in = static_cast<const std::uint8_t*>(value);
+  if (!percpu()) {
+    if (fresh) copy_value_out(value_of(i, 0), value);  // a new value starts unlocked
+    else copy_value_in(value_of(i, 0), value);  // an existing value keeps its bpf_spin_lock
+  } else if (cpu == kAllCpus) {
+    // whole 8-byte-rounded slots from the host, as the kernel's bpf_long_memcpy
+    for (std::uint32_t c = 0; c < ncpus(); ++c) std::memcpy(value_of(i, c), in + c * value_stride_, value_stride_);
+  } else {
+    // a program's update sets its own slot; a new element's other slots are zero (pcpu_init_value)
+    if (fresh)
+      for (std::uint32_t c = 0; c < ncpus(); ++c) std::memset(value_of(i, c), 0, value_stride_);
+    std::memcpy(value_of(i, cpu), value, value_size());
+  }
+}
+
 int HashBase::upsert(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu) {
   const std::uint64_t mode = flags & ~std::uint64_t{BPF_F_LOCK};
   if (mode > BPF_EXIST) return EINVAL;
+  if (lru_) return lru_upsert(key, value, flags, cpu);
   const std::uint32_t h = hash_of(key);
   const std::uint32_t b = h & bucket_mask_;
   Guard lock(lock_for(b));
@@ -182,18 +220,7 @@ int HashBase::upsert(const void* key, const void* value, std::uint64_t flags, st
     std::memcpy(key_of(i), key, key_size());
     elem(i).hash = h;
   }
-  const auto* in = static_cast<const std::uint8_t*>(value);
-  if (!percpu()) {
-    std::memcpy(value_of(i, 0), value, value_size());
-  } else if (cpu == kAllCpus) {
-    // whole 8-byte-rounded slots from the host, as the kernel's bpf_long_memcpy
-    for (std::uint32_t c = 0; c < ncpus(); ++c) std::memcpy(value_of(i, c), in + c * value_stride_, value_stride_);
-  } else {
-    // a program's update sets its own slot; a new element's other slots are zero (pcpu_init_value)
-    if (fresh)
-      for (std::uint32_t c = 0; c < ncpus(); ++c) std::memset(value_of(i, c), 0, value_stride_);
-    std::memcpy(value_of(i, cpu), value, value_size());
-  }
+  write_value(i, value, cpu, fresh);
   if (fresh) {
     elem(i).next.store(buckets_[b], std::memory_order_relaxed);
     buckets_[b] = i;
@@ -217,7 +244,36 @@ void* HashBase::prog_lookup(const void* key, std::uint32_t cpu) {
   const std::uint32_t b = h & bucket_mask_;
   Guard lock(lock_for(b));
   const std::uint32_t i = find(b, h, key, nullptr);
-  return i == kNil ? nullptr : value_of(i, cpu);
+  if (i == kNil) return nullptr;
+  touch(i);
+  return value_of(i, cpu);
+}
+
+void* HashBase::lookup_percpu(const void* key, std::uint32_t cpu) {
+  if (!percpu()) return nullptr;
+  return prog_lookup(key, cpu);
+}
+
+long HashBase::for_each_elem(std::uint32_t cpu, ElemVisitor visit, void* ctx) {
+  if (percpu() ? cpu >= ncpus() : false) return -EINVAL;
+  const std::uint32_t slot = percpu() ? cpu : 0;
+  long n = 0;
+  std::vector<std::uint32_t> chain;
+  for (std::uint32_t b = 0; b < body_->nbuckets; ++b) {
+    if (buckets_[b] == kNil) continue;  // racy peek; a bucket filled meanwhile may be missed, as under RCU
+    chain.clear();
+    {
+      // snapshot the chain: the callback runs without the lock (it may use this map)
+      Guard lock(lock_for(b));
+      for (std::uint32_t i = buckets_[b]; i != kNil; i = elem(i).next.load(std::memory_order_relaxed))
+        chain.push_back(i);
+    }
+    for (const std::uint32_t i : chain) {
+      ++n;
+      if (visit(ctx, key_of(i), value_of(i, slot)) != 0) return n;
+    }
+  }
+  return n;
 }
 
 int HashBase::do_lookup(const void* key, void* value) const {
@@ -240,9 +296,10 @@ int HashBase::do_delete(const void* key) {
     i = find(b, h, key, &prev);
     if (i == kNil) return ENOENT;
     unlink(b, i, prev);
+    set_live(i, false);
     body_->count.fetch_sub(1, std::memory_order_relaxed);
   }
-  push_free(i);
+  release(i);
   return 0;
 }
 
@@ -257,9 +314,10 @@ int HashBase::do_lookup_and_delete(const void* key, void* value) {
     if (i == kNil) return ENOENT;
     copy_out(i, value);
     unlink(b, i, prev);
+    set_live(i, false);
     body_->count.fetch_sub(1, std::memory_order_relaxed);
   }
-  push_free(i);
+  release(i);
   return 0;
 }
 
@@ -309,9 +367,9 @@ int HashBase::do_lookup_batch(bool /*first*/, std::uint32_t& token, void* keys, 
     count = 0;
     return ENOENT;
   }
+  std::vector<std::uint32_t> freed;
   for (; b < body_->nbuckets; ++b) {
-    std::uint32_t freed[64];
-    std::uint32_t nfreed = 0;
+    freed.clear();
     {
       Guard lock(lock_for(b));
       std::uint32_t cnt = 0;
@@ -331,13 +389,13 @@ int HashBase::do_lookup_batch(bool /*first*/, std::uint32_t& token, void* keys, 
         while (i != kNil) {
           const std::uint32_t n = elem(i).next.load(std::memory_order_relaxed);
           body_->count.fetch_sub(1, std::memory_order_relaxed);
-          if (nfreed < 64) freed[nfreed++] = i;
-          else push_free(i);
+          set_live(i, false);
+          freed.push_back(i);
           i = n;
         }
       }
     }
-    for (std::uint32_t f = 0; f < nfreed; ++f) push_free(freed[f]);
+    for (const std::uint32_t f : freed) release(f);
     if (total == max) {
       ++b;
       break;

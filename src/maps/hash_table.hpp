@@ -25,6 +25,20 @@
 //     the walk at the first element, as the kernel does.
 // Lookups take the bucket lock too (no RCU in user space); updates of an
 // existing key copy the value in place under the lock.
+//
+// LRU variants (BPF_MAP_TYPE_LRU_HASH / LRU_PERCPU_HASH, lru.cpp): each
+// element also has an LruNode (list links, a reference bit, live / in-list
+// flags) and the body has `nlists` LRU lists (1 = the common LRU; one per
+// CPU with BPF_F_NO_COMMON_LRU), each a doubly linked list under its own
+// SharedSpinLock. A new key takes a free element or, when there is none,
+// evicts one: the list's tail is scanned, elements whose reference bit is
+// set (program lookups and updates set it) get a second chance (bit cleared,
+// moved to the head), the first unreferenced one is unlinked from its
+// bucket and reused (the kernel's active/inactive rotation, simplified to a
+// clock). Lock order: LRU list lock, then bucket lock; never the reverse
+// (insertions and deletions touch the list after dropping the bucket lock).
+// An element is on a list only while `live` (linked in a bucket); whoever
+// unlinks it takes it off its list before freeing it.
 #pragma once
 
 #include <linux/bpf.h>
@@ -39,6 +53,9 @@
 
 namespace userbpf::maps {
 
+// Seeded hash of n bytes (hash maps, bloom filter, LPM-free types).
+std::uint64_t hash_bytes(const void* data, std::size_t n, std::uint64_t seed);
+
 class HashBase : public Map {
  public:
   static constexpr std::uint32_t kNil = 0xffffffffu;
@@ -51,7 +68,11 @@ class HashBase : public Map {
     std::uint32_t nlocks;
     std::uint32_t elem_size;
     std::uint64_t locks_off, buckets_off, elems_off;
+    std::uint32_t nlists;  // LRU lists (0: not an LRU map)
+    std::uint32_t pad;
+    std::uint64_t lists_off;
   };
+  static_assert(sizeof(Body) <= 64);
 
   static int check(const MapSpec& s, bool percpu);
   static std::size_t body_size(const MapSpec& s, std::uint32_t ncpus);
@@ -60,6 +81,8 @@ class HashBase : public Map {
   void* prog_lookup(const void* key, std::uint32_t cpu) override;
   int prog_update(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu) override;
   int prog_delete(const void* key) override { return do_delete(key); }
+  long for_each_elem(std::uint32_t cpu, ElemVisitor visit, void* ctx) override;
+  void* lookup_percpu(const void* key, std::uint32_t cpu) override;
   [[nodiscard]] std::uint32_t count() const { return body_->count.load(std::memory_order_relaxed); }
   [[nodiscard]] std::span<std::uint8_t> program_area() const override {
     return {elems_, std::size_t{body_->elem_size} * max_entries()};
@@ -81,7 +104,45 @@ class HashBase : public Map {
     std::atomic<std::uint32_t> next;
     std::uint32_t hash;
   };
+  // LRU maps: after Elem (elements are then 24 bytes of header).
+  struct LruNode {
+    std::uint32_t prev, next;       // list links (list lock)
+    std::atomic<std::uint8_t> ref;  // set by lookups, cleared by the evictor
+    std::atomic<std::uint8_t> live; // linked in a bucket (bucket lock)
+    std::uint8_t in_list;           // on list `list` (list lock)
+    std::uint8_t pad;
+    std::atomic<std::uint32_t> list;
+  };
+  struct LruList {
+    SharedSpinLock lock;
+    std::uint32_t head, tail, count;
+  };
   static constexpr std::size_t kElemHeader = 8;
+  static constexpr std::size_t kLruElemHeader = 24;
+  static_assert(sizeof(LruNode) == kLruElemHeader - kElemHeader);
+
+  // ---- LRU (lru.cpp)
+  [[nodiscard]] LruNode& node(std::uint32_t i) const {
+    return *reinterpret_cast<LruNode*>(elems_ + std::size_t{i} * body_->elem_size + kElemHeader);
+  }
+  [[nodiscard]] LruList& lru_list(std::uint32_t l) const {
+    return *reinterpret_cast<LruList*>(body() + body_->lists_off + std::size_t{l} * 64);
+  }
+  std::uint32_t lru_evict();                 // an element taken from a list and its bucket, or kNil
+  std::uint32_t lru_evict_from(std::uint32_t l);
+  void lru_add(std::uint32_t i);             // after linking i in its bucket (no bucket lock held)
+  void list_remove(LruList& L, std::uint32_t i);
+  void list_push_head(LruList& L, std::uint32_t l, std::uint32_t i);
+  int lru_upsert(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu);
+  // Frees an element that is no longer in a bucket (no bucket lock held).
+  void release(std::uint32_t i);
+  void touch(std::uint32_t i) const {
+    if (lru_) node(i).ref.store(1, std::memory_order_relaxed);
+  }
+  void set_live(std::uint32_t i, bool live) const {
+    if (lru_) node(i).live.store(live ? 1 : 0, std::memory_order_relaxed);
+  }
+  void write_value(std::uint32_t i, const void* value, std::uint32_t cpu, bool fresh);
 
   [[nodiscard]] std::uint32_t hash_of(const void* key) const;
   [[nodiscard]] SharedSpinLock& lock_for(std::uint32_t bucket) const {
@@ -91,7 +152,7 @@ class HashBase : public Map {
     return *reinterpret_cast<Elem*>(elems_ + std::size_t{i} * body_->elem_size);
   }
   [[nodiscard]] std::uint8_t* key_of(std::uint32_t i) const {
-    return elems_ + std::size_t{i} * body_->elem_size + kElemHeader;
+    return elems_ + std::size_t{i} * body_->elem_size + hdr_;
   }
   [[nodiscard]] std::uint8_t* value_of(std::uint32_t i, std::uint32_t cpu) const {
     return key_of(i) + key_stride_ + std::size_t{cpu} * value_stride_;
@@ -118,6 +179,11 @@ class HashBase : public Map {
   std::uint32_t lock_mask_;
   std::uint32_t bucket_mask_;
   std::uint32_t ks_;
+  std::size_t hdr_;  // element header: kElemHeader, or kLruElemHeader for LRU maps
+  bool lru_;
 };
+
+// LRU types: MAP_CREATE checks.
+int check_lru(const MapSpec& s, bool percpu);
 
 }  // namespace userbpf::maps

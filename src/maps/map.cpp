@@ -43,17 +43,60 @@ bool can_read(const Map& m) { return (m.map_flags() & BPF_F_WRONLY) == 0; }
 bool can_write(const Map& m) { return (m.map_flags() & BPF_F_RDONLY) == 0 && !m.frozen(); }
 }  // namespace
 
+namespace {
+// Copies a value without touching the 4-byte lock word at `off` in either
+// buffer (another thread may be taking it); `zero` clears it in dst.
+void copy_around(void* dst, const void* src, std::size_t size, std::int32_t off, bool zero) {
+  if (off < 0) {
+    std::memcpy(dst, src, size);
+    return;
+  }
+  const auto o = static_cast<std::size_t>(off);
+  auto* d = static_cast<std::uint8_t*>(dst);
+  const auto* s = static_cast<const std::uint8_t*>(src);
+  std::memcpy(d, s, o);
+  if (zero) std::memset(d + o, 0, 4);
+  std::memcpy(d + o + 4, s + o + 4, size - o - 4);
+}
+}  // namespace
+
+void Map::copy_value_in(void* dst, const void* src) const {
+  copy_around(dst, src, value_size(), spin_lock_off(), false);
+}
+void Map::copy_value_out(void* dst, const void* src) const {
+  copy_around(dst, src, value_size(), spin_lock_off(), true);
+}
+
 int Map::lookup(const void* key, void* value, std::uint64_t flags) const {
   if ((flags & ~std::uint64_t{BPF_F_LOCK}) != 0) return EINVAL;
   if (!can_read(*this)) return EPERM;
-  if ((flags & BPF_F_LOCK) != 0) return EINVAL;  // no bpf_spin_lock in our values
-  return do_lookup(key, value);
+  if ((flags & BPF_F_LOCK) == 0) return do_lookup(key, value);
+  if (spin_lock_off() < 0) return EINVAL;  // no bpf_spin_lock in the value
+  // BPF_F_LOCK: copy the value under its own lock (hash and array only)
+  void* v = const_cast<Map*>(this)->prog_lookup(key, 0);
+  if (v == nullptr) return ENOENT;
+  auto* lock = static_cast<std::uint8_t*>(v) + spin_lock_off();
+  value_lock(lock);
+  copy_value_out(value, v);
+  value_unlock(lock);
+  return 0;
 }
 
 int Map::update(const void* key, const void* value, std::uint64_t flags) {
   if (!can_write(*this)) return EPERM;
-  if ((flags & BPF_F_LOCK) != 0) return EINVAL;
-  return do_update(key, value, flags);
+  if ((flags & BPF_F_LOCK) == 0) return do_update(key, value, flags);
+  if (spin_lock_off() < 0) return EINVAL;
+  const std::uint64_t mode = flags & ~std::uint64_t{BPF_F_LOCK};
+  if (mode > BPF_EXIST) return EINVAL;
+  // an existing value is updated in place under its lock; a new key is inserted normally
+  void* v = prog_lookup(key, 0);
+  if (v == nullptr) return do_update(key, value, flags);
+  if (mode == BPF_NOEXIST) return EEXIST;
+  auto* lock = static_cast<std::uint8_t*>(v) + spin_lock_off();
+  value_lock(lock);
+  copy_value_in(v, value);
+  value_unlock(lock);
+  return 0;
 }
 
 int Map::remove(const void* key) {
@@ -79,6 +122,20 @@ int Map::do_lookup_and_delete(const void* key, void* value) {
   return e != 0 ? e : do_delete(key);
 }
 
+// ---- program-side operations that only some types have
+int Map::push(const void* /*value*/, std::uint64_t /*flags*/) { return EINVAL; }
+int Map::pop(void* /*value*/) { return EINVAL; }
+int Map::peek(void* /*value*/) { return EINVAL; }
+long Map::for_each_elem(std::uint32_t /*cpu*/, ElemVisitor /*visit*/, void* /*ctx*/) { return -EINVAL; }
+void* Map::lookup_percpu(const void* /*key*/, std::uint32_t /*cpu*/) { return nullptr; }
+bool Map::prog_can_read() const { return (header_->map_flags & BPF_F_WRONLY_PROG) == 0; }
+bool Map::prog_can_write() const { return (header_->map_flags & BPF_F_RDONLY_PROG) == 0; }
+std::int32_t Map::spin_lock_off() const { return static_cast<std::int32_t>(header_->spin_lock_off1) - 1; }
+
+void value_lock(void* lock_word) { static_cast<SharedSpinLock*>(lock_word)->lock(); }
+void value_unlock(void* lock_word) { static_cast<SharedSpinLock*>(lock_word)->unlock(); }
+static_assert(sizeof(SharedSpinLock) == 4, "struct bpf_spin_lock is 4 bytes");
+
 int Map::freeze() {
   if (!can_write(*this)) return EPERM;
   std::uint32_t expected = 0;
@@ -91,6 +148,7 @@ int Map::lookup_batch(bool first, std::uint32_t& token, void* keys, void* values
   if ((desc_->ops & need) == 0) return kENOTSUPP;
   if (!can_read(*this) || (and_delete && !can_write(*this))) return EPERM;
   if (count == 0) return 0;
+  if ((desc_->ops & kOpKeyedBatch) != 0) return EINVAL;  // the token is a key: lookup_batch_keyed
   if (first) token = 0;
   return do_lookup_batch(first, token, keys, values, count, and_delete);
 }
@@ -127,6 +185,38 @@ int Map::do_lookup_batch(bool first, std::uint32_t& token, void* keys, void* val
   }
   count = cp;
   token = last;
+  return err;
+}
+
+int Map::lookup_batch_keyed(const void* in_key, void* out_key, void* keys, void* values, std::uint32_t& count) {
+  if ((desc_->ops & kOpLookupBatch) == 0) return kENOTSUPP;
+  if (!can_read(*this)) return EPERM;
+  const std::uint32_t max = count;
+  count = 0;
+  if (max == 0) return 0;
+  const std::size_t ks = key_size();
+  const std::size_t vs = host_value_size();
+  auto* k = static_cast<std::uint8_t*>(keys);
+  auto* v = static_cast<std::uint8_t*>(values);
+  const void* prev = in_key;
+  int err = 0;
+  int retries = 3;  // MAP_LOOKUP_RETRIES: a key deleted between next_key and lookup
+  while (count < max) {
+    std::uint8_t* key = k + count * ks;
+    err = do_get_next_key(prev, key);
+    if (err != 0) break;
+    err = do_lookup(key, v + count * vs);
+    if (err == ENOENT) {
+      if (retries-- > 0) continue;
+      err = EINTR;
+      break;
+    }
+    if (err != 0) break;
+    prev = key;
+    retries = 3;
+    ++count;
+  }
+  if (count > 0) std::memcpy(out_key, k + (count - 1) * ks, ks);
   return err;
 }
 
@@ -189,9 +279,15 @@ Result<std::unique_ptr<Map>> create_map(const MapSpec& spec, const std::string& 
     return fail(EINVAL, "BPF_F_RDONLY_PROG and BPF_F_WRONLY_PROG together");
   if ((spec.map_flags & ~desc->flags_mask) != 0)
     return fail(EINVAL, fmt::format("map_flags 0x{:x} not allowed for this type", spec.map_flags));
-  if (spec.map_extra != 0) return fail(EINVAL, "map_extra must be 0 for this type");
+  if (spec.map_extra != 0 && !desc->map_extra_ok) return fail(EINVAL, "map_extra must be 0 for this type");
   if ((spec.map_flags & BPF_F_NUMA_NODE) != 0 && (desc->percpu || spec.numa_node != 0))
     return fail(EINVAL, "numa_node not available");
+  if (spec.spin_lock_off >= 0) {
+    if (spec.type != BPF_MAP_TYPE_HASH && spec.type != BPF_MAP_TYPE_ARRAY)
+      return fail(EOPNOTSUPP, "bpf_spin_lock in values of this map type");
+    if (static_cast<std::uint64_t>(spec.spin_lock_off) + 4 > spec.value_size || spec.spin_lock_off % 4 != 0)
+      return fail(EINVAL, "bpf_spin_lock outside the value or misaligned");
+  }
   if (const int e = desc->check(spec); e != 0) {
     return fail(e, fmt::format("key_size {} value_size {} max_entries {} rejected", spec.key_size, spec.value_size,
                                spec.max_entries));
@@ -214,6 +310,8 @@ Result<std::unique_ptr<Map>> create_map(const MapSpec& spec, const std::string& 
   h->numa_node = spec.numa_node;
   h->btf_key_type_id = spec.btf_key_type_id;
   h->btf_value_type_id = spec.btf_value_type_id;
+  h->map_extra = spec.map_extra;
+  h->spin_lock_off1 = spec.spin_lock_off >= 0 ? static_cast<std::uint32_t>(spec.spin_lock_off) + 1 : 0;
   h->file_size = total;
   h->body_offset = kHeaderSize;
   std::random_device rd;
@@ -240,6 +338,7 @@ Result<std::unique_ptr<Map>> attach_map(std::unique_ptr<SharedFile> file) {
   spec.value_size = h->value_size;
   spec.max_entries = h->max_entries;
   spec.map_flags = h->map_flags;
+  spec.map_extra = h->map_extra;
   if (h->body_offset != kHeaderSize || desc->body_size(spec, h->ncpus) + kHeaderSize > file->size())
     return make_error(EINVAL, "map file body does not fit its header");
   return desc->attach(std::move(file), *desc);

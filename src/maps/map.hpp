@@ -48,6 +48,12 @@ struct MapSpec {
   std::string name;  // up to 15 characters (BPF_OBJ_NAME_LEN - 1)
   // Per-CPU slot count for per-CPU maps (0: cpu_slots::default_count()).
   std::uint32_t ncpus = 0;
+  // Offset of the struct bpf_spin_lock in the value (from the value's BTF;
+  // -1: none). Host BPF_F_LOCK operations need it; lookups zero that field
+  // and updates leave it alone, as the kernel.
+  std::int32_t spin_lock_off = -1;
+  // Maps of maps: the inner map template (the map behind inner_map_fd).
+  const class Map* inner = nullptr;
 };
 
 class SharedFile;
@@ -90,10 +96,16 @@ class Map {
   // elements after this batch (count may still be > 0), as the kernel.
   int lookup_batch(bool first, std::uint32_t& token, void* keys, void* values, std::uint32_t& count,
                    bool and_delete);
+  // The kernel's generic_map_lookup_batch for types with kOpKeyedBatch:
+  // walks with get_next_key from `in_key` (null: from the start), copies up
+  // to `count` elements; `out_key` gets the last key copied. ENOENT: the
+  // walk is complete.
+  int lookup_batch_keyed(const void* in_key, void* out_key, void* keys, void* values, std::uint32_t& count);
   int update_batch(const void* keys, const void* values, std::uint32_t& count, std::uint64_t elem_flags);
   int delete_batch(const void* keys, std::uint32_t& count);
 
   // ---- program operations (helpers). `cpu` is the run's CPU slot.
+  // Maps of maps: prog_lookup returns the inner maps::Map* (or null).
   virtual void* prog_lookup(const void* key, std::uint32_t cpu) = 0;
   virtual int prog_update(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu) = 0;
   virtual int prog_delete(const void* key) = 0;
@@ -104,10 +116,40 @@ class Map {
   // register exactly this as the map's region.
   [[nodiscard]] virtual std::span<std::uint8_t> program_area() const { return {}; }
 
+  // Queue / stack / bloom filter (bpf_map_push_elem / pop / peek). Return 0
+  // or a positive errno; maps without them return EINVAL (the kernel's
+  // verifier refuses those calls). Bloom filter: push adds `value`, peek
+  // tests it (0: maybe present, ENOENT: absent), pop is EOPNOTSUPP.
+  virtual int push(const void* value, std::uint64_t flags);
+  virtual int pop(void* value);
+  virtual int peek(void* value);
+  // bpf_for_each_map_elem: calls `visit` for each element (per-CPU maps:
+  // the value of slot `cpu`) until it returns nonzero; returns the number of
+  // elements visited (including the one that stopped it), or a negative
+  // errno (-EINVAL) for maps that cannot be iterated.
+  using ElemVisitor = std::uint64_t (*)(void* ctx, const void* key, void* value);
+  virtual long for_each_elem(std::uint32_t cpu, ElemVisitor visit, void* ctx);
+  // bpf_map_lookup_percpu_elem: the value of slot `cpu` of a per-CPU map
+  // (null: not per-CPU, no such key or cpu >= ncpus()).
+  virtual void* lookup_percpu(const void* key, std::uint32_t cpu);
+  // Maps of maps: true when `m` is an inner map this map handed to a
+  // program (so a helper may accept it as a map argument).
+  [[nodiscard]] virtual bool holds_inner(const Map* /*m*/) const { return false; }
+  // BPF_F_RDONLY_PROG / BPF_F_WRONLY_PROG (for the verifier and helpers).
+  [[nodiscard]] bool prog_can_read() const;
+  [[nodiscard]] bool prog_can_write() const;
+  // Offset of the bpf_spin_lock in the value, -1 if none.
+  [[nodiscard]] std::int32_t spin_lock_off() const;
+
  protected:
   Map(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc);
   [[nodiscard]] MapHeader& header() const { return *header_; }
   [[nodiscard]] std::uint8_t* body() const;
+  // Value copies between the host and a stored value: the bpf_spin_lock
+  // field (if any) is left alone on the way in and zeroed on the way out,
+  // as the kernel's copy_map_value / check_and_init_map_value.
+  void copy_value_in(void* dst, const void* src) const;
+  void copy_value_out(void* dst, const void* src) const;
 
   // Type-specific parts of the host operations (flags already validated).
   virtual int do_lookup(const void* key, void* value) const = 0;
@@ -137,12 +179,24 @@ Result<std::unique_ptr<Map>> open_map(const std::string& path);
 // Attaches to an already open shared file holding a map.
 Result<std::unique_ptr<Map>> attach_map(std::unique_ptr<SharedFile> file);
 
+// BPF_F_MMAPABLE arrays: maps the values (round_up(value_size, 8) *
+// max_entries bytes, rounded up to pages) into this process, shared with
+// every other user of the map; release with munmap(). EINVAL for other
+// maps, EPERM for a writable mapping of a frozen or BPF_F_RDONLY map.
+Result<std::span<std::uint8_t>> mmap_values(const Map& map, bool writable);
+
 // Rounds up to a multiple of 8 (the kernel's per-CPU value stride).
 constexpr std::size_t round8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
 
 }  // namespace userbpf::maps
 
 namespace userbpf::maps {
+// struct bpf_spin_lock in a map value (4 bytes, zero = unlocked): the lock
+// used by bpf_spin_lock/bpf_spin_unlock and by host BPF_F_LOCK operations.
+// Same protocol as SharedSpinLock (holder's pid; robust to dead processes).
+void value_lock(void* lock_word);
+void value_unlock(void* lock_word);
+
 // For bpf_tail_call: the program id in slot `index` of a program array (0:
 // empty, out of range, or not a program array).
 std::uint32_t prog_array_get(const Map& map, std::uint32_t index);

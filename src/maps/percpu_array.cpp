@@ -27,6 +27,7 @@ const MapTypeDesc kPerCpuArrayDesc = {
     [](std::unique_ptr<SharedFile> f, const MapTypeDesc& d) -> std::unique_ptr<Map> {
       return std::make_unique<PerCpuArrayMap>(std::move(f), d);
     },
+    false,
 };
 
 }  // namespace userbpf::maps

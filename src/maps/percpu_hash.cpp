@@ -29,6 +29,7 @@ const MapTypeDesc kPerCpuHashDesc = {
     [](std::unique_ptr<SharedFile> f, const MapTypeDesc& d) -> std::unique_ptr<Map> {
       return std::make_unique<PerCpuHashMap>(std::move(f), d);
     },
+    false,
 };
 
 }  // namespace userbpf::maps

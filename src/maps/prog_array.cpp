@@ -22,34 +22,21 @@ class ProgArrayMap final : public ArrayBase {
   void* prog_lookup(const void* /*key*/, std::uint32_t /*cpu*/) override { return nullptr; }
   int prog_update(const void*, const void*, std::uint64_t, std::uint32_t) override { return EINVAL; }
   int prog_delete(const void*) override { return EINVAL; }
+  long for_each_elem(std::uint32_t, ElemVisitor, void*) override { return -EINVAL; }
   [[nodiscard]] std::span<std::uint8_t> program_area() const override { return {}; }
 
  protected:
-  std::atomic_ref<std::uint32_t> slot(std::uint32_t i) const {
-    return std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(slot_ptr(i, 0)));
-  }
-  int do_lookup(const void* key, void* value) const override {
-    const std::uint32_t i = index(key);
-    if (i >= max_entries()) return ENOENT;
-    const std::uint32_t id = slot(i).load(std::memory_order_acquire);
-    if (id == 0) return ENOENT;
-    std::memcpy(value, &id, sizeof id);
-    return 0;
-  }
+  int do_lookup(const void* key, void* value) const override { return id_lookup(key, value); }
   int do_update(const void* key, const void* value, std::uint64_t flags) override {
     if (flags != BPF_ANY) return EINVAL;
     const std::uint32_t i = index(key);
     if (i >= max_entries()) return E2BIG;
     std::uint32_t id;
     std::memcpy(&id, value, sizeof id);
-    slot(i).store(id, std::memory_order_release);
+    id_slot(i).store(id, std::memory_order_release);
     return 0;
   }
-  int do_delete(const void* key) override {
-    const std::uint32_t i = index(key);
-    if (i >= max_entries()) return EINVAL;
-    return slot(i).exchange(0, std::memory_order_acq_rel) != 0 ? 0 : ENOENT;
-  }
+  int do_delete(const void* key) override { return id_delete(key); }
 };
 
 }  // namespace
@@ -77,6 +64,7 @@ const MapTypeDesc kProgArrayDesc = {
     [](std::unique_ptr<SharedFile> f, const MapTypeDesc& d) -> std::unique_ptr<Map> {
       return std::make_unique<ProgArrayMap>(std::move(f), d);
     },
+    false,
 };
 
 }  // namespace userbpf::maps

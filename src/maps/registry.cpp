@@ -8,8 +8,12 @@ namespace userbpf::maps {
 namespace {
 // Pointers, so that the table is constant-initialised whatever the order of
 // static initialisation of the rows.
-const std::array<const MapTypeDesc*, 5> kTable = {&kHashDesc, &kArrayDesc, &kProgArrayDesc, &kPerCpuHashDesc,
-                                                  &kPerCpuArrayDesc};
+const std::array kTable = {
+    &kHashDesc,       &kArrayDesc,         &kProgArrayDesc,  &kPerfEventArrayDesc, &kPerCpuHashDesc,
+    &kPerCpuArrayDesc, &kStackTraceDesc,   &kLruHashDesc,    &kLruPerCpuHashDesc,  &kLpmTrieDesc,
+    &kArrayOfMapsDesc, &kHashOfMapsDesc,   &kQueueDesc,      &kStackDesc,          &kRingBufDesc,
+    &kBloomFilterDesc,
+};
 }  // namespace
 
 std::span<const MapTypeDesc* const> map_types() { return kTable; }

@@ -14,7 +14,18 @@
 
 namespace userbpf::maps {
 
-enum class MapKind : std::uint8_t { Array, Hash, ProgArray };
+enum class MapKind : std::uint8_t {
+  Array,
+  Hash,
+  ProgArray,
+  LpmTrie,
+  Queue,  // queue and stack
+  BloomFilter,
+  RingBuf,
+  PerfEventArray,
+  MapOfMaps,  // array of maps, hash of maps
+  StackTrace,
+};
 
 // Optional bpf() commands a type supports (the kernel's map_ops members that
 // may be NULL; a missing one makes the command fail with ENOTSUPP).
@@ -24,6 +35,9 @@ enum MapOps : unsigned {
   kOpLookupAndDeleteBatch = 1u << 2,
   kOpUpdateBatch = 1u << 3,
   kOpDeleteBatch = 1u << 4,
+  // The lookup batch is the kernel's generic one with a key as the token
+  // (Map::lookup_batch_keyed), not an index or bucket (Map::lookup_batch).
+  kOpKeyedBatch = 1u << 5,
 };
 // The kernel's internal ENOTSUPP, which reaches user space as 524.
 inline constexpr int kENOTSUPP = 524;
@@ -43,6 +57,8 @@ struct MapTypeDesc {
   void (*init)(std::uint8_t* body, const MapSpec& spec, std::uint32_t ncpus);
   // Builds the Map object over an initialised file.
   std::unique_ptr<Map> (*attach)(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc);
+  // map_extra may be nonzero (bloom filter); otherwise MAP_CREATE wants 0.
+  bool map_extra_ok;
 };
 
 // The rows, in enum bpf_map_type order.
@@ -56,5 +72,16 @@ extern const MapTypeDesc kPerCpuArrayDesc;
 extern const MapTypeDesc kHashDesc;
 extern const MapTypeDesc kPerCpuHashDesc;
 extern const MapTypeDesc kProgArrayDesc;
+extern const MapTypeDesc kLruHashDesc;
+extern const MapTypeDesc kLruPerCpuHashDesc;
+extern const MapTypeDesc kLpmTrieDesc;
+extern const MapTypeDesc kQueueDesc;
+extern const MapTypeDesc kStackDesc;
+extern const MapTypeDesc kBloomFilterDesc;
+extern const MapTypeDesc kRingBufDesc;
+extern const MapTypeDesc kPerfEventArrayDesc;
+extern const MapTypeDesc kArrayOfMapsDesc;
+extern const MapTypeDesc kHashOfMapsDesc;
+extern const MapTypeDesc kStackTraceDesc;
 
 }  // namespace userbpf::maps

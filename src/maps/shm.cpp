@@ -12,6 +12,9 @@
 #include <sched.h>
 #include <signal.h>
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <ctime>
 #include <random>
 
 namespace userbpf::maps {
@@ -140,6 +143,39 @@ void SharedSpinLock::lock_slow() {
       }
     }
   }
+}
+
+namespace {
+std::int64_t mono_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+}  // namespace
+
+Deadline::Deadline(int timeout_ms)
+    : timeout_ms_(timeout_ms), end_ns_(mono_ns() + std::int64_t{timeout_ms < 0 ? 0 : timeout_ms} * 1000000) {}
+bool Deadline::expired() const { return timeout_ms_ >= 0 && mono_ns() >= end_ns_; }
+int Deadline::left_ms() const {
+  if (timeout_ms_ < 0) return -1;
+  const std::int64_t left = end_ns_ - mono_ns();
+  return left <= 0 ? 0 : static_cast<int>(left / 1000000 + 1);
+}
+
+bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, int timeout_ms) {
+  static_assert(sizeof(std::atomic<std::uint32_t>) == 4);
+  timespec ts{};
+  if (timeout_ms >= 0) {
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = static_cast<long>(timeout_ms % 1000) * 1000000L;
+  }
+  const long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected,
+                           timeout_ms >= 0 ? &ts : nullptr, nullptr, 0);
+  return !(r != 0 && errno == ETIMEDOUT);
+}
+
+void futex_wake(std::atomic<std::uint32_t>& word) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
 }
 
 }  // namespace userbpf::maps

@@ -104,6 +104,25 @@ class Guard {
   L& l_;
 };
 
+// Futex on a word of a shared mapping (not FUTEX_PRIVATE: works across
+// processes). wait: sleeps while *word == expected, at most timeout_ms
+// (-1: no limit); returns false on timeout. wake: wakes every waiter.
+bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, int timeout_ms);
+void futex_wake(std::atomic<std::uint32_t>& word);
+
+// A poll timeout: timeout_ms < 0 never expires.
+class Deadline {
+ public:
+  explicit Deadline(int timeout_ms);
+  [[nodiscard]] bool expired() const;
+  // Milliseconds left (rounded up), -1 for no limit.
+  [[nodiscard]] int left_ms() const;
+
+ private:
+  int timeout_ms_;
+  std::int64_t end_ns_;
+};
+
 inline constexpr char kMapMagic[8] = {'U', 'B', 'P', 'F', 'M', 'A', 'P', '1'};
 inline constexpr std::uint32_t kLayoutVersion = 2;
 
@@ -126,8 +145,14 @@ struct MapHeader {
   std::uint64_t hash_seed;
   char name[16];
   std::atomic<std::uint32_t> frozen;
-  std::uint32_t reserved0;
-  std::uint8_t reserved[128];
+  std::uint32_t spin_lock_off1;  // offset of the value's bpf_spin_lock + 1 (0: none)
+  // maps of maps: the inner map template (bpf_map_meta_equal compares these)
+  std::uint32_t inner_type;
+  std::uint32_t inner_key_size;
+  std::uint32_t inner_value_size;
+  std::uint32_t inner_max_entries;
+  std::uint32_t inner_map_flags;
+  std::uint8_t reserved[108];
 };
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);

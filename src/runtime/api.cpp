@@ -76,6 +76,8 @@ Runtime::Runtime(const RuntimeOptions& opts) {
   o.pin_dir = opts.pin_dir;
   o.ncpus = opts.ncpus;
   o.checked = opts.checked;
+  o.engine = opts.jit ? runtime::Engine::Jit : runtime::Engine::Interpreter;
+  o.verify = opts.verify;
   rt_ = std::make_unique<runtime::Runtime>(o);
 }
 Runtime::~Runtime() = default;

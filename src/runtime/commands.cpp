@@ -73,16 +73,29 @@ int cmd_map_create(Call& c) {
     if (!btf) return c.rt.get(static_cast<int>(a.btf_fd)) ? -EINVAL : -EBADF;
     btf_id = btf->id;
   }
+  std::shared_ptr<MapObject> inner;  // maps of maps: the template (bpf_map_meta_alloc)
+  if (a.map_type == BPF_MAP_TYPE_ARRAY_OF_MAPS || a.map_type == BPF_MAP_TYPE_HASH_OF_MAPS) {
+    if (int e = get_map(c, a.inner_map_fd, inner)) return e;
+    s.inner = inner->map.get();
+  }
   auto h = c.rt.map_create(s);
   if (!h) return err(h.error());
   if (btf_id != 0) c.rt.get_map(*h)->btf_id = btf_id;
   return *h;
 }
 
+// __bpf_copy_key: maps without keys (queue, stack, bloom filter, ring
+// buffer) want a NULL key (EINVAL otherwise); the others a key (EFAULT).
+int check_key(const MapObject& m, std::uint64_t key) {
+  if (m.map->key_size() == 0) return key != 0 ? -EINVAL : 0;
+  return key == 0 ? -EFAULT : 0;
+}
+
 int cmd_map_lookup(Call& c) {
   std::shared_ptr<MapObject> m;
   if (int e = get_map(c, c.attr.map_fd, m)) return e;
-  if (c.attr.key == 0 || c.attr.value == 0) return -EFAULT;
+  if (int e = check_key(*m, c.attr.key)) return e;
+  if (c.attr.value == 0) return -EFAULT;
   const int e = m->map->lookup(uptr<const void>(c.attr.key), uptr<void>(c.attr.value), c.attr.flags);
   return -e;
 }
@@ -90,14 +103,15 @@ int cmd_map_lookup(Call& c) {
 int cmd_map_update(Call& c) {
   std::shared_ptr<MapObject> m;
   if (int e = get_map(c, c.attr.map_fd, m)) return e;
-  if (c.attr.key == 0 || c.attr.value == 0) return -EFAULT;
+  if (int e = check_key(*m, c.attr.key)) return e;
+  if (c.attr.value == 0) return -EFAULT;
   return -c.rt.map_update(*m, uptr<const void>(c.attr.key), uptr<const void>(c.attr.value), c.attr.flags);
 }
 
 int cmd_map_delete(Call& c) {
   std::shared_ptr<MapObject> m;
   if (int e = get_map(c, c.attr.map_fd, m)) return e;
-  if (c.attr.key == 0) return -EFAULT;
+  if (int e = check_key(*m, c.attr.key)) return e;
   return -c.rt.map_delete(*m, uptr<const void>(c.attr.key));
 }
 
@@ -112,7 +126,8 @@ int cmd_map_next_key(Call& c) {
 int cmd_map_lookup_and_delete(Call& c) {
   std::shared_ptr<MapObject> m;
   if (int e = get_map(c, c.attr.map_fd, m)) return e;
-  if (c.attr.key == 0 || c.attr.value == 0) return -EFAULT;
+  if (int e = check_key(*m, c.attr.key)) return e;
+  if (c.attr.value == 0) return -EFAULT;
   return -m->map->lookup_and_delete(uptr<const void>(c.attr.key), uptr<void>(c.attr.value), c.attr.flags);
 }
 
@@ -134,6 +149,14 @@ int batch(Call& c, int cmd) {
   int e = 0;
   if (lookup) {
     if (count != 0 && (b.keys == 0 || b.values == 0 || b.out_batch == 0)) return -EFAULT;
+    if ((m->map->desc().ops & maps::kOpKeyedBatch) != 0 && cmd == BPF_MAP_LOOKUP_BATCH) {
+      // generic_map_lookup_batch: in_batch / out_batch hold a key
+      e = m->map->lookup_batch_keyed(b.in_batch != 0 ? uptr<const void>(b.in_batch) : nullptr,
+                                     uptr<void>(b.out_batch), uptr<void>(b.keys), uptr<void>(b.values), count);
+      if (e == maps::kENOTSUPP || e == EPERM) return -e;
+      c.put(offsetof(union bpf_attr, batch.count), count);
+      return -e;
+    }
     std::uint32_t token = 0;
     const bool first = b.in_batch == 0;
     if (!first) std::memcpy(&token, uptr<const void>(b.in_batch), 4);
@@ -237,6 +260,9 @@ int cmd_prog_test_run(Call& c) {
   args.flags = t.flags;
   args.cpu = t.cpu;
   args.ctx_given = t.ctx_in != 0 || t.ctx_out != 0;
+  args.data_out_given = t.data_out != 0;
+  args.ctx_out_given = t.ctx_out != 0;
+  args.duration_given = t.duration != 0;
   auto r = c.rt.test_run(static_cast<int>(t.prog_fd), args);
   if (!r) return err(r.error());
   int e = 0;

@@ -3,6 +3,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/error.hpp"
+#include "isa/isa.hpp"
+#include "verifier/verifier.hpp"
 
 namespace userbpf::runtime {
 
@@ -25,5 +31,11 @@ struct ProgFileHeader {
   char license[128];
   std::uint32_t reserved;
 };
+
+// Rewrites the verified context accesses of `exec` for the runtime's real
+// context structures (ctx.cpp); max_ctx_offset receives the end of the
+// furthest context access (the kernel's prog->aux->max_ctx_offset).
+Status convert_ctx_access(std::uint32_t prog_type, std::span<const verifier::Fact> facts,
+                          std::vector<isa::Insn>& exec, std::uint32_t& max_ctx_offset);
 
 }  // namespace userbpf::runtime

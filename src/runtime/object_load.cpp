@@ -9,6 +9,7 @@
 
 #include "loader/loader.hpp"
 #include "maps/registry.hpp"
+#include "verifier/object_config.hpp"
 #include "runtime/runtime.hpp"
 
 namespace userbpf::runtime {
@@ -108,6 +109,7 @@ Result<LoadedObject> Runtime::load_object(const loader::Object& obj) {
     s.insns = raw;
     s.fd_array = fds;
     s.log_level = 1;
+    s.funcs = verifier::func_sigs(obj, lp, lp.prog_type);
     std::string log;
     auto h = prog_load(s, &log);
     out.log += fmt::format("prog '{}':\n{}", lp.name, log);

@@ -9,9 +9,11 @@
 #include <cstring>
 #include <random>
 
+#include "maps/map_of_maps.hpp"
 #include "maps/registry.hpp"
 #include "maps/shm.hpp"
 #include "runtime/internal.hpp"
+#include "helpers/packet_ctx.hpp"
 #include "runtime/runtime.hpp"
 
 namespace userbpf::runtime {
@@ -57,6 +59,7 @@ Runtime::Runtime(Options opts) : opts_(std::move(opts)) {
   }
   if (!slots_) slots_ = maps::CpuSlots::local(opts_.ncpus);
   helpers::register_helpers(helpers_);
+  helpers::register_packet_helpers(helpers_);
 }
 
 Runtime::~Runtime() {
@@ -177,11 +180,33 @@ int close_handle(int handle) {
 
 // ------------------------------------------------------------------ creation
 
+namespace {
+// Maps of maps: program lookups turn the stored map ids into maps of this
+// runtime; the outer map keeps every inner map it handed out alive.
+maps::Map* resolve_inner_map(void* owner, std::uint32_t id) {
+  auto* outer = static_cast<MapObject*>(owner);
+  auto o = outer->rt->by_id(ObjKind::Map, id);
+  if (!o) return nullptr;
+  auto inner = std::static_pointer_cast<MapObject>(o);
+  std::lock_guard lock(outer->inner_mu);
+  if (std::find(outer->inner_maps.begin(), outer->inner_maps.end(), inner) == outer->inner_maps.end())
+    outer->inner_maps.push_back(inner);
+  return inner->map.get();
+}
+void adopt_outer(Runtime& rt, MapObject& m) {
+  if (maps::OuterMap* o = maps::as_outer(*m.map)) {
+    m.rt = &rt;
+    o->set_resolver(&resolve_inner_map, &m);
+  }
+}
+}  // namespace
+
 Result<int> Runtime::map_create(const maps::MapSpec& spec) {
   auto m = maps::create_map(spec, pin_dir_);
   if (!m) return m.error();
   auto obj = std::make_shared<MapObject>();
   obj->map = std::move(*m);
+  adopt_outer(*this, *obj);
   register_object(obj);
   return new_handle(obj);
 }
@@ -198,6 +223,20 @@ Result<int> Runtime::btf_load(std::span<const std::uint8_t> blob) {
 }
 
 int Runtime::map_update(MapObject& m, const void* key, const void* value, std::uint64_t flags) {
+  if (maps::OuterMap* outer = maps::as_outer(*m.map)) {
+    // Maps of maps: the value is a map handle; the map stores its id.
+    int fd;
+    std::memcpy(&fd, value, 4);
+    auto inner = get_map(fd);
+    if (!inner) return get(fd) ? EINVAL : EBADF;
+    const int e = outer->update_inner(key, *inner->map, inner->id, flags);
+    if (e == 0) {
+      std::lock_guard lock(m.inner_mu);
+      if (std::find(m.inner_maps.begin(), m.inner_maps.end(), inner) == m.inner_maps.end())
+        m.inner_maps.push_back(std::move(inner));
+    }
+    return e;
+  }
   if (m.map->desc().kind != maps::MapKind::ProgArray) return m.map->update(key, value, flags);
   // Program arrays: the value is a program handle; the map stores its id.
   std::uint32_t index;
@@ -276,6 +315,7 @@ Result<std::shared_ptr<MapObject>> Runtime::open_map_file(const std::string& fil
   if (!m) return m.error();
   auto obj = std::make_shared<MapObject>();
   obj->map = std::move(*m);
+  adopt_outer(*this, *obj);
   register_object(obj);
   return obj;
 }

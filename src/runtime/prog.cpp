@@ -12,10 +12,15 @@
 // the addresses. Helpers resolve map addresses against the used-maps list
 // (helpers.hpp), so nothing else can be passed off as a map.
 //
-// Without the verifier, the log at log_level >= 1 says what was checked
-// (decoding, structure, helper ids, map references) and ends with the
-// kernel's "processed N insns" line; the kernel's buffer rules apply
-// (EINVAL for bad sizes/levels, ENOSPC when the log did not fit).
+// Verification (Options::verify, default on): verifier::verify with the
+// program type, the used maps as MapDesc (in used-maps order, referenced by
+// index) and the log level; a rejection returns the verifier's errno and its
+// kernel-style log. Accepted programs get their context accesses rewritten
+// (ctx.cpp) and run unchecked. Without verification, the log at
+// log_level >= 1 says what was checked (decoding, structure, helper ids, map
+// references) and ends with the kernel's "processed N insns" line. The
+// command layer applies the kernel's buffer rules (EINVAL for bad
+// sizes/levels, ENOSPC when the log did not fit).
 #include <fmt/format.h>
 #include <linux/bpf.h>
 #include <time.h>
@@ -25,7 +30,9 @@
 #include <cstring>
 
 #include "maps/registry.hpp"
+#include "runtime/internal.hpp"
 #include "runtime/runtime.hpp"
+#include "verifier/verifier.hpp"
 
 namespace userbpf::runtime {
 
@@ -95,7 +102,7 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     const isa::Op op = in.op;
     if (op == isa::Op::Call) {
       if (helpers_.find(static_cast<std::uint32_t>(in.imm)) == nullptr)
-        return fail(insn_error(EINVAL, pc, fmt::format("invalid func unknown#{}", in.imm)));
+        return fail(insn_error(EINVAL, pc, helpers::unsupported_helper_message(static_cast<std::uint32_t>(in.imm))));
       continue;
     }
     if (op == isa::Op::CallKfunc)
@@ -140,8 +147,44 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     exec[pc] = isa::make(isa::Op::Lddw, in.dst, 0, 0, static_cast<std::int32_t>(static_cast<std::uint32_t>(addr)),
                          static_cast<std::int32_t>(static_cast<std::uint32_t>(addr >> 32)));
   }
+  if (opts_.verify) {
+    // The kernel's verifier rules over the instructions with map references
+    // as indexes into the used maps (Config::maps in that order).
+    verifier::Config cfg;
+    cfg.prog_type = spec.type;
+    cfg.funcs = spec.funcs;
+    for (const auto& m : p->used_maps)
+      cfg.maps.push_back(verifier::MapDesc{m->map->type(), m->map->key_size(), m->map->value_size(),
+                                           m->map->max_entries(), -1, m->map->name()});
+    // BPF_LOG_LEVEL2 (2) logs every state, BPF_LOG_LEVEL1 (1) the failing
+    // path; BPF_LOG_STATS (4) alone: level 1 gives just the closing
+    // statistics for accepted programs.
+    cfg.log_level = (spec.log_level & 2) != 0 ? 2 : (spec.log_level & (1 | 4)) != 0 ? 1 : 0;
+    verifier::Verdict v = verifier::verify(insns, cfg);
+    if (spec.log_level != 0) log += v.log;
+    if (!v.accepted) {
+      Error e = insn_error(v.err, v.error_insn, v.message);
+      e.where = fmt::format("prog '{}'", spec.name);
+      return e;
+    }
+    if (auto s = convert_ctx_access(spec.type, v.facts, exec, p->max_ctx_offset); !s) return fail(s.error());
+    p->verified = true;
+    p->stack_depth = std::move(v.stack_depth);
+  }
   auto program = interp::Program::create(exec);
   if (!program) return fail(program.error());
+  if (opts_.engine == Engine::Jit) {
+    // Verified programs run unchecked, as the kernel runs them (the
+    // verifier proved every access; jit::Options::proven_safe exists for a
+    // future defence-in-depth mode that checks only what was not proven).
+    jit::Options jo;
+    jo.checked = opts_.checked && !p->verified;
+    jo.budget = opts_.budget;
+    jo.helpers = &helpers_;
+    auto compiled = jit::Program::compile(exec, jo);
+    if (!compiled) return fail(compiled.error());
+    p->jitted = std::make_unique<jit::Program>(std::move(*compiled));
+  }
 
   p->type = spec.type;
   p->expected_attach_type = spec.expected_attach_type;
@@ -155,8 +198,8 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
   compute_tag(p->insns, p->tag);
   p->load_time_ns = now_boot_ns();
   p->uid = static_cast<std::uint32_t>(::getuid());
-  if (spec.log_level != 0) {
-    log += fmt::format("userbpf: no verifier yet: decoding, structure, helper ids and map references checked; "
+  if (spec.log_level != 0 && !p->verified) {
+    log += fmt::format("userbpf: not verified: decoding, structure, helper ids and map references checked; "
                        "runs are {}\n",
                        opts_.checked ? "bounds-checked" : "unchecked");
     log += fmt::format("processed {} insns (limit {}) max_states_per_insn 0 total_states 0 peak_states 0 "

@@ -21,10 +21,12 @@
 // OBJ_GET of a program loads it again in the calling process. Removing a pin
 // is unlink(2) of the path (Runtime::unpin).
 //
-// Execution. Programs run in the interpreter; until the verifier exists every
-// run is in checked mode by default (Options::checked): loads and stores are
-// bounded by the run's regions (context, packet, the used maps' elements,
-// stack). Helpers: src/helpers. Tail calls: the run loop in test_run.cpp.
+// Execution. Programs run in the JIT (Options::engine, default Jit: the
+// program is compiled at load into ProgObject::jitted) or the interpreter
+// (ProgObject::exec, always made); both give the same results. Unverified
+// programs run in checked mode by default (Options::checked): loads and
+// stores are bounded by the run's regions (context, packet, the used maps'
+// elements, stack). Helpers: src/helpers. Tail calls: the run loop in test_run.cpp.
 //
 // bpf(): the command dispatcher takes the kernel's union bpf_attr and size
 // and returns like the system call (-1 and errno on error).
@@ -49,8 +51,10 @@
 #include "helpers/helpers.hpp"
 #include "interp/interp.hpp"
 #include "isa/isa.hpp"
+#include "jit/jit.hpp"
 #include "maps/cpu_slots.hpp"
 #include "maps/map.hpp"
+#include "verifier/verifier.hpp"
 
 namespace userbpf::loader {
 class Object;
@@ -58,10 +62,15 @@ class Object;
 
 namespace userbpf::runtime {
 
+// The engine programs run in. Both give the same results (tests compare them).
+enum class Engine : std::uint8_t { Interpreter, Jit };
+
 struct Options {
   std::string pin_dir;        // empty: default_pin_dir()
+  Engine engine = Engine::Jit;  // Jit: ProgObject::jitted is compiled at load and runs
   std::uint32_t ncpus = 0;    // per-CPU slots for new slot files (0: possible CPUs)
-  bool checked = true;        // run programs in checked mode
+  bool checked = true;        // run unverified programs in checked mode
+  bool verify = true;         // PROG_LOAD runs the verifier (false: unverified, checked runs)
   std::uint64_t budget = 0;   // instruction budget per run (0: none)
   helpers::TraceSink* trace = nullptr;  // bpf_trace_printk output (null: stderr)
 };
@@ -91,6 +100,10 @@ struct MapObject final : Object {
   std::mutex prog_mu;
   std::vector<std::shared_ptr<ProgObject>> progs;
   std::uint32_t owner_prog_type = 0;  // type of the first program stored (0: none yet)
+  // Maps of maps: the inner maps stored or resolved (kept alive by the map).
+  class Runtime* rt = nullptr;
+  std::mutex inner_mu;
+  std::vector<std::shared_ptr<MapObject>> inner_maps;
 };
 
 struct ProgObject final : Object {
@@ -108,7 +121,14 @@ struct ProgObject final : Object {
   std::vector<maps::Map*> map_ptrs;      // used_maps' maps, for helpers::RunState
   std::mutex bind_mu;                    // guards bound_maps
   std::vector<std::shared_ptr<MapObject>> bound_maps;  // PROG_BIND_MAP (kept alive, not usable by code)
-  std::unique_ptr<interp::Program> exec;  // relocated, ready to run
+  std::unique_ptr<interp::Program> exec;  // relocated, ready to run (always made; the interpreter)
+  std::unique_ptr<jit::Program> jitted;   // the same code compiled (Options::engine == Jit), else null
+  // Verification (Options::verify): accepted programs run unchecked with
+  // their context accesses rewritten (ctx.cpp) and may keep packets anywhere;
+  // unverified ones run checked (Options::checked) over the 2 GiB stand-in.
+  bool verified = false;
+  std::uint32_t max_ctx_offset = 0;        // end of the furthest context access (verified programs)
+  std::vector<std::uint32_t> stack_depth;  // per subprogram (verified programs)
   std::uint8_t tag[8] = {};
   std::uint64_t load_time_ns = 0;
   std::uint32_t uid = 0;
@@ -132,6 +152,10 @@ struct ProgSpec {
   std::span<const int> fd_array;  // for BPF_PSEUDO_MAP_IDX / _IDX_VALUE
   std::uint32_t btf_fd = 0;
   std::uint32_t log_level = 0;
+  // BTF signatures of the program's functions (from func_info), for the
+  // verifier's global-function and callback rules; empty: every function is
+  // verified as a static one and callbacks are refused ("missing btf func_info").
+  std::vector<verifier::FuncSig> funcs;
 };
 
 // PROG_TEST_RUN input/output (typed).
@@ -142,6 +166,9 @@ struct TestRunArgs {
   std::uint32_t flags = 0;
   std::uint32_t cpu = 0;
   bool ctx_given = false;  // ctx_in or ctx_out was passed (the kernel then builds a context)
+  bool data_out_given = false;  // data_out was passed
+  bool ctx_out_given = false;   // ctx_out was passed
+  bool duration_given = false;  // the duration field was not zero on input
 };
 struct TestRunOutcome {
   std::uint32_t retval = 0;

@@ -7,6 +7,8 @@
 // bounds) and gives packet pointers a fresh id with range 0.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "verifier/engine.hpp"
 
 namespace userbpf::verifier::detail {
@@ -51,6 +53,10 @@ void Engine::sync_linked(State& st, const Reg& known) {
 }
 
 void Engine::mark_ptr_or_null(State& st, std::uint32_t id, bool is_null) {
+  // on the null branch an acquired reference (id == ref_obj_id) is gone
+  if (is_null)
+    st.refs.erase(std::remove_if(st.refs.begin(), st.refs.end(), [&](const State::Ref& r) { return r.id == id; }),
+                  st.refs.end());
   for_each_reg(st, [&](Reg& r) {
     if (!r.maybe_null || r.id != id) return;
     if (is_null) {
@@ -61,6 +67,48 @@ void Engine::mark_ptr_or_null(State& st, std::uint32_t id, bool is_null) {
       r.maybe_null = false;
     }
   });
+}
+
+// Imprecise scalars that differ from the loop entry's become unknown (the
+// kernel's widen_imprecise_scalars), so that loop iterations converge.
+void Engine::widen_imprecise(State& cur, const State& old) {
+  auto widen = [](Reg& c, const Reg& o) {
+    if (c.type != RegType::Scalar || o.type != RegType::Scalar || c.precise || o.precise) return;
+    if (c.var_off == o.var_off && c.smin == o.smin && c.smax == o.smax && c.umin == o.umin && c.umax == o.umax &&
+        c.s32min == o.s32min && c.s32max == o.s32max && c.u32min == o.u32min && c.u32max == o.u32max)
+      return;
+    const bool w = c.written;
+    mark_unknown(c);
+    c.written = w;
+  };
+  for (std::size_t f = 0; f < cur.frames.size() && f < old.frames.size(); ++f) {
+    Frame& cf = cur.frames[f];
+    const Frame& of = old.frames[f];
+    for (std::size_t r = 0; r < cf.regs.size(); ++r) widen(cf.regs[r], of.regs[r]);
+    for (std::size_t i = 0; i < cf.stack.size(); ++i)
+      if (cf.stack[i].type[0] == Slot::Spill && of.stack[i].type[0] == Slot::Spill)
+        widen(cf.stack[i].spilled, of.stack[i].spilled);
+  }
+}
+
+void Engine::release_reference(State& st, std::uint32_t ref_obj_id) {
+  const auto it =
+      std::find_if(st.refs.begin(), st.refs.end(), [&](const State::Ref& r) { return r.id == ref_obj_id; });
+  if (it == st.refs.end()) reject(EINVAL, fmt::format("verifier internal error: reference id={} not acquired", ref_obj_id));
+  st.refs.erase(it);
+  // every copy of the released pointer becomes unusable (a scalar for the
+  // privileged profile, as the kernel's mark_reg_invalid with ptr leaks allowed)
+  for_each_reg(st, [&](Reg& r) {
+    if (!r.is_pointer() || r.ref_obj_id != ref_obj_id) return;
+    const bool w = r.written;
+    if (cfg_.privileged) mark_unknown(r);
+    else mark_not_init(r);
+    r.written = w;
+  });
+}
+
+void Engine::check_no_refs(const State& st, const char* what) {
+  if (!st.refs.empty()) reject(EINVAL, fmt::format("{} would lead to reference leak", what));
 }
 
 void Engine::find_good_pkt_pointers(State& st, const Reg& pkt, bool right_open) {
@@ -231,9 +279,22 @@ void Engine::do_alu(State& st, const isa::Insn& in) {
       mark_known(zero, 0);
       scalar_alu(d, zero, 8, is64);
     } else {
-      mark_unknown(d);
-      const unsigned width = static_cast<unsigned>(in.imm);
-      if (width < 64) coerce_to_size(d, width / 8);
+      // Byte swaps are tracked as the kernel does (scalar_byte_swap): a swap
+      // permutes the tnum's bytes (value and mask alike) and the ranges are
+      // derived again from it; le16/le32 only truncate; le64 is a no-op and
+      // keeps the register's id.
+      const unsigned width = static_cast<unsigned>(in.info().sel_value);
+      const bool swap = !in.info().kop.starts_with("le");
+      if (swap) {
+        d.var_off = Tnum{isa::sem::to_be(d.var_off.value, width), isa::sem::to_be(d.var_off.mask, width)};
+        reset_bounds_from_tnum(d);
+      } else if (width < 64) {
+        coerce_to_size(d, width / 8);
+        sync_bounds(d);
+      }
+      if (swap || width < 64) d.id = 0;
+      d.written = true;
+      return;
     }
     d.id = 0;
     d.written = true;

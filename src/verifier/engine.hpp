@@ -14,9 +14,16 @@
 // checkpoint is stored. A checkpoint is fully explored when every path
 // through it has ended (branch counters, as in the kernel). Errors are
 // raised as a Reject exception inside the engine and become the Verdict.
+// Fully explored checkpoints are cleaned of dead registers and stack slots
+// before comparison (liveness.cpp); callbacks (callbacks.cpp) and may_goto
+// loops return to a forced checkpoint where converged iterations are pruned;
+// global functions are verified after the main program, each on its own.
 #pragma once
 
+#include <array>
 #include <deque>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,6 +54,9 @@ struct CallMeta {
   std::int64_t raw_size = 0;
   std::uint64_t const_key = 0;
   bool has_const_key = false;
+  std::int64_t alloc_size = -1;  // ARG_CONST_ALLOC_SIZE_OR_ZERO value
+  std::uint32_t release_ref = 0; // ref_obj_id passed to an OBJ_RELEASE argument
+  int callback = -1;             // ARG_PTR_TO_FUNC: the callback subprogram
 };
 
 class Engine {
@@ -60,7 +70,24 @@ class Engine {
     std::uint32_t branches = 1;
     std::uint32_t parent = ~0u;
     std::uint32_t hit = 0, miss = 0;
+    std::size_t idx = 0;          // instruction of the checkpoint
+    bool cleaned = false;         // dead registers/slots cleared (liveness.cpp)
     std::vector<HistEntry> hist;  // the path segment that led to this checkpoint
+  };
+  // Stack liveness of one function instance (call chain), liveness.cpp.
+  struct LiveMasks {
+    std::uint64_t may_read = 0, must_write = 0, must_write_acc = 0, live_before = 0;
+  };
+  struct LiveInstance {
+    std::vector<std::uint32_t> chain;  // callsites of frames 1..d, then the subprogram start
+    std::size_t start = 0, n = 0;      // the subprogram's instructions
+    std::vector<LiveMasks> masks;      // [frame][insn - start]
+    std::vector<std::uint8_t> must_write_set;
+    bool updated = false, must_write_dropped = false;
+    LiveMasks& at(std::size_t frame, std::size_t idx) { return masks[frame * n + (idx - start)]; }
+    [[nodiscard]] const LiveMasks& at(std::size_t frame, std::size_t idx) const {
+      return masks[frame * n + (idx - start)];
+    }
   };
   struct Pending {
     State st;
@@ -71,21 +98,39 @@ class Engine {
 
   // ---- driver (verifier.cpp)
   void check_cfg();
+  void explore(State cur, std::size_t idx);     // every path from this state
+  State global_entry_state(std::size_t subprog);  // a global function's arguments from its BTF signature
+  void finish();                                // facts of an accepted program
   bool prune_or_checkpoint(State& cur, std::size_t idx);
   void end_path(State& cur);
   void push_branch(const State& st, std::size_t idx, std::size_t prev);
   long step(State& st, std::size_t idx);  // next index, -1: path ended
   long do_jump(State& st, std::size_t idx, const isa::Insn& in);
   long do_call_local(State& st, std::size_t idx, const isa::Insn& in);
+  long call_global(State& st, std::size_t idx, std::size_t subprog);
   long do_exit(State& st, std::size_t idx);
   void do_lddw(State& st, std::size_t idx, const isa::Insn& in);
+  int resolve_lddw(const isa::Insn& in);
   void check_stack_depths();
+  // ---- liveness (liveness.cpp)
+  void compute_live_regs();
+  std::vector<std::uint32_t> callchain(const State& st, std::size_t depth) const;
+  std::size_t live_instance(const std::vector<std::uint32_t>& chain);
+  std::size_t cur_live_instance(const State& st);
+  void live_mark_read(const State& st, int frameno, std::uint64_t mask);
+  void live_mark_write(int frameno, std::uint64_t mask);
+  void live_commit_writes(std::size_t inst, std::size_t idx);
+  void live_update_instance(std::size_t inst);
+  void live_update(const State& st);
+  bool slot_alive(const State& st, std::size_t idx, std::size_t frameno, std::size_t spi);
+  void clean_state(State& st, std::size_t idx);
   // ---- precision (precision.cpp)
   void mark_precise(State& st, unsigned regno);
+  bool set_by_constant(const State& st, unsigned regno) const;
   void mark_precise_masks(State& st, std::uint32_t reg_mask, std::uint64_t stack_mask);
   void mark_all_precise(State& st);
   void propagate_precision(State& cur, const State& old);
-  bool backtrack_insn(const HistEntry& h, std::uint32_t& reg_mask, std::uint64_t& stack_mask);
+  bool backtrack_insn(const HistEntry& h, std::uint32_t& reg_mask, std::uint64_t& stack_mask, std::uint8_t frame);
   [[noreturn]] void reject(int err, std::string msg);
   void log(const std::string& s);
 
@@ -99,6 +144,9 @@ class Engine {
   bool check_reg_sane_offset(const Reg& off, const Reg& ptr);
   void sync_linked(State& st, const Reg& known);
   void mark_ptr_or_null(State& st, std::uint32_t id, bool is_null);
+  static void widen_imprecise(State& cur, const State& old);
+  void release_reference(State& st, std::uint32_t ref_obj_id);
+  void check_no_refs(const State& st, const char* what);
   void find_good_pkt_pointers(State& st, const Reg& pkt, bool right_open);
   void clear_pkt_pointers(State& st);
   std::uint32_t new_id() { return ++id_gen_; }
@@ -131,6 +179,10 @@ class Engine {
   void check_helper_arg(State& st, const spec::HelperProto& p, unsigned argno, CallMeta& meta);
   void check_helper_mem(State& st, unsigned regno, std::int64_t size, bool zero_ok, bool write, CallMeta* meta);
   void check_map_compat(const spec::HelperProto& p, int map);
+  // ---- callbacks (callbacks.cpp)
+  void push_callback(State& st, std::size_t idx, const spec::HelperProto& p, const CallMeta& meta);
+  long callback_exit(State& st);
+  [[noreturn]] void bad_return(const char* where, const Reg& r0, std::int32_t min, std::int32_t max);
 
   std::span<const isa::Insn> insns_;
   const Config& cfg_;
@@ -139,12 +191,29 @@ class Engine {
   std::vector<std::size_t> subprog_start_;
   std::vector<int> subprog_of_;
   std::vector<bool> prune_point_;
+  std::vector<bool> jmp_point_;
+  std::vector<bool> calls_callback_;  // helper calls with a callback argument (loop checkpoints)
+  std::vector<const FuncSig*> global_;  // per subprogram: its BTF signature when global
+  std::vector<bool> called_;            // global subprograms called by verified code
+  std::set<std::size_t> verified_;      // global subprograms verified on their own      // instructions the kernel records in the jump history
+  std::uint32_t explored_size_ = 0;  // checkpoints still in the lists (peak_states)
   std::vector<std::vector<std::uint32_t>> explored_;
   std::deque<Node> nodes_;
   std::vector<Pending> stack_;
   std::vector<std::int64_t> depth_;  // per subprogram: deepest stack byte used
   std::vector<std::vector<int>> callees_;
   std::vector<std::int8_t> ctx_fact_;  // per insn: 1 = ctx access recorded
+  // per load/store insn: the base pointer kind seen first (0 none, 1 context,
+  // 2 anything else); the kernel's "same insn cannot be used with different
+  // pointers" (context accesses are rewritten per instruction).
+  std::vector<std::int8_t> ptr_kind_;
+  void check_same_ptr_kind(std::size_t idx, RegType base);
+  std::vector<std::int8_t> access_;    // per insn: 1 = every checked access in bounds, -1 = not provable
+  std::vector<std::uint16_t> live_regs_;  // per insn: registers live before it
+  std::deque<LiveInstance> live_;
+  std::map<std::vector<std::uint32_t>, std::size_t> live_index_;
+  std::size_t cur_live_ = ~std::size_t{0};  // instance of the current state's innermost frame
+  std::array<std::uint64_t, kMaxFrames> live_writes_{};  // full-slot writes of the current insn, per frame
   std::uint32_t id_gen_ = 0;
   std::uint64_t jmps_ = 0, prev_jmps_ = 0, prev_insns_ = 0;
   std::int16_t last_spi_ = -1;       // stack slot of the current insn's fill/spill (history)

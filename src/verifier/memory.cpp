@@ -12,6 +12,7 @@
 
 #include <algorithm>
 
+#include "maps/cpu_slots.hpp"
 #include "verifier/engine.hpp"
 
 namespace userbpf::verifier::detail {
@@ -58,6 +59,7 @@ void Engine::mem_error(const Reg& r, unsigned regno, std::int64_t off, std::int6
                       mem_size);
       break;
     case RegType::NotInit: case RegType::Scalar: case RegType::Ctx: case RegType::ConstMapPtr: case RegType::Stack: case RegType::Mem:
+    case RegType::Func:
       m = fmt::format("invalid access to memory, mem_size={} off={} size={}", mem_size, off, size);
   }
   throw Reject{EACCES, m};
@@ -165,6 +167,7 @@ void Engine::stack_write(State& st, unsigned regno, std::int64_t off, unsigned s
   StackSlot& s = fr.stack[p.spi];
   last_spi_ = static_cast<std::int16_t>(p.spi);
   last_spi_frame_ = static_cast<std::uint8_t>(base.frameno);
+  if (p.byte == 0 && size == 8) live_mark_write(base.frameno, 1ULL << p.spi);
   Reg v;
   bool have_value = false;
   if (value != nullptr) {
@@ -220,6 +223,7 @@ void Engine::stack_read(State& st, unsigned regno, std::int64_t off, unsigned si
   StackSlot& s = fr.stack[p.spi];
   last_spi_ = static_cast<std::int16_t>(p.spi);
   last_spi_frame_ = static_cast<std::uint8_t>(base.frameno);
+  live_mark_read(st, base.frameno, 1ULL << p.spi);
   Reg result;
   if (s.type[0] == Slot::Spill) {
     unsigned spill_size = 1;
@@ -289,6 +293,7 @@ void Engine::check_stack_range_init(State& st, unsigned regno, std::int64_t off,
   for (std::int64_t i = min_off; i < max_off + size; ++i) {
     const SlotPos p = slot_pos(i);
     StackSlot& s = fr.stack[p.spi];
+    live_mark_read(st, r.frameno, 1ULL << p.spi);
     Slot& t = s.type[p.byte];
     if (t == Slot::Misc) continue;
     if (t == Slot::Zero || (t == Slot::Invalid && cfg_.privileged)) {
@@ -367,6 +372,7 @@ void Engine::check_mem_access(State& st, std::size_t idx, unsigned regno, std::i
     // BTF userbpf allows reads inside the structure and gives a scalar.
     if (t != Access::Read) reject(EACCES, "only read from bpf_map is supported");
     if (off < 0 || off + size > 256) reject(EACCES, fmt::format("R{} invalid mem access 'map_ptr'", regno));
+    access_[idx] = -1;  // the runtime's map object is not the kernel's struct bpf_map
     if (value_regno >= 0) {
       Reg& d = reg(st, static_cast<unsigned>(value_regno));
       mark_unknown(d);
@@ -375,7 +381,7 @@ void Engine::check_mem_access(State& st, std::size_t idx, unsigned regno, std::i
     return;
   }
   if (r.maybe_null || r.type == RegType::Scalar || r.type == RegType::ConstMapPtr || r.type == RegType::PacketEnd ||
-      r.type == RegType::NotInit)
+      r.type == RegType::NotInit || r.type == RegType::Func)
     reject(EACCES, fmt::format("R{} invalid mem access '{}'", regno, reg_type_str(r)));
   const bool ptr_value = value != nullptr && value->is_pointer();
   switch (r.type) {
@@ -423,8 +429,10 @@ void Engine::check_mem_access(State& st, std::size_t idx, unsigned regno, std::i
       }
       break;
     case RegType::NotInit: case RegType::Scalar: case RegType::ConstMapPtr: case RegType::PacketEnd:
+    case RegType::Func:
       reject(EACCES, fmt::format("R{} invalid mem access '{}'", regno, reg_type_str(r)));
   }
+  if (access_[idx] == 0) access_[idx] = 1;
   if (t == Access::Read && value_regno >= 0) {
     Reg& d = reg(st, static_cast<unsigned>(value_regno));
     if (d.type == RegType::Scalar && size < 8) {
@@ -441,7 +449,9 @@ void Engine::do_mem(State& st, std::size_t idx, const isa::Insn& in) {
     check_read(st, in.src);
     check_write(in.dst);
     const bool sx = in.op == Op::LdxSB || in.op == Op::LdxSH || in.op == Op::LdxSW;
+    const RegType base = reg(st, in.src).type;
     check_mem_access(st, idx, in.src, in.off, size, Access::Read, in.dst, nullptr, sx, false, 0);
+    check_same_ptr_kind(idx, base);
     return;
   }
   if (f == Form::Stx) {
@@ -449,11 +459,18 @@ void Engine::do_mem(State& st, std::size_t idx, const isa::Insn& in) {
     check_read(st, in.dst);
     const Reg v = reg(st, in.src);
     check_mem_access(st, idx, in.dst, in.off, size, Access::Write, in.src, &v, false, false, 0);
+    check_same_ptr_kind(idx, reg(st, in.dst).type);
     return;
   }
   // ST
   check_read(st, in.dst);
   check_mem_access(st, idx, in.dst, in.off, size, Access::Write, -1, nullptr, false, true, in.imm);
+}
+
+void Engine::check_same_ptr_kind(std::size_t idx, RegType base) {
+  const std::int8_t kind = base == RegType::Ctx ? 1 : 2;
+  if (ptr_kind_[idx] == 0) ptr_kind_[idx] = kind;
+  else if (ptr_kind_[idx] != kind) reject(EINVAL, "same insn cannot be used with different pointers");
 }
 
 void Engine::do_atomic(State& st, std::size_t idx, const isa::Insn& in) {
@@ -486,10 +503,8 @@ void Engine::do_atomic(State& st, std::size_t idx, const isa::Insn& in) {
   check_mem_access(st, idx, in.dst, in.off, size, Access::Read, load_reg, nullptr, false, false, 0);
   if (load_reg >= 0 && reg(st, static_cast<unsigned>(load_reg)).is_pointer() && !cfg_.privileged)
     reject(EACCES, fmt::format("R{} leaks addr into mem", load_reg));
-  if (load_reg >= 0 && reg(st, static_cast<unsigned>(load_reg)).is_pointer()) {
-    Reg& d = reg(st, static_cast<unsigned>(load_reg));
-    mark_unknown(d);
-  }
+  // A fetch from a slot holding a spilled pointer fills that pointer (the
+  // kernel simulates the register fill); the slot itself becomes misc below.
   check_mem_access(st, idx, in.dst, in.off, size, Access::Write, -1, nullptr, false, false, 0);
 }
 
@@ -498,6 +513,7 @@ void Engine::do_ld_abs(State& st, const isa::Insn& in) {
   if (subprog_start_.size() > 1)
     reject(EINVAL, "BPF_LD_[ABS|IND] instructions cannot be mixed with bpf-to-bpf calls");
   check_read(st, 6);
+  check_no_refs(st, "BPF_LD_[ABS|IND]");
   if (reg(st, 6).type != RegType::Ctx) reject(EINVAL, "at the time of BPF_LD_ABS|IND R6 != pointer to skb");
   if (in.info().form == Form::LdInd) check_read(st, in.src);
   for (unsigned r = 1; r <= 5; ++r) mark_not_init(reg(st, r));
@@ -562,6 +578,7 @@ void Engine::check_helper_mem(State& st, unsigned regno, std::int64_t size, bool
       if (zero_ok && size == 0 && r.var_off.equals_const(0)) return;
       [[fallthrough]];
     case RegType::NotInit: case RegType::Ctx: case RegType::ConstMapPtr: case RegType::PacketEnd:
+    case RegType::Func:
       reject(EACCES, fmt::format("R{} type={} expected=fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, "
                                  "trusted_ptr_",
                                  regno, reg_type_str(r)));
@@ -621,10 +638,31 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
     case K::ConstAllocSizeOrZero:
       if (r.type != RegType::Scalar) mismatch("scalar");
       if (!r.var_off.is_const()) reject(EACCES, fmt::format("R{} is not a known constant'", regno));
+      meta.alloc_size = static_cast<std::int64_t>(r.var_off.value);
+      mark_precise(st, regno);
+      return;
+    case K::RingbufMemRelease:
+      // ARG_PTR_TO_RINGBUF_MEM | OBJ_RELEASE: the checked pointer a reserve returned
+      if (r.type != RegType::Mem || !r.ringbuf || r.maybe_null) mismatch("ringbuf_mem");
+      if (r.ref_obj_id == 0)
+        reject(EINVAL, fmt::format("R{} must be referenced when passed to release function", regno));
+      if (r.off != 0)
+        reject(EINVAL, fmt::format("R{} must have zero offset when passed to release func or trusted arg to kfunc",
+                                   regno));
+      if (!r.var_off.equals_const(0))
+        reject(EACCES, fmt::format("variable ringbuf_mem access var_off={} disallowed", r.var_off.str()));
+      meta.release_ref = r.ref_obj_id;
+      return;
+    case K::Func:
+      if (r.type != RegType::Func) mismatch("func");
+      meta.callback = r.func;
+      return;
+    case K::StackOrNull:
+      if (r.type == RegType::Scalar && r.var_off.equals_const(0)) return;
+      if (r.type != RegType::Stack) mismatch("fp");
       return;
     case K::MapKey: case K::MapValue: case K::UninitMapValue: case K::Mem: case K::ReadonlyMem:
-    case K::ReadonlyMemOrNull: case K::MemOrNull: case K::UninitMem: case K::StackOrNull: case K::Func:
-    case K::ConstStr: case K::RingbufMemRelease:
+    case K::ReadonlyMemOrNull: case K::MemOrNull: case K::UninitMem: case K::ConstStr:
       break;
   }
   if (is_mem_kind(kind)) {
@@ -647,23 +685,30 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
         meta.raw_size = m2.raw_size;
       }
       if (kind == K::MapKey && r.type == RegType::Stack && r.var_off.is_const()) {
-        // remember a constant key (for array lookups that cannot fail)
+        // remember a constant key (for array lookups that cannot fail): all
+        // bytes STACK_ZERO, or an aligned spill of a constant of the key's size
         const std::int64_t o = static_cast<std::int64_t>(r.var_off.value) + r.off;
-        if (o % 8 == 0 && o < 0) {
-          const Frame& fr = st.frames[static_cast<std::size_t>(r.frameno)];
-          const StackSlot& s = fr.stack[static_cast<std::size_t>((-o - 1) / 8)];
-          bool zero = true;
-          for (unsigned i = 0; i < sz && i < 8; ++i) zero = zero && s.type[i] == Slot::Zero;
-          if (zero && sz <= 8) {
+        const Frame& fr = st.frames[static_cast<std::size_t>(r.frameno)];
+        bool zero = sz <= 8 && o < 0 && o + sz <= 0;
+        for (std::int64_t a = o; zero && a < o + sz; ++a) {
+          const SlotPos sp = slot_pos(a);
+          zero = fr.stack[sp.spi].type[sp.byte] == Slot::Zero;
+        }
+        if (zero) {
+          meta.has_const_key = true;
+          meta.const_key = 0;
+        } else if (o < 0 && o % 8 == 0 && sz <= 8) {
+          const StackSlot& sl = fr.stack[static_cast<std::size_t>((-o - 1) / 8)];
+          unsigned spill = 0;
+          while (spill < 8 && sl.type[spill] == Slot::Spill) ++spill;
+          if (spill == sz && sl.spilled.type == RegType::Scalar && sl.spilled.var_off.is_const()) {
             meta.has_const_key = true;
-            meta.const_key = 0;
-          } else if (s.type[0] == Slot::Spill && s.spilled.type == RegType::Scalar && s.spilled.var_off.is_const()) {
-            unsigned spill = 0;
-            while (spill < 8 && s.type[spill] == Slot::Spill) ++spill;
-            if (spill >= sz) {
-              meta.has_const_key = true;
-              meta.const_key = s.spilled.var_off.value & (sz >= 8 ? ~0ULL : ((1ULL << (sz * 8)) - 1));
-            }
+            // the whole spilled register, as the kernel's get_constant_map_key: a
+            // narrow spill of a wider constant is a key out of range, not its low bytes
+            meta.const_key = sl.spilled.var_off.value;
+            // the key's value decides the result: it must be precise
+            if (st.frames.size() == 1) mark_precise_masks(st, 0, 1ULL << ((-o - 1) / 8));
+            else mark_all_precise(st);
           }
         }
       }
@@ -672,7 +717,6 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
 }
 
 void Engine::do_helper_call(State& st, std::size_t idx, const isa::Insn& in) {
-  (void)idx;
   const std::int32_t id = in.imm;
   if (id < 0 || static_cast<std::uint32_t>(id) >= spec::helper_id_limit())
     reject(EINVAL, fmt::format("invalid func unknown#{}", id));
@@ -682,9 +726,9 @@ void Engine::do_helper_call(State& st, std::size_t idx, const isa::Insn& in) {
     reject(EINVAL, fmt::format("program of this type cannot use helper bpf_{}#{}", spec::helper_name(uid), id));
   using K = spec::ArgKind;
   for (const K k : p->args)
-    if (k == K::Func || k == K::StackOrNull || k == K::ConstStr || k == K::RingbufMemRelease)
+    if (k == K::ConstStr)
       reject(EINVAL, fmt::format("helper bpf_{}#{} is not supported by the userbpf verifier yet", p->name, id));
-  if (p->ret == spec::RetKind::RingbufMemOrNull || p->ret == spec::RetKind::BtfIdTask)
+  if (p->ret == spec::RetKind::BtfIdTask)
     reject(EINVAL, fmt::format("helper bpf_{}#{} is not supported by the userbpf verifier yet", p->name, id));
   CallMeta meta;
   for (unsigned a = 0; a < 5; ++a) check_helper_arg(st, *p, a, meta);
@@ -695,11 +739,24 @@ void Engine::do_helper_call(State& st, std::size_t idx, const isa::Insn& in) {
         stack_write(st, static_cast<unsigned>(meta.raw_regno), r.off + i, 1, nullptr, false, 0);
     }
   }
+  check_map_compat(*p, meta.map);
+  if (meta.callback >= 0) push_callback(st, idx, *p, meta);
+  if (uid == static_cast<std::uint32_t>(spec::HelperId::tail_call)) check_no_refs(st, "tail_call");
+  if (meta.release_ref != 0) release_reference(st, meta.release_ref);
   for (unsigned r = 1; r <= 5; ++r) mark_not_init(reg(st, r));
   Reg& r0 = reg(st, 0);
   switch (p->ret) {
     case spec::RetKind::Integer:
       mark_unknown(r0);
+      if (uid == static_cast<std::uint32_t>(spec::HelperId::get_smp_processor_id)) {
+        // the kernel's do_refine_retval_range: a CPU number below nr_cpu_ids
+        const std::uint32_t n = cfg_.cpu_count != 0 ? cfg_.cpu_count : maps::default_cpu_count();
+        r0.umin = r0.u32min = 0;
+        r0.smin = r0.s32min = 0;
+        r0.umax = r0.u32max = n - 1;
+        r0.smax = r0.s32max = static_cast<std::int32_t>(n - 1);
+        sync_bounds(r0);
+      }
       break;
     case spec::RetKind::Void:
       mark_not_init(r0);
@@ -710,9 +767,9 @@ void Engine::do_helper_call(State& st, std::size_t idx, const isa::Insn& in) {
       r0.map = meta.map;
       const MapDesc& md = cfg_.maps[static_cast<std::size_t>(meta.map)];
       const spec::MapType* mt = spec::map_type(md.type);
-      // Linux 6.18 still returns map_value_or_null for constant in-range
-      // array keys (later kernels elide the null check): keep the check.
-      const bool never_null = false && mt != nullptr && mt->value_null_key_const && meta.has_const_key &&
+      // Linux 6.18 returns a non-null map_value for a constant in-range key
+      // of an array map (the null check's branch is then dead).
+      const bool never_null = mt != nullptr && mt->value_null_key_const && meta.has_const_key &&
                               meta.const_key < md.max_entries;
       if (!never_null) {
         r0.maybe_null = true;
@@ -720,11 +777,23 @@ void Engine::do_helper_call(State& st, std::size_t idx, const isa::Insn& in) {
       }
       break;
     }
-    case spec::RetKind::RingbufMemOrNull: case spec::RetKind::BtfIdTask:
+    case spec::RetKind::RingbufMemOrNull: {
+      // PTR_TO_MEM | MEM_RINGBUF | PTR_MAYBE_NULL of the reserved size; the
+      // reservation is an acquired reference until submitted or discarded
+      r0 = Reg{};
+      r0.type = RegType::Mem;
+      r0.ringbuf = true;
+      r0.maybe_null = true;
+      r0.range = static_cast<std::uint32_t>(std::max<std::int64_t>(meta.alloc_size, 0));
+      (void)new_id();  // the kernel's id for the null check, replaced by the reference's
+      r0.id = r0.ref_obj_id = new_id();
+      st.refs.push_back(State::Ref{r0.id, static_cast<std::uint32_t>(idx)});
+      break;
+    }
+    case spec::RetKind::BtfIdTask:
       break;
   }
   r0.written = true;
-  check_map_compat(*p, meta.map);
   if (spec::helper_changes_pkt_data(uid)) clear_pkt_pointers(st);
 }
 

@@ -8,8 +8,11 @@
 // the newest (each state keeps the segment since its last checkpoint, each
 // checkpoint the segment that led to it) with a set of registers and stack
 // slots whose values flowed into it; every checkpoint on the way gets those
-// registers/slots marked precise. Paths through bpf-to-bpf calls or atomics
-// on the stack fall back to marking every scalar of the chain precise.
+// registers/slots marked precise. The walk stays inside the current
+// activation (any frame depth: segments and checkpoints of the same call
+// chain, slots of the current frame); crossing a call or a return, or an
+// atomic on the stack, falls back to marking every scalar of the chain
+// precise. A value set by an immediate in the current segment needs nothing.
 // When a path is pruned by an explored state, that state's precise
 // registers are marked precise on the current path too.
 #include "verifier/engine.hpp"
@@ -37,7 +40,7 @@ void Engine::mark_all_precise(State& st) {
   for (std::uint32_t p = st.parent; p != ~0u; p = nodes_[p].parent) mark_all_in(nodes_[p].st);
 }
 
-bool Engine::backtrack_insn(const HistEntry& h, std::uint32_t& regs, std::uint64_t& stack) {
+bool Engine::backtrack_insn(const HistEntry& h, std::uint32_t& regs, std::uint64_t& stack, std::uint8_t frame) {
   const isa::Insn& in = insns_[h.idx];
   const Form f = in.info().form;
   const std::uint32_t dst = 1u << in.dst, src = 1u << in.src;
@@ -57,12 +60,12 @@ bool Engine::backtrack_insn(const HistEntry& h, std::uint32_t& regs, std::uint64
       if ((regs & dst) == 0) return true;
       regs &= ~dst;
       if (h.spi >= 0) {
-        if (h.frame != 0) return false;  // only frame 0 slots are tracked
+        if (h.frame != frame) return false;  // only the current frame's slots are tracked
         stack |= 1ULL << h.spi;
       }
       return true;
     case Form::St: case Form::Stx:
-      if (h.spi < 0 || h.frame != 0) return true;
+      if (h.spi < 0 || h.frame != frame) return true;
       if ((stack & (1ULL << h.spi)) == 0) return true;
       stack &= ~(1ULL << h.spi);
       if (f == Form::Stx) regs |= src;
@@ -91,10 +94,17 @@ bool Engine::backtrack_insn(const HistEntry& h, std::uint32_t& regs, std::uint64
 }
 
 void Engine::mark_precise_masks(State& st, std::uint32_t regs, std::uint64_t stack) {
-  if (st.frames.size() != 1) {  // calls: keep it simple and sound
-    mark_all_precise(st);
-    return;
-  }
+  // Backtracking stays inside the current activation: path segments and
+  // checkpoints of the same call chain; crossing a call or a return falls
+  // back to marking every scalar precise (sound, coarser than the kernel).
+  const std::size_t depth = st.frames.size();
+  const auto frame = static_cast<std::uint8_t>(depth - 1);
+  auto same_chain = [&](const State& s) {
+    if (s.frames.size() != depth) return false;
+    for (std::size_t f = 1; f < depth; ++f)
+      if (s.frames[f].callsite != st.frames[f].callsite) return false;
+    return true;
+  };
   // In a checkpoint, a register already precise was already backtracked
   // from there: stop following it (keeps the walk amortised O(1)).
   auto apply = [&](State& s, bool checkpoint) {
@@ -121,7 +131,7 @@ void Engine::mark_precise_masks(State& st, std::uint32_t regs, std::uint64_t sta
   for (;;) {
     for (auto it = hist->rbegin(); it != hist->rend(); ++it) {
       if (regs == 0 && stack == 0) return;
-      if (!backtrack_insn(*it, regs, stack)) {
+      if (!backtrack_insn(*it, regs, stack, frame)) {
         mark_all_precise(st);
         return;
       }
@@ -129,7 +139,7 @@ void Engine::mark_precise_masks(State& st, std::uint32_t regs, std::uint64_t sta
     if (regs == 0 && stack == 0) return;
     if (node == ~0u) return;
     Node& n = nodes_[node];
-    if (n.st.frames.size() != 1) {
+    if (!same_chain(n.st)) {
       mark_all_precise(st);
       return;
     }
@@ -139,13 +149,34 @@ void Engine::mark_precise_masks(State& st, std::uint32_t regs, std::uint64_t sta
   }
 }
 
+// True when the register's value on this path segment comes from an
+// immediate (mov imm / lddw imm) of its own frame: backtracking stops there,
+// nothing else becomes precise.
+bool Engine::set_by_constant(const State& st, unsigned regno) const {
+  auto it = st.hist.rbegin();
+  if (it != st.hist.rend() && it->idx == cur_idx_) ++it;  // the instruction being checked
+  for (; it != st.hist.rend(); ++it) {
+    const isa::Insn& in = insns_[it->idx];
+    const Form f = in.info().form;
+    if (f == Form::Call || f == Form::CallLocal || f == Form::CallKfunc || f == Form::Callx || f == Form::Exit ||
+        f == Form::LdAbs || f == Form::LdInd)
+      return false;
+    const bool writes = (f == Form::AluK || f == Form::AluX || f == Form::Neg || f == Form::End ||
+                         f == Form::MovSx || f == Form::Ldx || f == Form::Lddw || f == Form::LoadAcq) &&
+                        in.dst == regno;
+    if (!writes) {
+      if (f == Form::Atomic) return false;
+      continue;
+    }
+    return (f == Form::AluK && isa::op_code(in.op) == 0xb) || in.op == Op::Lddw;
+  }
+  return false;
+}
+
 void Engine::mark_precise(State& st, unsigned regno) {
   const Reg& r = st.cur().regs[regno];
   if (r.type != RegType::Scalar) return;
-  if (st.frames.size() != 1) {
-    mark_all_precise(st);
-    return;
-  }
+  if (st.frames.size() != 1 && set_by_constant(st, regno)) return;
   mark_precise_masks(st, 1u << regno, 0);
 }
 
@@ -155,15 +186,16 @@ void Engine::propagate_precision(State& cur, const State& old) {
   std::uint64_t stack = 0;
   for (std::size_t f = 0; f < old.frames.size(); ++f) {
     const Frame& fr = old.frames[f];
+    const bool last = f + 1 == old.frames.size();
     for (unsigned r = 0; r < 11; ++r)
       if (fr.regs[r].type == RegType::Scalar && fr.regs[r].precise) {
-        if (f + 1 == old.frames.size() && old.frames.size() == 1) regs |= 1u << r;
+        if (last) regs |= 1u << r;
         else any_other_frame = true;
       }
     for (unsigned i = 0; i < 64; ++i)
       if (fr.stack[i].type[0] == Slot::Spill && fr.stack[i].spilled.type == RegType::Scalar &&
           fr.stack[i].spilled.precise) {
-        if (old.frames.size() == 1) stack |= 1ULL << i;
+        if (last) stack |= 1ULL << i;
         else any_other_frame = true;
       }
   }

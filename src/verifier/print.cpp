@@ -26,6 +26,7 @@ std::string reg_type_str(const Reg& r) {
     case RegType::Packet: base = "pkt"; break;
     case RegType::PacketEnd: base = "pkt_end"; break;
     case RegType::Mem: base = "mem"; break;
+    case RegType::Func: base = "func"; break;
   }
   std::string prefix;
   if (r.rdonly) prefix += "rdonly_";
@@ -89,6 +90,7 @@ std::string reg_str(const Reg& r, const Config& cfg) {
     return fmt::format("fp{}", r.off + static_cast<std::int64_t>(r.var_off.value));
   std::vector<std::string> parts;
   if (r.id != 0) parts.push_back(fmt::format("id={}", r.id));
+  if (r.ref_obj_id != 0) parts.push_back(fmt::format("ref_obj_id={}", r.ref_obj_id));
   if (r.type != RegType::Scalar && r.off != 0) parts.push_back(fmt::format("off={}", r.off));
   if (r.is_pkt()) parts.push_back(fmt::format("r={}", r.range));
   if ((r.type == RegType::MapValue || r.type == RegType::ConstMapPtr || r.type == RegType::MapKey) && r.map >= 0) {
@@ -135,12 +137,12 @@ std::string frame_diff_str(const Frame& before, const Frame& after, const Config
 
 std::string frame_str(const Frame& f, const Config& cfg, bool only_written) {
   std::string s;
-  if (f.frameno > 0) s += fmt::format("frame{}:", f.frameno);
+  if (f.frameno > 0) s += fmt::format("frame{}: ", f.frameno);
   for (std::size_t i = 0; i < f.regs.size(); ++i) {
     const Reg& r = f.regs[i];
     if (r.type == RegType::NotInit) continue;
     if (only_written && !r.written) continue;
-    if (!s.empty() && s.back() != ':') s += ' ';
+    if (!s.empty() && s.back() != ' ') s += ' ';
     s += fmt::format("R{}={}", i, reg_str(r, cfg));
   }
   for (int spi = 0; spi < kSlots; ++spi) {

@@ -363,8 +363,10 @@ void scalar_alu(Reg& dst, const Reg& src, unsigned op, bool is64) {
     else k = static_cast<unsigned>(src.var_off.value);
   }
   if (!modelled) {
+    // The kernel leaves all 64 bits unknown here, 32-bit operations too
+    // (no zero extension): being more precise would prove branches dead that
+    // the kernel explores.
     mark_unknown(dst);
-    if (!is64) zext_32_to_64(dst);
     dst.written = w;
     return;
   }
@@ -553,7 +555,11 @@ int branch_taken(const Reg& a, const Reg& b, Cond c, bool is32) {
     // a non-null pointer compared with 0
     const Reg& p = a.type == RegType::Scalar ? b : a;
     const Reg& s = a.type == RegType::Scalar ? a : b;
-    if (p.is_pointer() && !p.maybe_null && s.type == RegType::Scalar && s.var_off.equals_const(0) && !is32) {
+    // (the kernel's reg_not_null: map values and keys, memory and map
+    // pointers; stack, context and packet pointers are not known non-null)
+    const bool not_null = !p.maybe_null && (p.type == RegType::MapValue || p.type == RegType::MapKey ||
+                                            p.type == RegType::Mem || p.type == RegType::ConstMapPtr);
+    if (not_null && s.type == RegType::Scalar && s.var_off.equals_const(0) && !is32) {
       if (c == Cond::Eq) return 0;
       if (c == Cond::Ne) return 1;
     }
@@ -565,14 +571,20 @@ int branch_taken(const Reg& a, const Reg& b, Cond c, bool is32) {
 void refine(Reg& a, Reg& b, Cond c, bool is32, bool taken) {
   if (a.type != RegType::Scalar || b.type != RegType::Scalar) return;
   if (c == Cond::Set) {
-    if (!b.var_off.is_const()) return;
-    const u64 m = is32 ? static_cast<u32>(b.var_off.value) : b.var_off.value;
+    // The constant side (in the jump's width) masks the other one, whichever
+    // operand it is (the kernel swaps the registers).
+    auto is_const = [is32](const Reg& r) { return is32 ? tnum_subreg(r.var_off).is_const() : r.var_off.is_const(); };
+    const bool swapped = !is_const(b);
+    Reg& x = swapped ? b : a;
+    const Reg& k = swapped ? a : b;
+    if (!is_const(k)) return;
+    const u64 m = is32 ? static_cast<u32>(k.var_off.value) : k.var_off.value;
     if (taken) {
-      if (m != 0 && (m & (m - 1)) == 0) a.var_off = tnum_or(a.var_off, Tnum::constant(m));
+      if (m != 0 && (m & (m - 1)) == 0) x.var_off = tnum_or(x.var_off, Tnum::constant(m));
     } else {
-      a.var_off = tnum_and(a.var_off, Tnum::constant(~m));
+      x.var_off = tnum_and(x.var_off, Tnum::constant(~m));
     }
-    sync_bounds(a);
+    sync_bounds(x);
     return;
   }
   if (!taken) c = negate(c);

@@ -38,6 +38,7 @@ enum class RegType : std::uint8_t {
   Packet,        // PTR_TO_PACKET
   PacketEnd,     // PTR_TO_PACKET_END
   Mem,           // PTR_TO_MEM (rdonly / ringbuf flags, maybe_null)
+  Func,          // PTR_TO_FUNC (lddw rX, func): a callback subprogram
 };
 
 struct Reg {
@@ -58,6 +59,7 @@ struct Reg {
   int map = -1;       // index into Config::maps (map pointers, map values)
   u32 range = 0;      // packet: bytes proven readable from off 0; mem: size
   int frameno = 0;    // stack pointers: the frame they point into
+  int func = -1;      // PTR_TO_FUNC: the subprogram index
 
   [[nodiscard]] bool is_pointer() const { return type != RegType::NotInit && type != RegType::Scalar; }
   [[nodiscard]] bool is_pkt() const { return type == RegType::Packet || type == RegType::PacketMeta; }
@@ -105,6 +107,8 @@ struct Frame {
   int callsite = -1;  // instruction index of the call that created this frame
   int subprog = 0;    // index of the subprogram
   int frameno = 0;
+  bool in_callback = false;     // a callback called by a helper (returns to the helper call)
+  u32 callback_depth = 0;       // callback iterations started from this frame's current call
 };
 
 // One executed instruction of the current path segment (since the last
@@ -117,15 +121,26 @@ struct HistEntry {
 
 struct State {
   std::vector<Frame> frames;
-  std::vector<u32> refs;  // acquired reference ids
+  struct Ref {
+    u32 id = 0;    // the reference's id (ref_obj_id of the registers holding it)
+    u32 insn = 0;  // the instruction that acquired it
+  };
+  std::vector<Ref> refs;  // acquired references (ring buffer reservations)
   u32 parent = ~0u;       // index of the last checkpoint on this path
   std::vector<HistEntry> hist;  // instructions since that checkpoint
+  u32 jmp_hist = 0;             // entries of the kernel's jump history since that checkpoint
+  u32 may_goto_depth = 0;       // may_goto iterations taken on this path
+  u32 dfs_depth = 0;            // pending-branch nesting (a pushed state is one deeper)
   [[nodiscard]] Frame& cur() { return frames.back(); }
   [[nodiscard]] const Frame& cur() const { return frames.back(); }
 };
 
 // Equivalence for pruning: every concrete state of `cur` is a concrete state
 // of `old` (old was fully explored and safe).
-bool states_equal(const State& old, const State& cur, bool exact);
+// Cmp::Exact: equal but for id renaming (infinite-loop detection);
+// Cmp::RangeWithin: like NotExact, but imprecise scalars are compared by
+// range too (callback loops, whose precision marks are not final yet).
+enum class Cmp : std::uint8_t { NotExact, Exact, RangeWithin };
+bool states_equal(const State& old, const State& cur, Cmp mode);
 
 }  // namespace userbpf::verifier::detail

@@ -38,16 +38,19 @@ bool same_reg(const Reg& a, const Reg& b, IdMap& ids) {
   return a.type == b.type && a.maybe_null == b.maybe_null && a.rdonly == b.rdonly && a.var_off == b.var_off &&
          a.smin == b.smin && a.smax == b.smax && a.umin == b.umin && a.umax == b.umax && a.s32min == b.s32min &&
          a.s32max == b.s32max && a.u32min == b.u32min && a.u32max == b.u32max && a.off == b.off && a.map == b.map &&
-         a.range == b.range && a.frameno == b.frameno && ids.check(a.id, b.id);
+         a.range == b.range && a.frameno == b.frameno && a.ringbuf == b.ringbuf && a.func == b.func &&
+         ids.check(a.id, b.id) &&
+         ids.check(a.ref_obj_id, b.ref_obj_id);
 }
 
-bool regsafe(const Reg& o, const Reg& c, IdMap& ids, bool exact) {
+bool regsafe(const Reg& o, const Reg& c, IdMap& ids, Cmp mode) {
+  const bool exact = mode == Cmp::Exact;
   if (exact) return same_reg(o, c, ids);
   if (o.type == RegType::NotInit) return true;
   if (c.type != o.type) return false;
   switch (o.type) {
     case RegType::Scalar:
-      if (!o.precise) return true;  // its value never mattered on the explored paths
+      if (!o.precise && mode == Cmp::NotExact) return true;  // its value never mattered on the explored paths
       if (o.id != 0 && !ids.check(o.id, c.id)) return false;
       return range_within(o, c) && o.var_off.contains(c.var_off);
     case RegType::Packet: case RegType::PacketMeta:
@@ -56,17 +59,19 @@ bool regsafe(const Reg& o, const Reg& c, IdMap& ids, bool exact) {
       if (!ids.check(o.id, c.id)) return false;
       return range_within(o, c) && o.var_off.contains(c.var_off);
     case RegType::NotInit: case RegType::Ctx: case RegType::ConstMapPtr: case RegType::MapValue:
-    case RegType::MapKey: case RegType::Stack: case RegType::PacketEnd: case RegType::Mem:
-      if (o.maybe_null != c.maybe_null || o.rdonly != c.rdonly || o.map != c.map || o.off != c.off ||
-          o.frameno != c.frameno || o.range != c.range)
+    case RegType::MapKey: case RegType::Stack: case RegType::PacketEnd: case RegType::Mem: case RegType::Func:
+      if (o.maybe_null != c.maybe_null || o.rdonly != c.rdonly || o.ringbuf != c.ringbuf || o.map != c.map ||
+          o.func != c.func ||
+          o.off != c.off || o.frameno != c.frameno || o.range != c.range)
         return false;
-      if (!ids.check(o.id, c.id)) return false;
+      if (!ids.check(o.id, c.id) || !ids.check(o.ref_obj_id, c.ref_obj_id)) return false;
       return range_within(o, c) && o.var_off.contains(c.var_off);
   }
   return false;
 }
 
-bool stacksafe(const Frame& o, const Frame& c, IdMap& ids, bool exact) {
+bool stacksafe(const Frame& o, const Frame& c, IdMap& ids, Cmp mode) {
+  const bool exact = mode == Cmp::Exact;
   for (int spi = 0; spi < kSlots; ++spi) {
     const StackSlot& os = o.stack[static_cast<std::size_t>(spi)];
     const StackSlot& cs = c.stack[static_cast<std::size_t>(spi)];
@@ -81,14 +86,14 @@ bool stacksafe(const Frame& o, const Frame& c, IdMap& ids, bool exact) {
       if (ot == Slot::Misc && ct == Slot::Spill && cs.spilled.type == RegType::Scalar) continue;
       if (ot != ct) return false;
     }
-    if (os.type[0] == Slot::Spill && !regsafe(os.spilled, cs.spilled, ids, exact)) return false;
+    if (os.type[0] == Slot::Spill && !regsafe(os.spilled, cs.spilled, ids, mode)) return false;
   }
   return true;
 }
 
 }  // namespace
 
-bool states_equal(const State& old, const State& cur, bool exact) {
+bool states_equal(const State& old, const State& cur, Cmp mode) {
   if (old.frames.size() != cur.frames.size()) return false;
   if (old.refs.size() != cur.refs.size()) return false;
   IdMap ids;
@@ -97,9 +102,11 @@ bool states_equal(const State& old, const State& cur, bool exact) {
     const Frame& c = cur.frames[f];
     if (o.callsite != c.callsite) return false;
     for (std::size_t r = 0; r < o.regs.size(); ++r)
-      if (!regsafe(o.regs[r], c.regs[r], ids, exact)) return false;
-    if (!stacksafe(o, c, ids, exact)) return false;
+      if (!regsafe(o.regs[r], c.regs[r], ids, mode)) return false;
+    if (!stacksafe(o, c, ids, mode)) return false;
   }
+  for (std::size_t i = 0; i < old.refs.size(); ++i)
+    if (!ids.check(old.refs[i].id, cur.refs[i].id)) return false;
   return true;
 }
 

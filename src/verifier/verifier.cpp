@@ -34,7 +34,8 @@ void Engine::check_cfg() {
   // Subprograms: 0 and every local call target.
   std::vector<std::size_t> starts{0};
   for (std::size_t pc = 0; pc < n; ++pc)
-    if (insns_[pc].op == Op::CallLocal) starts.push_back(static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + insns_[pc].imm));
+    if (insns_[pc].op == Op::CallLocal || insns_[pc].op == Op::LddwFunc)
+      starts.push_back(static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + insns_[pc].imm));
   std::sort(starts.begin(), starts.end());
   starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
   subprog_start_ = starts;
@@ -46,6 +47,8 @@ void Engine::check_cfg() {
   callees_.assign(starts.size(), {});
   depth_.assign(starts.size(), 0);
   prune_point_.assign(n, false);
+  jmp_point_.assign(n, false);
+  calls_callback_.assign(n, false);
   // Depth-first walk from insn 0 following jumps, fall-through and calls.
   std::vector<std::uint8_t> seen(n, 0);
   std::vector<std::size_t> work{0};
@@ -61,6 +64,11 @@ void Engine::check_cfg() {
     const Form f = in.info().form;
     if (f == Form::Lddw) {
       seen[pc + 1] = 1;
+      if (in.op == Op::LddwFunc) {  // a callback: its body is reachable, its entry a prune point
+        const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
+        prune_point_[t] = true;
+        add(t);
+      }
       add(pc + 2);
       continue;
     }
@@ -68,13 +76,18 @@ void Engine::check_cfg() {
     if (in.op == Op::Ja || in.op == Op::Gotol) {
       const auto t = static_cast<std::size_t>(isa::jump_target(in, pc));
       prune_point_[t] = true;
+      jmp_point_[t] = true;
       add(t);
       continue;
     }
     if (isa::is_cond_jump(f) || f == Form::MayGoto) {
-      // the kernel's prune point for a conditional jump is the jump itself
+      // the kernel's prune points for a conditional jump: the jump itself and
+      // its target (a BRANCH edge of check_cfg)
       const auto t = static_cast<std::size_t>(isa::jump_target(in, pc));
       prune_point_[pc] = true;
+      prune_point_[t] = true;
+      jmp_point_[pc] = true;
+      jmp_point_[t] = true;
       add(t);
       add(pc + 1);
       continue;
@@ -83,12 +96,22 @@ void Engine::check_cfg() {
       const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
       prune_point_[pc] = true;
       prune_point_[pc + 1] = true;
+      prune_point_[t] = true;  // the callee's entry (a BRANCH edge)
       callees_[static_cast<std::size_t>(subprog_of_[pc])].push_back(subprog_of_[t]);
       add(t);
       add(pc + 1);
       continue;
     }
     if (in.op == Op::Call || in.op == Op::CallKfunc) prune_point_[pc + 1] = true;
+    if (in.op == Op::Call && in.imm >= 0) {
+      // helpers calling a callback: the call is a loop head (forced checkpoint)
+      if (const spec::HelperProto* hp = spec::helper(static_cast<std::uint32_t>(in.imm)))
+        for (const auto k : hp->args)
+          if (k == spec::ArgKind::Func) {
+            prune_point_[pc] = true;
+            calls_callback_[pc] = true;
+          }
+    }
     add(pc + 1);
   }
   for (std::size_t pc = 0; pc < n; ++pc)
@@ -109,6 +132,7 @@ void Engine::end_path(State& cur) {
 void Engine::push_branch(const State& st, std::size_t idx, std::size_t prev) {
   if (stack_.size() > 8192) reject(E2BIG, "The sequence of 8193 jumps is too complex.");
   stack_.push_back(Pending{st, idx, prev, out_.log.size()});
+  ++stack_.back().st.dfs_depth;
   if (st.parent != ~0u) ++nodes_[st.parent].branches;
 }
 
@@ -116,23 +140,55 @@ bool Engine::prune_or_checkpoint(State& cur, std::size_t idx) {
   // Checkpoints are only added after at least 2 jumps and 8 instructions
   // since the previous one (the kernel's heuristic); checkpoints that keep
   // missing are dropped from the list (they stay alive for the parent chain).
-  const bool add = jmps_ - prev_jmps_ >= 2 && out_.stats.processed - prev_insns_ >= 8;
+  // A long jump history (> 40 entries) forces a checkpoint. While a loop is
+  // being explored (a checkpoint at this insn still has pending branches),
+  // new checkpoints need 20 jumps or 100 insns. Misses only count when a
+  // checkpoint is about to be added.
+  const bool force = cur.jmp_hist > 40 || calls_callback_[idx] || insns_[idx].op == Op::MayGoto;
+  bool add = force || (jmps_ - prev_jmps_ >= 2 && out_.stats.processed - prev_insns_ >= 8);
   auto& list = explored_[idx];
+  // fully explored checkpoints forget what no continuation reads (liveness.cpp)
+  for (const std::uint32_t id : list) {
+    Node& node = nodes_[id];
+    if (node.branches != 0 || node.cleaned || node.st.frames.size() != cur.frames.size()) continue;
+    bool same = true;
+    for (std::size_t f = 1; f < cur.frames.size() && same; ++f)
+      same = node.st.frames[f].callsite == cur.frames[f].callsite;
+    if (!same) continue;
+    clean_state(node.st, idx);
+    node.cleaned = true;
+  }
   for (std::size_t k = 0; k < list.size();) {
     Node& node = nodes_[list[k]];
     if (node.branches == 0) {
-      if (states_equal(node.st, cur, false)) {
+      if (states_equal(node.st, cur, Cmp::NotExact)) {
         ++node.hit;
         const State old = node.st;
         propagate_precision(cur, old);
         return true;
       }
-    } else if (states_equal(node.st, cur, true)) {
-      reject(EINVAL, fmt::format("infinite loop detected at insn {}", idx));
+    } else {
+      if (insns_[idx].op == Op::MayGoto) {
+        // another iteration that changed nothing the loop relies on
+        if (node.st.may_goto_depth != cur.may_goto_depth && states_equal(node.st, cur, Cmp::RangeWithin)) {
+          ++node.hit;
+          return true;
+        }
+      } else if (calls_callback_[idx]) {
+        // a callback loop converged: the same state again at the helper call
+        if (states_equal(node.st, cur, Cmp::RangeWithin)) {
+          ++node.hit;
+          return true;
+        }
+      } else if (states_equal(node.st, cur, Cmp::Exact)) {
+        reject(EINVAL, fmt::format("infinite loop detected at insn {}", idx));
+      }
+      if (!force && jmps_ - prev_jmps_ < 20 && out_.stats.processed - prev_insns_ < 100) add = false;
     }
-    ++node.miss;
+    if (add) ++node.miss;
     if (node.miss > node.hit * 3 + 3) {
       list.erase(list.begin() + static_cast<std::ptrdiff_t>(k));
+      --explored_size_;
       continue;
     }
     ++k;
@@ -141,8 +197,10 @@ bool Engine::prune_or_checkpoint(State& cur, std::size_t idx) {
   prev_jmps_ = jmps_;
   prev_insns_ = out_.stats.processed;
   Node node;
+  node.idx = idx;
   node.hist = std::move(cur.hist);
   cur.hist.clear();
+  cur.jmp_hist = 0;
   node.st = cur;
   node.parent = cur.parent;
   nodes_.push_back(std::move(node));
@@ -158,7 +216,8 @@ bool Engine::prune_or_checkpoint(State& cur, std::size_t idx) {
     for (auto& sl : f.stack) sl.spilled.precise = false;
   }
   ++out_.stats.total_states;
-  out_.stats.peak_states = std::max(out_.stats.peak_states, out_.stats.total_states);
+  ++explored_size_;
+  out_.stats.peak_states = std::max(out_.stats.peak_states, explored_size_);
   out_.stats.max_states_per_insn =
       std::max(out_.stats.max_states_per_insn, static_cast<std::uint32_t>(list.size() - 1));
   return false;
@@ -179,21 +238,100 @@ void Engine::run() {
       reject(EINVAL, fmt::format("unknown opcode {:02x}", insns_[pc].info().opcode));
     }
   }
+  for (std::size_t pc = 0; pc < insns_.size(); ++pc) {
+    const isa::Insn& in = insns_[pc];
+    if (in.op != Op::LddwTail && in.info().form == Form::Lddw && in.op != Op::Lddw) {
+      out_.error_insn = pc;
+      (void)resolve_lddw(in);
+    }
+  }
   check_cfg();
+  compute_live_regs();
   explored_.assign(insns_.size(), {});
   ctx_fact_.assign(insns_.size(), 0);
+  ptr_kind_.assign(insns_.size(), 0);
+  access_.assign(insns_.size(), 0);
 
-  State cur;
-  cur.frames.resize(1);
-  Frame& f0 = cur.frames[0];
+  // BTF signatures of global functions, by subprogram
+  global_.assign(subprog_start_.size(), nullptr);
+  called_.assign(subprog_start_.size(), false);
+  for (const FuncSig& f : cfg_.funcs)
+    for (std::size_t s = 1; s < subprog_start_.size(); ++s)
+      if (f.global && subprog_start_[s] == f.insn) global_[s] = &f;
+
+  if (cfg_.log_level >= 2) {
+    for (std::size_t i = 0; i < subprog_start_.size(); ++i) log(fmt::format("func#{} @{}\n", i, subprog_start_[i]));
+    log("Live regs before insn:\n");
+    for (std::size_t pc = 0; pc < insns_.size(); ++pc) {
+      if (insns_[pc].op == Op::LddwTail) continue;
+      std::string regs(10, '.');
+      for (unsigned r = 0; r < 10; ++r)
+        if ((live_regs_[pc] & (1u << r)) != 0) regs[r] = static_cast<char>('0' + r);
+      log(fmt::format("{:7}: {} {}\n", pc, regs, insn_str(insns_, pc, cfg_)));
+    }
+  }
+  State main;
+  main.frames.resize(1);
+  Frame& f0 = main.frames[0];
   f0.regs[1].type = RegType::Ctx;
-  mark_known(f0.regs[10], 0);
-  f0.regs[10].type = RegType::Stack;
   f0.regs[1].var_off = Tnum::constant(0);
   f0.regs[1].smin = f0.regs[1].smax = 0;
-  std::size_t idx = 0, prev = 0;
-  if (cfg_.log_level >= 2) log(fmt::format("func#0 @0\n"));
-  if (cfg_.log_level >= 1) log(fmt::format("0: {}\n", frame_str(cur.cur(), cfg_, false)));
+  mark_known(f0.regs[10], 0);
+  f0.regs[10].type = RegType::Stack;
+  explore(std::move(main), 0);
+  // Global functions the verified code calls are verified on their own,
+  // from their BTF signature (the kernel's do_check_subprogs).
+  for (bool again = true; again;) {
+    again = false;
+    for (std::size_t s = 1; s < subprog_start_.size(); ++s) {
+      if (global_[s] == nullptr || !called_[s] || verified_.count(s) != 0) continue;
+      verified_.insert(s);
+      again = true;
+      if (cfg_.log_level >= 1) log(fmt::format("Validating {}() func#{}...\n", global_[s]->name, s));
+      explore(global_entry_state(s), subprog_start_[s]);
+    }
+  }
+  check_stack_depths();
+  finish();
+}
+
+State Engine::global_entry_state(std::size_t s) {
+  const FuncSig& sig = *global_[s];
+  State st;
+  st.frames.resize(1);
+  Frame& f = st.frames[0];
+  f.subprog = static_cast<int>(s);
+  mark_known(f.regs[10], 0);
+  f.regs[10].type = RegType::Stack;
+  for (std::size_t i = 0; i < sig.args.size() && i < 5; ++i) {
+    Reg& r = f.regs[i + 1];
+    switch (sig.args[i].kind) {
+      case FuncArg::Kind::Scalar:
+        mark_unknown(r);
+        break;
+      case FuncArg::Kind::Ctx:
+        r = Reg{};
+        r.type = RegType::Ctx;
+        break;
+      case FuncArg::Kind::Mem:
+        r = Reg{};
+        r.type = RegType::Mem;
+        r.maybe_null = true;
+        r.range = sig.args[i].size;
+        r.id = new_id();
+        break;
+      case FuncArg::Kind::Unsupported:
+        reject(EINVAL, fmt::format("Function {} has an argument of unsupported type '{}' (arg#{})", sig.name,
+                                   sig.args[i].type, i));
+    }
+  }
+  return st;
+}
+
+void Engine::explore(State cur, std::size_t idx) {
+  std::size_t prev = idx;
+  cur_live_ = ~std::size_t{0};
+  if (cfg_.log_level >= 1) log(fmt::format("{}: {}\n", idx, frame_str(cur.cur(), cfg_, false)));
   for (;;) {
     cur_idx_ = idx;
     out_.error_insn = idx;
@@ -211,6 +349,7 @@ void Engine::run() {
       cur = std::move(p.st);
       idx = p.idx;
       prev = p.prev;
+      live_update(cur);
       if (cfg_.log_level >= 2)
         log(fmt::format("\nfrom {} to {}: {}\n", prev, idx, frame_str(cur.cur(), cfg_, false)));
       else if (cfg_.log_level == 1)
@@ -228,7 +367,15 @@ void Engine::run() {
     }
     last_spi_ = -1;
     cur.hist.push_back(HistEntry{static_cast<std::uint32_t>(idx), -1, 0});
+    live_writes_.fill(0);
+    const std::size_t live_inst = cur_live_instance(cur);
     const long next = step(cur, idx);
+    if (cur.frames.size() == frames_before) {
+      live_commit_writes(live_inst, idx);
+    } else {
+      cur_live_ = ~std::size_t{0};
+    }
+    if (jmp_point_[idx] || last_spi_ >= 0) ++cur.jmp_hist;
     if (last_spi_ >= 0 && !cur.hist.empty() && cur.hist.back().idx == idx) {
       cur.hist.back().spi = last_spi_;
       cur.hist.back().frame = last_spi_frame_;
@@ -257,6 +404,7 @@ void Engine::run() {
       cur = std::move(p.st);
       idx = p.idx;
       prev = p.prev;
+      live_update(cur);
       if (cfg_.log_level >= 2)
         log(fmt::format("\nfrom {} to {}: {}\n", prev, idx, frame_str(cur.cur(), cfg_, false)));
       else if (cfg_.log_level == 1)
@@ -266,8 +414,19 @@ void Engine::run() {
     prev = idx;
     idx = static_cast<std::size_t>(next);
   }
-  check_stack_depths();
+}
+
+void Engine::finish() {
   for (auto d : depth_) out_.stack_depth.push_back(static_cast<std::uint32_t>(d));
+  for (const auto& cs : callees_) {
+    std::vector<std::size_t> c(cs.begin(), cs.end());
+    std::sort(c.begin(), c.end());
+    c.erase(std::unique(c.begin(), c.end()), c.end());
+    out_.callees.push_back(std::move(c));
+  }
+  for (std::size_t pc = 0; pc < insns_.size(); ++pc)
+    if (access_[pc] > 0)
+      out_.facts.push_back(Fact{pc, FactKind::SafeAccess, insns_[pc].off, isa::access_size(insns_[pc].op)});
 }
 
 // ---------------------------------------------------------------- one instruction
@@ -309,16 +468,11 @@ long Engine::step(State& st, std::size_t idx) {
   reject(EINVAL, fmt::format("unknown insn class at {}", idx));
 }
 
-void Engine::do_lddw(State& st, std::size_t idx, const isa::Insn& in) {
-  (void)idx;
-  check_write(in.dst);
-  Reg& d = reg(st, in.dst);
-  if (in.op == Op::Lddw) {
-    mark_known(d, in.imm64());
-    return;
-  }
+// The map a pseudo lddw names, checked before any path is explored (the
+// kernel's resolve_pseudo_ldimm64).
+int Engine::resolve_lddw(const isa::Insn& in) {
   if (in.op == Op::LddwBtfId) reject(EINVAL, "kernel BTF is not available for BPF_PSEUDO_BTF_ID");
-  if (in.op == Op::LddwFunc) reject(EINVAL, "callbacks (BPF_PSEUDO_FUNC) are not supported yet");
+  if (in.op == Op::LddwFunc) return -1;
   const bool by_idx = in.op == Op::LddwMapIdx || in.op == Op::LddwMapIdxVal;
   int m = -1;
   for (std::size_t i = 0; i < cfg_.maps.size(); ++i) {
@@ -330,20 +484,39 @@ void Engine::do_lddw(State& st, std::size_t idx, const isa::Insn& in) {
     if (by_idx) reject(EINVAL, fmt::format("fd_idx {} out of range", in.imm));
     reject(EBADF, fmt::format("fd {} is not pointing to valid bpf_map", in.imm));
   }
+  if (in.op == Op::LddwMapFd || in.op == Op::LddwMapIdx) return m;
   const MapDesc& md = cfg_.maps[static_cast<std::size_t>(m)];
-  d = Reg{};
-  d.written = true;
-  d.map = m;
-  if (in.op == Op::LddwMapFd || in.op == Op::LddwMapIdx) {
-    d.type = RegType::ConstMapPtr;
-    return;
-  }
   const spec::MapType* mt = spec::map_type(md.type);
   if (mt == nullptr || !mt->value_null_key_const)
     reject(EINVAL, "no direct value access support for this map type");
   if (in.imm_hi < 0 || static_cast<std::uint32_t>(in.imm_hi) >= md.value_size)
     reject(EACCES, fmt::format("invalid access to map value pointer, value_size={} off={}", md.value_size,
                                static_cast<std::uint32_t>(in.imm_hi)));
+  return m;
+}
+
+void Engine::do_lddw(State& st, std::size_t idx, const isa::Insn& in) {
+  check_write(in.dst);
+  Reg& d = reg(st, in.dst);
+  if (in.op == Op::Lddw) {
+    mark_known(d, in.imm64());
+    return;
+  }
+  const int m = resolve_lddw(in);
+  d = Reg{};
+  d.written = true;
+  if (in.op == Op::LddwFunc) {
+    // callbacks need the program's BTF (func_info), as in the kernel
+    if (cfg_.funcs.empty()) reject(EINVAL, "missing btf func_info");
+    d.type = RegType::Func;
+    d.func = subprog_of_[static_cast<std::size_t>(static_cast<std::int64_t>(idx) + 1 + in.imm)];
+    return;
+  }
+  d.map = m;
+  if (in.op == Op::LddwMapFd || in.op == Op::LddwMapIdx) {
+    d.type = RegType::ConstMapPtr;
+    return;
+  }
   d.type = RegType::MapValue;
   d.off = in.imm_hi;
 }
@@ -351,8 +524,27 @@ void Engine::do_lddw(State& st, std::size_t idx, const isa::Insn& in) {
 long Engine::do_jump(State& st, std::size_t idx, const isa::Insn& in) {
   const auto target = static_cast<std::size_t>(isa::jump_target(in, idx));
   if (in.info().form == Form::MayGoto) {
-    push_branch(st, target, idx);
-    return static_cast<long>(idx + 1);
+    // As Linux 6.18: the path leaves the loop (jump taken); one more
+    // iteration (fall-through) is queued with a deeper may_goto count, its
+    // imprecise scalars widened against the loop's entry checkpoint.
+    State body = st;
+    ++body.may_goto_depth;
+    // the loop's previous entry: a checkpoint here still being explored from
+    // a shallower branch (the kernel's find_prev_entry)
+    const auto& list = explored_[idx];
+    for (auto it = list.rbegin(); it != list.rend(); ++it) {
+      const Node& entry = nodes_[*it];
+      if (entry.branches == 0 || entry.st.frames.size() != st.frames.size() || entry.st.dfs_depth >= st.dfs_depth)
+        continue;
+      bool same = true;
+      for (std::size_t f = 1; f < st.frames.size() && same; ++f)
+        same = entry.st.frames[f].callsite == st.frames[f].callsite;
+      if (!same) continue;
+      widen_imprecise(body, entry.st);
+      break;
+    }
+    push_branch(body, idx + 1, idx);
+    return static_cast<long>(target);
   }
   const bool is32 = isa::op_class(in.op) == isa::Class::Jmp32;
   const auto cond = static_cast<isa::sem::Cond>(isa::op_code(in.op));
@@ -452,6 +644,8 @@ long Engine::do_call_local(State& st, std::size_t idx, const isa::Insn& in) {
   if (st.frames.size() >= static_cast<std::size_t>(kMaxFrames))
     reject(E2BIG, fmt::format("the call stack of {} frames is too deep !", st.frames.size() + 1));
   const auto target = static_cast<std::size_t>(static_cast<std::int64_t>(idx) + 1 + in.imm);
+  const auto sub = static_cast<std::size_t>(subprog_of_[target]);
+  if (global_[sub] != nullptr) return call_global(st, idx, sub);
   Frame callee;
   callee.callsite = static_cast<int>(idx);
   callee.subprog = subprog_of_[target];
@@ -464,42 +658,91 @@ long Engine::do_call_local(State& st, std::size_t idx, const isa::Insn& in) {
   // caller's r1-r5 stay visible to the callee through its own copy
   for (unsigned r = 0; r <= 5; ++r) mark_not_init(st.cur().regs[r]);
   st.frames.push_back(std::move(callee));
-  if (cfg_.log_level >= 1) log(fmt::format("caller:\n {}\ncallee:\n {}\n", frame_str(st.frames[st.frames.size() - 2], cfg_, false),
-                                         frame_str(st.cur(), cfg_, false)));
+  if (cfg_.log_level >= 1)
+    log(fmt::format("\ncaller:\n {}\ncallee:\n {}", frame_str(st.frames[st.frames.size() - 2], cfg_, false),
+                    frame_str(st.cur(), cfg_, false)));
   return static_cast<long>(target);
+}
+
+// A call of a global function: the arguments are checked against its BTF
+// signature (the kernel's btf_check_subprog_call), the body is verified on
+// its own later, and the caller sees an unknown scalar.
+long Engine::call_global(State& st, std::size_t idx, std::size_t sub) {
+  const FuncSig& sig = *global_[sub];
+  auto invalid = [&](const std::string& why) {
+    reject(EINVAL, fmt::format("{}\nCaller passes invalid args into func#{} ('{}')", why, sub, sig.name));
+  };
+  for (std::size_t i = 0; i < sig.args.size() && i < 5; ++i) {
+    const auto regno = static_cast<unsigned>(i + 1);
+    const Reg r = reg(st, regno);
+    switch (sig.args[i].kind) {
+      case FuncArg::Kind::Scalar:
+        if (r.type != RegType::Scalar) invalid(fmt::format("R{} is not a scalar", regno));
+        break;
+      case FuncArg::Kind::Ctx:
+        if (r.type != RegType::Ctx) invalid(fmt::format("arg#{} expects pointer to ctx", i));
+        if (r.off != 0 || !r.var_off.equals_const(0))
+          invalid(fmt::format("dereference of modified ctx ptr R{} off={} disallowed", regno, r.off));
+        break;
+      case FuncArg::Kind::Mem:
+        if (r.type == RegType::Scalar && r.var_off.equals_const(0)) break;  // NULL is allowed
+        if (r.maybe_null && r.is_pointer()) break;  // the callee must check it anyway
+        try {
+          check_helper_mem(st, regno, sig.args[i].size, false, false, nullptr);
+        } catch (const Reject& e) {
+          invalid(e.message);
+        }
+        break;
+      case FuncArg::Kind::Unsupported:
+        invalid(fmt::format("arg#{} has an unsupported type '{}'", i, sig.args[i].type));
+    }
+  }
+  if (cfg_.log_level >= 1) log(fmt::format("\nFunc#{} ('{}') is global and assumed valid.", sub, sig.name));
+  called_[sub] = true;
+  callees_[static_cast<std::size_t>(subprog_of_[idx])].push_back(static_cast<int>(sub));
+  for (unsigned r = 1; r <= 5; ++r) mark_not_init(reg(st, r));
+  Reg& r0 = reg(st, 0);
+  mark_unknown(r0);
+  r0.written = true;
+  return static_cast<long>(idx + 1);
 }
 
 long Engine::do_exit(State& st, std::size_t idx) {
   (void)idx;
   const Reg& r0 = reg(st, 0);
-  if (r0.type == RegType::NotInit) reject(EACCES, "R0 !read_ok");
+  // Linux 6.18 hands an uninitialised r0 of a static subprogram back to the
+  // caller; the caller's use of it is what fails
+  if (st.frames.size() == 1 && !st.refs.empty())
+    reject(EINVAL, fmt::format("Unreleased reference id={} alloc_insn={}", st.refs[0].id, st.refs[0].insn));
+  if (r0.type == RegType::NotInit && st.frames.size() == 1) reject(EACCES, "R0 !read_ok");
   if (st.frames.size() > 1) {
     if (r0.type == RegType::Stack && r0.frameno == static_cast<int>(st.frames.size()) - 1)
       reject(EINVAL, "cannot return stack pointer to the caller");
+    if (st.cur().in_callback) return callback_exit(st);
+    live_update(st);  // the callee's stack marks reach its callers (the kernel's prepare_func_exit)
     Reg ret = r0;
     const int callsite = st.cur().callsite;
+    const std::string callee = cfg_.log_level >= 1 ? frame_str(st.cur(), cfg_, false) : std::string();
     st.frames.pop_back();
     st.cur().regs[0] = ret;
     st.cur().regs[0].written = true;
-    if (cfg_.log_level >= 1) log(fmt::format("returning from callee:\n to caller at {}:\n {}\n", callsite + 1,
-                                           frame_str(st.cur(), cfg_, false)));
+    if (cfg_.log_level >= 1)
+      log(fmt::format("\nreturning from callee:\n {}\nto caller at {}:\n {}", callee, callsite + 1,
+                      frame_str(st.cur(), cfg_, false)));
     return callsite + 1;
   }
-  if (!st.refs.empty()) reject(EINVAL, fmt::format("Unreleased reference id={} alloc_insn={}", st.refs[0], 0));
+  if (st.cur().subprog != 0) {
+    // a global function verified on its own returns a scalar to any caller
+    if (r0.type != RegType::Scalar)
+      reject(EINVAL, fmt::format("At subprogram exit the register R0 is not a scalar value ({})", reg_type_str(r0)));
+    return -1;
+  }
   if (!cfg_.privileged && r0.is_pointer()) reject(EACCES, "R0 leaks addr as return value");
   if (pt_->ret.checked) {
     if (r0.type == RegType::Scalar) mark_precise(st, 0);
     if (r0.type != RegType::Scalar)
       reject(EINVAL, fmt::format("At program exit the register R0 is not a known value ({})", reg_type_str(r0)));
-    if (r0.smin < pt_->ret.min || r0.smax > pt_->ret.max) {
-      std::string m = "At program exit the register R0 has";
-      bool unknown = true;
-      if (r0.smin > std::numeric_limits<s64>::min()) { m += fmt::format(" smin={}", r0.smin); unknown = false; }
-      if (r0.smax < std::numeric_limits<s64>::max()) { m += fmt::format(" smax={}", r0.smax); unknown = false; }
-      if (unknown) m += " unknown scalar value";
-      m += fmt::format(" should have been in [{}, {}]", pt_->ret.min, pt_->ret.max);
-      reject(EINVAL, m);
-    }
+    if (r0.smin < pt_->ret.min || r0.smax > pt_->ret.max) bad_return("At program exit", r0, pt_->ret.min, pt_->ret.max);
   }
   return -1;
 }

@@ -6,10 +6,12 @@
 // rejects it with the kernel's errno and a log whose lines read like the
 // kernel's (same message texts for the faults implemented).
 //
-// Milestone 1 scope (see docs/verifier.md): raw instruction programs, the
-// privileged profile (CAP_BPF + CAP_PERFMON, as root loads them) and the
-// main rules of the unprivileged one; no BTF, no kfuncs, no reference
-// tracking (ring buffer reservations), no callbacks.
+// Scope (see docs/verifier.md): raw instruction programs, the privileged
+// profile (CAP_BPF + CAP_PERFMON, as root loads them) and the main rules of
+// the unprivileged one; Linux 6.18 liveness and pruning, ring buffer
+// reference tracking, bpf_loop / for_each_map_elem callbacks, may_goto,
+// global functions from their BTF signature (Config::funcs). Not yet:
+// kfuncs, spin locks, timers, iterators, dynptrs, socket references.
 #pragma once
 
 #include <cstdint>
@@ -33,12 +35,40 @@ struct MapDesc {
   std::string name;        // for messages ("map=name" in register states)
 };
 
+// A function's signature from the program's BTF (func_info + FUNC_PROTO),
+// as the kernel's btf_prepare_func_args reduces it. Global functions (BTF
+// linkage global) are verified on their own against it; the caller only
+// checks its arguments and sees an unknown scalar return value.
+struct FuncArg {
+  enum class Kind : std::uint8_t {
+    Scalar,       // integer or enum: any scalar
+    Ctx,          // pointer to the program type's context structure
+    Mem,          // pointer to `size` bytes (NULL allowed: PTR_TO_MEM_OR_NULL)
+    Unsupported,  // anything else (void *, pointer to pointer, struct by value)
+  };
+  Kind kind = Kind::Scalar;
+  std::uint32_t size = 0;  // Mem: bytes the callee may access
+  std::string type;        // spelled type, for messages
+};
+struct FuncSig {
+  std::size_t insn = 0;  // first instruction of the function
+  std::string name;
+  bool global = false;   // BTF_FUNC_GLOBAL
+  std::vector<FuncArg> args;
+};
+
 struct Config {
   std::uint32_t prog_type = 1;        // enum bpf_prog_type (1 = socket filter)
   std::vector<MapDesc> maps;
+  std::vector<FuncSig> funcs;         // BTF signatures by subprogram start (empty: every function static)
   unsigned log_level = 0;             // 0, 1 (failing path + message), 2 (every state)
   bool privileged = true;             // CAP_BPF + CAP_PERFMON (root); false: unprivileged rules
   std::uint64_t insn_limit = 1'000'000;  // BPF_COMPLEXITY_LIMIT_INSNS
+  // bpf_get_smp_processor_id() returns [0, cpu_count - 1] (the kernel's
+  // nr_cpu_ids); 0: the machine's possible CPUs (maps::default_cpu_count(),
+  // the runtime's default number of CPU slots). A runtime using more slots
+  // than this must pass its count here.
+  std::uint32_t cpu_count = 0;
 };
 
 struct Stats {
@@ -53,7 +83,10 @@ struct Stats {
 enum class FactKind : std::uint8_t {
   CtxLoad,      // insn loads a context field: off/size are the context access
   CtxStore,     // insn stores into a context field
-  SafeAccess,   // every path proved this load/store in bounds
+  SafeAccess,   // every path that reached this load/store/atomic proved it in bounds
+                // (off/size: the instruction's offset and access size; not for
+                // LD_ABS/LD_IND, which check at run time, nor for instructions
+                // no path reached)
 };
 struct Fact {
   std::size_t insn = 0;
@@ -72,6 +105,7 @@ struct Verdict {
   std::vector<Fact> facts;
   std::vector<std::uint32_t> stack_depth;  // per subprogram, bytes
   std::vector<std::size_t> subprogs;       // start instruction of each subprogram
+  std::vector<std::vector<std::size_t>> callees;  // call graph: subprograms each subprogram calls
 };
 
 // Verifies decoded instructions (lddw as two slots, as isa::decode gives them).

@@ -206,18 +206,23 @@ TEST(CbpfPcap, CorpusAgreesWithPcapOfflineFilter) {
     backward += cbpf::has_backward_ja(prog);
     cbpf::CheckOptions copts;
     copts.allow_backward_ja = true;
+    // both engines: the JIT (default) and the interpreter
     auto filter = cbpf::Filter::create(prog, cbpf::Target::Socket, copts);
+    auto interp = cbpf::Filter::create(prog, cbpf::Target::Socket, copts, cbpf::Engine::Interpreter);
     ASSERT_TRUE(filter.ok()) << expr << ": " << filter.error().to_string();
+    ASSERT_TRUE(interp.ok()) << expr << ": " << interp.error().to_string();
     std::size_t mismatches = 0, kept = 0;
     std::string first;
     for (std::size_t i = 0; i < c.hdrs.size(); ++i) {
       const u_int want = pcap_offline_filter(&bp, &c.hdrs[i], c.data[i].data());
       const std::span<const std::uint8_t> pkt(c.data[i]);
-      const std::uint32_t got =
-          filter->run(pkt, cbpf::make_context(pkt, c.hdrs[i].len, cbpf::LinkLayer::Ethernet));
+      const cbpf::SkbContext ctx = cbpf::make_context(pkt, c.hdrs[i].len, cbpf::LinkLayer::Ethernet);
+      const std::uint32_t got = filter->run(pkt, ctx);
+      const std::uint32_t got_interp = interp->run(pkt, ctx);
       kept += want != 0;
-      if (got != want && mismatches++ == 0)
-        first = "packet " + std::to_string(i) + ": libpcap " + std::to_string(want) + ", userbpf " + std::to_string(got);
+      if ((got != want || got_interp != want) && mismatches++ == 0)
+        first = "packet " + std::to_string(i) + ": libpcap " + std::to_string(want) + ", userbpf jit " +
+                std::to_string(got) + ", interpreter " + std::to_string(got_interp);
     }
     pcap_freecode(&bp);
     EXPECT_EQ(mismatches, 0U) << "'" << expr << "': " << mismatches << " packets differ; first " << first;

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
 
+#include <cstring>
+#include <memory>
 #include <random>
 #include <set>
 
@@ -380,23 +382,36 @@ TEST(CbpfTranslate, StructureAndBlocks) {
   ASSERT_EQ(t->start.size(), p.size());
   for (std::size_t i = 1; i < t->start.size(); ++i) EXPECT_LT(t->start[i - 1], t->start[i]);
   EXPECT_TRUE(isa::check_structure(t->insns).ok()) << isa::check_structure(t->insns).error().to_string();
-  // the block of `ldh [12]` is one LD_ABS
-  EXPECT_EQ(t->insns[t->start[0]].op, isa::Op::LdAbsH);
-  EXPECT_EQ(t->insns[t->start[0]].imm, 12);
+  // the block of `ldh [12]` is a direct load: bounds check, load, byte swap
+  EXPECT_TRUE(t->packet_args);
+  ASSERT_EQ(t->start[1] - t->start[0], 3U);
+  EXPECT_EQ(t->insns[t->start[0]].op, isa::Op::JltImm);
+  EXPECT_EQ(t->insns[t->start[0]].imm, 14);
+  EXPECT_EQ(t->insns[t->start[0] + 1].op, isa::Op::LdxH);
+  EXPECT_EQ(t->insns[t->start[0] + 1].off, 12);
+  EXPECT_EQ(t->insns[t->start[0] + 2].op, isa::Op::Be16);
   // the jeq with jt falling through uses the inverse row
   EXPECT_EQ(t->insns[t->start[1]].op, isa::Op::Jne32Imm);
   const std::string text = assembly::disassemble(t->insns);
-  EXPECT_NE(text.find("skb[0xc]"), std::string::npos) << text;
+  EXPECT_NE(text.find("*(u16 *)(r9 + 0xc)"), std::string::npos) << text;
+  // offsets past a 16-bit field, and the network-header area (LD_IND, out of line)
+  auto far = translate(std::vector<Insn>{I(Op::LdWAbs, 40000), I(Op::RetA)});
+  ASSERT_TRUE(far.ok());
+  EXPECT_NE(assembly::disassemble(far->insns).find("r2 += 0x9c40"), std::string::npos)
+      << assembly::disassemble(far->insns);
+  auto net = translate(std::vector<Insn>{I(Op::LdBAbs, static_cast<std::uint32_t>(kSkfNetOff + 9)), I(Op::RetA)});
+  ASSERT_TRUE(net.ok());
+  EXPECT_FALSE(net->packet_args);
   // analysis: X is bounded after MSH, so LD IND has no sign guard; A is dead
   // after MSH (the IND overwrites it), so it is not saved; no ctx, no A/X zeroing
   auto u = translate(std::vector<Insn>{I(Op::LdxBMsh, 14), I(Op::LdHInd, 14), I(Op::RetA)});
   ASSERT_TRUE(u.ok());
   for (const auto& in : u->insns) {
     EXPECT_NE(in.op, isa::Op::Jgt32Imm) << assembly::disassemble(u->insns);
-    EXPECT_FALSE(in.op == isa::Op::Mov32Reg && in.dst == 8) << assembly::disassemble(u->insns);
-    EXPECT_NE(in.op, isa::Op::MovReg) << assembly::disassemble(u->insns);
+    EXPECT_NE(in.op, isa::Op::StxW) << assembly::disassemble(u->insns);  // A not saved
+    EXPECT_FALSE(in.op == isa::Op::MovReg && in.dst == 6) << assembly::disassemble(u->insns);  // no ctx
   }
-  EXPECT_EQ(u->start[0], 0U);
+  EXPECT_EQ(u->start[0], 2U);  // r9 = r2, r8 = r3
   // ... but with an unknown X the guard is there
   auto v = translate(std::vector<Insn>{I(Op::LdxMem, 0), I(Op::LdHInd, 14), I(Op::RetA)});
   EXPECT_FALSE(v.ok());  // M[0] never written
@@ -500,4 +515,199 @@ TEST(CbpfText, DecimalAndBinaryForms) {
   EXPECT_EQ(*back, *a);
   bytes.pop_back();
   EXPECT_FALSE(from_bytes(bytes).ok());
+}
+
+// bpf_asm's C comments (the kernel's seccomp examples use them), also across
+// lines; an unterminated one names its line and column.
+TEST(CbpfText, BpfAsmCComments) {
+  auto p = parse_bpf_asm(
+      "ld [4]                  /* offsetof(struct seccomp_data, arch) */\n"
+      "jne #0xc000003e, bad    /* AUDIT_ARCH_X86_64 */\n"
+      "/* two\n   lines */ ld [0]\n"
+      "ret #0x7fff0000 /* SECCOMP_RET_ALLOW */\n"
+      "bad: ret #0\n");
+  ASSERT_TRUE(p.ok()) << p.error().to_string();
+  ASSERT_EQ(p->size(), 5U);
+  EXPECT_EQ((*p)[0], I(Op::LdWAbs, 4));
+  EXPECT_EQ((*p)[2], I(Op::LdWAbs, 0));
+  EXPECT_EQ((*p)[4], I(Op::RetK, 0));
+  EXPECT_TRUE(check_seccomp(*p).ok());
+  auto bad = parse_bpf_asm("ret #0\n  ld [0] /* never closed\nret #1\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().line, 2U);
+  EXPECT_EQ(bad.error().column, 10U);
+  EXPECT_NE(bad.error().message.find("unterminated comment"), std::string::npos);
+}
+
+// ------------------------------------------- fuzz regressions (both engines)
+namespace {
+
+constexpr Engine kEngines[] = {Engine::Jit, Engine::Interpreter};
+
+std::uint32_t run_engine(const std::vector<Insn>& prog, Engine engine, const std::vector<std::uint8_t>& pkt,
+                         const SkbContext& ctx, const CheckOptions& opts = {}) {
+  auto f = Filter::create(prog, Target::Socket, opts, engine);
+  EXPECT_TRUE(f.ok()) << f.error().to_string() << "\n" << print_tcpdump(prog);
+  if (!f.ok()) return 0xdeadbeef;
+  return f->run(pkt, ctx);
+}
+
+// libpcap's bpf_filter on the same program and packet (caplen = wirelen).
+unsigned pcap_result(const std::vector<Insn>& prog, const std::vector<std::uint8_t>& pkt) {
+  std::vector<bpf_insn> bi;
+  for (const Insn& in : prog) bi.push_back(bpf_insn{in.code, in.jt, in.jf, in.k});
+  bpf_program bp{static_cast<u_int>(bi.size()), bi.data()};
+  pcap_pkthdr h{};
+  h.caplen = h.len = static_cast<bpf_u_int32>(pkt.size());
+  return pcap_offline_filter(&bp, &h, pkt.data());
+}
+
+}  // namespace
+
+// fuzz/regressions/filter/ldind_negative_net_off*: an LD IND whose X is not
+// known (tax) takes the out-of-line sign dispatch for a negative X + k; that
+// block reads ctx->net_off / ll_off, and the prologue did not copy the
+// context to r6 when nothing else read it (SEGV at 0x38 in the JIT).
+TEST(CbpfRegression, NegativeIndOffsetsOutOfLine) {
+  const auto pkt = counting_packet(60);
+  SkbContext ctx;  // len stays 0: nothing but the SKF bases is read from it
+  ctx.net_off = 14;
+  ctx.ll_off = 2;
+  const auto neg = [](std::int32_t v) { return static_cast<std::uint32_t>(v); };
+  struct Case {
+    std::uint32_t a;  // X = A (unknown to the translation), then ld [x + k]
+    Op op;
+    std::uint32_t k;
+    std::uint32_t want;
+  };
+  const Case cases[] = {
+      {neg(kSkfNetOff + 5), Op::LdBInd, 4, 14 + 9},                 // SKF_NET_OFF area, byte
+      {neg(kSkfNetOff), Op::LdHInd, 2, (16U << 8) | 17U},           // SKF_NET_OFF area, half
+      {neg(kSkfLlOff + 8), Op::LdWInd, 2, 0x0c0d0e0fU},             // SKF_LL_OFF area, word
+      {neg(-20), Op::LdBInd, 4, 0},                                 // plain negative: 0
+      {neg(-1), Op::LdWInd, 0, 0},                                  // plain negative: 0
+      {neg(kSkfLlOff - 1), Op::LdHInd, 0, 0},                       // below SKF_LL_OFF: 0
+      {neg(kSkfNetOff + 60), Op::LdBInd, 0, 0},                     // past the end in the net area: 0
+      {10, Op::LdHInd, 1, (11U << 8) | 12U},                        // fast path still fine
+  };
+  for (const Case& c : cases) {
+    const std::vector<Insn> prog = {I(Op::LdImm, c.a), I(Op::Tax), I(c.op, c.k), I(Op::JeqK, 0x12345678, 0, 1),
+                                    I(Op::RetK, 1), I(Op::RetA)};
+    for (const Engine e : kEngines) {
+      SCOPED_TRACE(std::string(engine_name(e)) + "\n" + print_tcpdump(prog));
+      EXPECT_EQ(run_engine(prog, e, pkt, ctx), c.want);
+    }
+    // libpcap has no SKF areas (0 there); elsewhere it must agree.
+    const auto sum = static_cast<std::int32_t>(c.a + c.k);
+    if (sum >= 0 || sum < kSkfLlOff || c.want == 0) {
+      EXPECT_EQ(pcap_result(prog, pkt), c.want) << print_tcpdump(prog);
+    }
+  }
+  // The translation of such a program copies the context (r6 = r1).
+  auto tr = translate(std::vector<Insn>{I(Op::LdImm, 0), I(Op::Tax), I(Op::LdBInd, 4), I(Op::RetA)});
+  ASSERT_TRUE(tr.ok());
+  bool reads_ctx = false;
+  for (const auto& in : tr->insns) reads_ctx = reads_ctx || (in.op == isa::Op::LdxW && in.src == 6);
+  EXPECT_TRUE(reads_ctx) << "the out-of-line block reads ctx->net_off";
+  ASSERT_FALSE(tr->insns.empty());
+  EXPECT_EQ(tr->insns[0], isa::make(isa::Op::MovReg, 6, 1));
+}
+
+// fuzz/regressions/cbpf/ldabs_out_of_packet and the general rule: a packet
+// load that does not fit in the captured bytes ends the run with 0, for
+// LD ABS and LD IND (X known small, and X unknown: the guarded fast path) of
+// every size, on both engines, as libpcap's bpf_filter does.
+TEST(CbpfRegression, OutOfPacketLoadsReturnZero) {
+  struct Load {
+    Op abs, ind;
+    std::uint32_t size;
+  };
+  const Load loads[] = {{Op::LdBAbs, Op::LdBInd, 1}, {Op::LdHAbs, Op::LdHInd, 2}, {Op::LdWAbs, Op::LdWInd, 4}};
+  std::size_t compared = 0;
+  for (const Load& l : loads) {
+    for (const std::uint32_t off : {0U, 3U, 19U, 40U}) {
+      const std::vector<std::vector<Insn>> progs = {
+          {I(l.abs, off), I(Op::JeqK, 0x7fffffff, 0, 1), I(Op::RetK, 1), I(Op::RetK, 0xff7fff)},
+          {I(Op::LdxImm, off / 2), I(l.ind, off - off / 2), I(Op::JeqK, 0x7fffffff, 0, 1), I(Op::RetK, 1),
+           I(Op::RetA)},
+          {I(Op::LdImm, off / 3), I(Op::Tax), I(Op::LdImm, 0), I(l.ind, off - off / 3), I(Op::JeqK, 0x7fffffff, 0, 1),
+           I(Op::RetK, 1), I(Op::RetA)},
+      };
+      for (std::size_t len = 0; len <= off + l.size + 1; ++len) {
+        auto pkt = counting_packet(len);
+        for (auto& b : pkt) ++b;  // no zero byte: a load that fits never gives 0
+        SkbContext ctx;
+        ctx.len = static_cast<std::uint32_t>(len);
+        const bool fits = len >= off + l.size;
+        for (std::size_t pi = 0; pi < progs.size(); ++pi) {
+          const unsigned want = pcap_result(progs[pi], pkt);
+          if (fits) {
+            EXPECT_NE(want, 0U);
+          } else {
+            EXPECT_EQ(want, 0U);
+          }
+          for (const Engine e : kEngines) {
+            SCOPED_TRACE(std::string(engine_name(e)) + " packet of " + std::to_string(len) + " bytes\n" +
+                         print_tcpdump(progs[pi]));
+            EXPECT_EQ(run_engine(progs[pi], e, pkt, ctx), want);
+            ++compared;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(compared, 300U);
+
+  // The fuzz input itself: "ldb [19]" on its 40-byte packet loads (0x13 ->
+  // ret #16744447); on a 19-byte packet the load fails (0).
+  const std::vector<Insn> fuzz_prog = {I(Op::LdImm, 0x13000800), I(Op::LdImm, 0), I(Op::LdBAbs, 19),
+                                       I(Op::JeqK, 0x25, 0, 0), I(Op::LdImm, 6), I(Op::RetK, 16744447)};
+  for (const std::size_t len : {40U, 20U, 19U, 0U}) {
+    const auto pkt = counting_packet(len);
+    SkbContext ctx;
+    ctx.len = static_cast<std::uint32_t>(len);
+    const unsigned want = pcap_result(fuzz_prog, pkt);
+    EXPECT_EQ(want, len >= 20 ? 16744447U : 0U);
+    for (const Engine e : kEngines) EXPECT_EQ(run_engine(fuzz_prog, e, pkt, ctx), want) << engine_name(e) << " " << len;
+  }
+}
+
+// The expressions of fuzz/regressions/filter: libpcap's code (optimized and
+// not) on the fuzz target's packet and on shorter ones, both engines against
+// pcap_offline_filter.
+TEST(CbpfRegression, NegativeOffsetExpressionsAgreeWithLibpcap) {
+  const char* const exprs[] = {"tcp[tcpflags * -tcp-syn] = 1",
+                               "tcp[tcpflags] = tcp[tcpflags * -tcp[tcpflags * --tcp-syn] * 2]",
+                               "tcp[tcpflags * -tcp-syn] = 0", "ip[-2] = 0 or tcp[tcpflags - 30:2] = 0"};
+  std::size_t compared = 0;
+  for (const char* expr : exprs) {
+    for (const int optimize : {0, 1}) {
+      std::unique_ptr<pcap_t, void (*)(pcap_t*)> dead(pcap_open_dead(DLT_EN10MB, 65535), pcap_close);
+      ASSERT_TRUE(dead);
+      bpf_program bp{};
+      ASSERT_EQ(pcap_compile(dead.get(), &bp, expr, optimize, PCAP_NETMASK_UNKNOWN), 0) << expr << ": " << pcap_geterr(dead.get());
+      std::vector<Insn> prog(bp.bf_len);
+      for (unsigned i = 0; i < bp.bf_len; ++i)
+        prog[i] = {bp.bf_insns[i].code, bp.bf_insns[i].jt, bp.bf_insns[i].jf, bp.bf_insns[i].k};
+      std::vector<std::uint8_t> pkt = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0x40, 0,
+                                       64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x1f, 0x90, 0x00, 0x50};
+      pkt.insert(pkt.end(), expr, expr + std::strlen(expr));
+      CheckOptions co;
+      co.allow_backward_ja = true;
+      for (std::size_t len = pkt.size(); len + 12 > pkt.size() && len > 30; len -= 3) {
+        const std::vector<std::uint8_t> p(pkt.begin(), pkt.begin() + static_cast<std::ptrdiff_t>(len));
+        pcap_pkthdr h{};
+        h.caplen = h.len = static_cast<bpf_u_int32>(p.size());
+        const unsigned want = pcap_offline_filter(&bp, &h, p.data());
+        const SkbContext ctx = make_context(p, h.len, LinkLayer::Ethernet);
+        for (const Engine e : kEngines) {
+          EXPECT_EQ(run_engine(prog, e, p, ctx, co), want) << expr << " (" << engine_name(e) << ", " << len << " bytes)\n"
+                                                          << print_tcpdump(prog);
+          ++compared;
+        }
+      }
+      pcap_freecode(&bp);
+    }
+  }
+  EXPECT_GT(compared, 30U);
 }

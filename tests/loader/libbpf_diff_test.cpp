@@ -27,6 +27,7 @@ void compare(const char* name, const char* core_target = nullptr) {
   struct bpf_object* lb = bpf_object__open_file(path.c_str(), nullptr);
   ASSERT_NE(lb, nullptr) << "libbpf could not open " << path << ": " << std::strerror(errno);
   OpenOptions o;
+  o.externs.resolve = false;  // libbpf's open resolves no externs either
   if (core_target) o.target_btf_path = loader_test::prog_path(core_target);  // libbpf does no CO-RE at open
   auto ours = Object::open(path, o);
   ASSERT_TRUE(ours.ok()) << ours.error().to_string();

@@ -10,7 +10,15 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 
+#include <sys/utsname.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <regex>
+#include <set>
+#include <thread>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -212,10 +220,9 @@ TEST_F(ObjCli, ErrorsAreClear) {
   userbpf::test::write_file(bad, "this is not a pcap file at all");
   r = cli({"prog", "run", kObj, "--pcap", bad});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("bad.pcap: cannot read pcap"), std::string::npos) << r.err;
-  r = cli({"prog", "run", kObj, "--pcap", pcap_path(), "--jit"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("interpreter only"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bad.pcap: cannot read capture"), std::string::npos) << r.err;
+  r = cli({"prog", "run", kObj, "--pcap", pcap_path(), "--jit", "--interpret"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;  // usage error: the two engines exclude each other
   r = cli({"map", "dump", "/sys/fs/bpf/nothing-here"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("nothing-here"), std::string::npos) << r.err;
@@ -304,3 +311,178 @@ TEST_F(ObjCli, KernelDifferential) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- engines, BTF, records, kconfig
+
+namespace {
+const std::string kEvents = std::string(OBJCLI_PROGS_DIR) + "/events.bpf.o";
+
+std::uint32_t uname_version() {
+  struct utsname u {};
+  uname(&u);
+  unsigned a = 0, b = 0, c = 0;
+  std::sscanf(u.release, "%u.%u.%u", &a, &b, &c);
+  return (a << 16) + (b << 8) + std::min(c, 255u);
+}
+}  // namespace
+
+TEST_F(ObjCli, JitIsTheDefaultEngineAndAgreesWithTheInterpreter) {
+  const auto jit = cli({"prog", "run", kObj, "--pcap", pcap_path(), "--json"});
+  const auto interp = cli({"prog", "run", kObj, "--pcap", pcap_path(), "--json", "--interpret"});
+  ASSERT_EQ(jit.exit_code, 0) << jit.err;
+  ASSERT_EQ(interp.exit_code, 0) << interp.err;
+  auto a = nlohmann::json::parse(jit.out), b = nlohmann::json::parse(interp.out);
+  EXPECT_EQ(a["engine"], "jit");
+  EXPECT_EQ(b["engine"], "interpreter");
+  ASSERT_EQ(a["packets"].size(), b["packets"].size());
+  for (std::size_t i = 0; i < a["packets"].size(); ++i) {
+    EXPECT_EQ(a["packets"][i]["retval"], b["packets"][i]["retval"]) << i;
+    EXPECT_EQ(a["packets"][i]["modified"], b["packets"][i]["modified"]) << i;
+    EXPECT_EQ(a["packets"][i]["trace"], b["packets"][i]["trace"]) << i;
+  }
+  // Same maps and contents (hash maps may list entries in another order).
+  auto contents = [](const nlohmann::json& maps) {
+    std::map<std::string, std::map<std::string, std::string>> out;
+    for (const auto& m : maps)
+      for (const auto& e : m["entries"]) out[m["name"]][e["key"].dump()] = e["value"].dump();
+    return out;
+  };
+  EXPECT_EQ(contents(a["maps"]), contents(b["maps"]));
+  EXPECT_EQ(a["maps"].size(), b["maps"].size());
+}
+
+TEST_F(ObjCli, DumpJitedAndXlatedWithMapIds) {
+  auto r = cli({"prog", "load", kObj, "--pin", "/sys/fs/bpf/xj"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = cli({"prog", "dump", "xlated", "/sys/fs/bpf/xj/xdp_count"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::regex map_ref(R"(\(18\) r\d+ = map\[id:(\d+)\])");
+  std::set<std::uint32_t> ids;
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), map_ref); it != std::sregex_iterator(); ++it)
+    ids.insert(static_cast<std::uint32_t>(std::stoul((*it)[1])));
+  ASSERT_FALSE(ids.empty()) << r.out;
+  auto ml = cli({"map", "list", "--json"});
+  ASSERT_EQ(ml.exit_code, 0) << ml.err;
+  std::set<std::uint32_t> listed;
+  for (const auto& m : nlohmann::json::parse(ml.out)) listed.insert(m["id"].get<std::uint32_t>());
+  for (std::uint32_t id : ids) EXPECT_TRUE(listed.count(id)) << "map[id:" << id << "] not in map list: " << ml.out;
+  EXPECT_NE(r.out.find("   0: ("), std::string::npos) << r.out;  // bpftool's "pc: (code) insn"
+  EXPECT_NE(r.out.find("(85) call bpf_map_lookup_elem#1"), std::string::npos) << r.out;
+
+  const auto j = cli({"prog", "dump", "jited", "/sys/fs/bpf/xj/xdp_count", "--json"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const auto jj = nlohmann::json::parse(j.out);
+  EXPECT_EQ(jj["name"], "xdp_count");
+  EXPECT_GT(jj["code_size"].get<std::size_t>(), 0u);
+  ASSERT_FALSE(jj["blocks"].empty());
+  EXPECT_EQ(jj["blocks"][0]["pc"], 0);
+  EXPECT_FALSE(jj["blocks"][0]["asm"].empty());
+  // Each block is headed by the same text as `dump xlated` prints for that pc.
+  const auto xl = cli({"prog", "dump", "xlated", "/sys/fs/bpf/xj/xdp_count", "--json"});
+  ASSERT_EQ(xl.exit_code, 0) << xl.err;
+  std::map<std::size_t, std::string> text;
+  const auto xj = nlohmann::json::parse(xl.out);
+  for (const auto& in : xj["insns"])
+    text[in["pc"].get<std::size_t>()] = in["disasm"].get<std::string>();
+  std::size_t checked = 0;
+  for (const auto& b : jj["blocks"]) {
+    if (b["pc"].is_null()) continue;
+    EXPECT_EQ(b["bpf"], text[b["pc"].get<std::size_t>()]) << b.dump();
+    ++checked;
+  }
+  EXPECT_GT(checked, 10u);
+  const auto t = cli({"prog", "dump", "jited", kObj});
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("bytes of x86-64 code"), std::string::npos) << t.out;
+}
+
+TEST_F(ObjCli, BtfFormattedMapsRecordsAndKconfig) {
+  const auto frames = parse_pcap(userbpf::test::read_file_bytes(pcap_path()));
+  const auto r = cli({"prog", "run", kEvents, "--pcap", pcap_path(), "--follow", "--type", "struct event", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["packets"].size(), frames.size());
+  std::uint64_t bytes = 0;
+  bool any_long = false;
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    const auto& p = j["packets"][i];
+    ASSERT_EQ(p["records"].size(), 2u) << p.dump();  // one ring buffer record, one perf record
+    std::set<std::string> from;
+    for (const auto& rec : p["records"]) {
+      from.insert(rec["map"]);
+      const auto& f = rec["formatted"];
+      EXPECT_EQ(f["seq"], i + 1) << rec.dump();
+      EXPECT_EQ(f["len"], frames[i].size());
+      EXPECT_EQ(f["kind"], frames[i].size() > 60 ? "K_LONG" : "K_SHORT");
+      EXPECT_EQ(f["kver"], uname_version());
+      EXPECT_EQ(f["tag"], "ev");
+    }
+    EXPECT_EQ(from, (std::set<std::string>{"events", "pevents"}));
+    bytes += frames[i].size();
+    any_long = any_long || frames[i].size() > 60;
+  }
+  bool saw = false;
+  for (const auto& m : j["maps"]) {
+    if (m["name"] != "stats") continue;
+    saw = true;
+    ASSERT_EQ(m["entries"].size(), 1u);
+    const auto& f = m["entries"][0]["formatted"];
+    EXPECT_EQ(f["key"], 0);
+    EXPECT_EQ(f["value"]["name"], "pkts");
+    EXPECT_EQ(f["value"]["packets"], frames.size());
+    EXPECT_EQ(f["value"]["bytes"], bytes);
+    EXPECT_EQ(f["value"]["seen_long"], any_long);
+  }
+  EXPECT_TRUE(saw) << r.out;
+  // A kernel config the user names: LINUX_KERNEL_VERSION is not from it, the
+  // object has no CONFIG_ externs, so any readable file will do; a missing one is an error.
+  auto bad = cli({"prog", "run", kEvents, "--pcap", pcap_path(), "--kconfig", dir_ + "/no-such-config"});
+  EXPECT_EQ(bad.exit_code, 0) << bad.err;  // no CONFIG_ externs: the file is not needed
+}
+
+TEST_F(ObjCli, PinnedMapKeepsItsBtfAndWatchSeesRecordsFromAnotherProcess) {
+  auto r = cli({"prog", "load", kEvents, "--pin", "/sys/fs/bpf/ev"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The ring buffer is pinned by name (<pin dir>/events); watch it from one
+  // process while another runs the program against the same pinned map.
+  const std::string out_file = dir_ + "/watch.out";
+  const std::string cmd = userbpf_bin() + " map watch /sys/fs/bpf/events --type 'struct event' --count 3 --timeout 30 --json > " +
+                          out_file + " 2>&1";
+  std::thread watcher([&] { (void)std::system(cmd.c_str()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  const auto frames = parse_pcap(userbpf::test::read_file_bytes(pcap_path()));
+  const std::string data = dir_ + "/pkt.bin";
+  userbpf::test::write_file(data, std::string(frames[0].begin(), frames[0].end()));
+  auto run = cli({"prog", "run", kEvents, "--data", data, "--repeat", "3", "--no-maps"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  watcher.join();
+  const std::string got = userbpf::test::read_file_bytes(out_file);
+  std::vector<nlohmann::json> recs;
+  std::size_t pos = 0;
+  while (pos < got.size()) {
+    const auto nl = got.find('\n', pos);
+    const std::string line = got.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? got.size() : nl + 1;
+    if (!line.empty()) recs.push_back(nlohmann::json::parse(line));
+  }
+  ASSERT_EQ(recs.size(), 3u) << got;
+  for (std::size_t i = 0; i < recs.size(); ++i) {
+    EXPECT_EQ(recs[i]["map"], "events");
+    EXPECT_EQ(recs[i]["formatted"]["len"], frames[0].size()) << recs[i].dump();
+    EXPECT_EQ(recs[i]["formatted"]["seq"], i + 1) << recs[i].dump();
+  }
+  // map dump of the pinned struct-valued map decodes it by the stored BTF.
+  r = cli({"map", "dump", "/sys/fs/bpf/ev/stats", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto d = nlohmann::json::parse(r.out);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0]["formatted"]["value"]["packets"], 0);
+  EXPECT_EQ(d[0]["formatted"]["value"]["name"], "");  // all NULs: an empty string, as bpftool
+  r = cli({"map", "dump", "/sys/fs/bpf/ev/stats"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"seen_long\":false"), std::string::npos) << r.out;
+  // Watching a map that is not a ring buffer fails clearly.
+  r = cli({"map", "watch", "/sys/fs/bpf/ev/stats", "--timeout", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not a ring buffer"), std::string::npos) << r.err;
+}

@@ -30,6 +30,7 @@
 
 #include "loader/loader.hpp"
 #include "oracle/oracle.hpp"
+#include "verifier/object_config.hpp"
 #include "verifier/verifier.hpp"
 
 namespace {
@@ -114,18 +115,8 @@ Ours run_ours(const std::string& object, const std::string& program, unsigned lo
   }
   r.opened = true;
   r.insns = p->insns.size();
-  verifier::Config cfg;
-  cfg.prog_type = p->prog_type;
+  verifier::Config cfg = verifier::config_for(*obj, *p, p->prog_type);
   cfg.log_level = log_level;
-  for (const auto& m : obj->maps()) {
-    verifier::MapDesc d;
-    d.type = m.type;
-    d.key_size = m.key_size;
-    d.value_size = m.value_size;
-    d.max_entries = m.max_entries;
-    d.name = m.name;
-    cfg.maps.push_back(d);
-  }
   double best = 1e18, spent = 0;
   for (int i = 0; i < repeat && spent < 200'000; ++i) {  // at most ~0.2 s of repeats
     const auto t0 = std::chrono::steady_clock::now();

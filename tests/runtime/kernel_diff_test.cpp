@@ -114,7 +114,7 @@ class KernelDiff : public ::testing::Test {
   void SetUp() override {
     const auto& av = oracle::available();
     if (!av.ok) GTEST_SKIP() << "kernel BPF unavailable: " << av.reason;
-    runtime::Options o;
+    runtime::Options o = userbpf::testing::rt_options();
     o.pin_dir = dir_.path();
     rt_ = std::make_unique<runtime::Runtime>(o);
     kernel_.bpf = [](int cmd, bpf_attr& a) { return userbpf::testing::sys_bpf(cmd, &a, sizeof a); };

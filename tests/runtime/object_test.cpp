@@ -36,7 +36,7 @@ TEST(RuntimeObject, CountsPerProtocolWithTailCall) {
   auto obj = loader::Object::open(std::string(USERBPF_RT_PROGS) + "/count.bpf.o", oo);
   ASSERT_TRUE(obj.ok()) << obj.error().to_string();
   TempDir d;
-  runtime::Options o;
+  runtime::Options o = userbpf::testing::rt_options();
   o.pin_dir = d.path();
   runtime::Runtime rt(o);
   auto loaded = rt.load_object(*obj);

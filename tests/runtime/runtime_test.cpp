@@ -34,10 +34,11 @@ std::uint64_t ptr(T* p) {
 struct Fixture {
   TempDir dir;
   std::unique_ptr<RT> rt;
-  explicit Fixture(std::uint32_t ncpus = 0) {
-    Options o;
+  explicit Fixture(std::uint32_t ncpus = 0, bool verify = true) {
+    Options o = userbpf::testing::rt_options();
     o.pin_dir = dir.path();
     o.ncpus = ncpus;
+    o.verify = verify;
     rt = std::make_unique<RT>(o);
   }
   int call(int cmd, bpf_attr& a) { return rt->bpf(cmd, &a, sizeof a); }
@@ -390,9 +391,16 @@ TEST(Runtime, MapValueRelocationAndFdArray) {
 }
 
 TEST(Runtime, CheckedRunsStopWildAccesses) {
-  Fixture f;
   Asm a;
   a.lddw(Op::Lddw, 1, 0x1000, 0).op(Op::LdxDW, 0, 1, 0).op(Op::Exit);  // read address 0x1000
+  {
+    Fixture v;  // the verifier refuses it
+    std::string log;
+    EXPECT_EQ(v.load(BPF_PROG_TYPE_XDP, a.raw(), &log), -1);
+    EXPECT_EQ(errno, EACCES);
+    EXPECT_NE(log.find("invalid mem access 'scalar'"), std::string::npos) << log;
+  }
+  Fixture f(0, /*verify=*/false);  // unverified: the checked run stops it
   const int p = f.load(BPF_PROG_TYPE_XDP, a.raw());
   ASSERT_GE(p, 0);
   auto r = f.test_run(p, packet());
@@ -509,11 +517,7 @@ TEST(Runtime, TailCalls) {
   const int cnt = f.map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1);
   Asm self;
   self.op(Op::MovReg, 6, 1)
-      .op(Op::StW, 10, 0, -4, 0)
-      .lddw(Op::LddwMapFd, 1, cnt)
-      .op(Op::MovReg, 2, 10)
-      .op(Op::AddImm, 2, 0, 0, -4)
-      .call(BPF_FUNC_map_lookup_elem)
+      .lookup_key0(cnt)
       .jmp(Op::JeqImm, 0, 0, "out")
       .op(Op::MovImm, 1, 0, 0, 1)
       .op(Op::AtomicAddDW, 0, 1, 0)
@@ -551,7 +555,7 @@ class Capture final : public helpers::TraceSink {
 TEST(Runtime, TracePrintkAndMiscHelpers) {
   TempDir d;
   Capture sink;
-  Options o;
+  Options o = userbpf::testing::rt_options();
   o.pin_dir = d.path();
   o.trace = &sink;
   o.ncpus = 2;
@@ -784,7 +788,7 @@ TEST(Runtime, PinnedProgramAndMapAcrossProcesses) {
     kids[c] = ::fork();
     ASSERT_GE(kids[c], 0);
     if (kids[c] == 0) {
-      Options o;
+      Options o = userbpf::testing::rt_options();
       o.pin_dir = f.dir.path();
       RT other(o);
       auto h = other.get_pinned("prog");
@@ -808,7 +812,7 @@ TEST(Runtime, PinnedProgramAndMapAcrossProcesses) {
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
   }
   // the pinned map seen by path in a fresh runtime: all 3 * kRuns counted
-  Options o;
+  Options o = userbpf::testing::rt_options();
   o.pin_dir = f.dir.path();
   RT fresh(o);
   auto hm = fresh.get_pinned("counts");
@@ -858,6 +862,7 @@ TEST(Runtime, PublicApi) {
   TempDir d;
   RuntimeOptions o;
   o.pin_dir = d.path();
+  o.jit = userbpf::testing::test_engine() == runtime::Engine::Jit;
   userbpf::Runtime rt(o);
   auto counts = rt.create_map(BPF_MAP_TYPE_HASH, 4, 8, 16, "counts");
   ASSERT_TRUE(counts.ok());

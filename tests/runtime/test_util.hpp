@@ -15,8 +15,25 @@
 #include <vector>
 
 #include "isa/isa.hpp"
+#include "runtime/runtime.hpp"
 
 namespace userbpf::testing {
+
+// The engine the runtime tests run in: runtime_test uses the JIT (the
+// default), runtime_interp_test (same sources, USERBPF_RT_INTERP) the
+// interpreter, so every test runs through both.
+inline runtime::Engine test_engine() {
+#ifdef USERBPF_RT_INTERP
+  return runtime::Engine::Interpreter;
+#else
+  return runtime::Engine::Jit;
+#endif
+}
+inline runtime::Options rt_options() {
+  runtime::Options o;
+  o.engine = test_engine();
+  return o;
+}
 
 // A fresh directory under /tmp, removed with everything in it at the end.
 class TempDir {
@@ -59,6 +76,11 @@ class Asm {
     return *this;
   }
   Asm& call(std::int32_t helper) { return op(isa::Op::Call, 0, 0, 0, helper); }
+  // r0 = bpf_map_lookup_elem(map, &key) with a u32 key 0 at fp-4 (r1-r5 clobbered).
+  Asm& lookup_key0(std::int32_t map_fd) {
+    op(isa::Op::StW, 10, 0, -4, 0).lddw(isa::Op::LddwMapFd, 1, map_fd);
+    return op(isa::Op::MovReg, 2, 10).op(isa::Op::AddImm, 2, 0, 0, -4).call(BPF_FUNC_map_lookup_elem);
+  }
   Asm& label(const std::string& name) {
     labels_[name] = v_.size();
     return *this;

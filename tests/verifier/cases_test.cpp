@@ -15,18 +15,25 @@
 //   expect: accept | reject EACCES|EINVAL|E2BIG|EBADF
 //   error: substring of the error lines (ours and the kernel's)
 //   kernel-error: substring expected in the kernel's log instead of `error`
+//   btf: yes                        (optional) pass BTF func_info (one static
+//                                   `int f(void)` per subprogram), as callbacks need
+//   processed: kernel               (optional) the processed-instruction and
+//                                   total_states counts must equal the kernel's
 //   ---
 //   assembly (kernel syntax), until the next "===" or the end of the file
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <linux/btf.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -51,8 +58,118 @@ struct Case {
   std::string err_name;
   std::string error;
   std::string kernel_error;
+  bool same_counts = false;
+  bool btf = false;
   std::string code;
 };
+
+// Subprogram starts: 0 and every target of a local call or callback lddw.
+std::vector<std::size_t> subprog_starts(const std::vector<isa::Insn>& p) {
+  std::vector<std::size_t> s{0};
+  for (std::size_t pc = 0; pc < p.size(); ++pc)
+    if (p[pc].op == isa::Op::CallLocal || p[pc].op == isa::Op::LddwFunc)
+      s.push_back(static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + p[pc].imm));
+  std::sort(s.begin(), s.end());
+  s.erase(std::unique(s.begin(), s.end()), s.end());
+  return s;
+}
+
+// A minimal BTF: [1] int, [2] int (void), [3..] static FUNC "fN" of type 2.
+std::vector<std::uint8_t> minimal_btf(std::size_t nfuncs) {
+  std::vector<std::uint32_t> types;
+  std::string strs(1, '\0');
+  const auto int_name = static_cast<std::uint32_t>(strs.size());
+  strs += "int";
+  strs += '\0';
+  types.insert(types.end(), {int_name, BTF_KIND_INT << 24, 4, 32});  // INT: encoding 0, offset 0, 32 bits
+  types.insert(types.end(), {0, BTF_KIND_FUNC_PROTO << 24, 1});      // int (void)
+  for (std::size_t i = 0; i < nfuncs; ++i) {
+    const auto name = static_cast<std::uint32_t>(strs.size());
+    strs += fmt::format("f{}", i);
+    strs += '\0';
+    types.insert(types.end(), {name, (BTF_KIND_FUNC << 24) | BTF_FUNC_STATIC, 2});
+  }
+  btf_header h{};
+  h.magic = BTF_MAGIC;
+  h.version = BTF_VERSION;
+  h.hdr_len = sizeof(btf_header);
+  h.type_off = 0;
+  h.type_len = static_cast<std::uint32_t>(types.size() * 4);
+  h.str_off = h.type_len;
+  h.str_len = static_cast<std::uint32_t>(strs.size());
+  std::vector<std::uint8_t> out(sizeof(h) + h.type_len + h.str_len);
+  std::memcpy(out.data(), &h, sizeof(h));
+  std::memcpy(out.data() + sizeof(h), types.data(), h.type_len);
+  std::memcpy(out.data() + sizeof(h) + h.type_len, strs.data(), strs.size());
+  return out;
+}
+
+// BPF_PROG_LOAD with BTF func_info (the oracle's load has no BTF).
+oracle::LoadResult load_with_btf(std::span<const isa::RawInsn> raw, std::uint32_t type, std::uint32_t log_level,
+                                 const std::vector<std::size_t>& starts) {
+  oracle::LoadResult r;
+  const auto btf = minimal_btf(starts.size());
+  std::vector<char> blog(1 << 16);
+  union bpf_attr ba;
+  std::memset(&ba, 0, sizeof(ba));
+  ba.btf = reinterpret_cast<std::uint64_t>(btf.data());
+  ba.btf_size = static_cast<std::uint32_t>(btf.size());
+  ba.btf_log_buf = reinterpret_cast<std::uint64_t>(blog.data());
+  ba.btf_log_size = static_cast<std::uint32_t>(blog.size());
+  ba.btf_log_level = 1;
+  const int btf_fd = static_cast<int>(syscall(__NR_bpf, BPF_BTF_LOAD, &ba, sizeof(ba)));
+  if (btf_fd < 0) {
+    r.err = errno;
+    r.log = std::string("BTF_LOAD failed: ") + blog.data();
+    return r;
+  }
+  std::vector<bpf_func_info> fi;
+  for (std::size_t i = 0; i < starts.size(); ++i)
+    fi.push_back(bpf_func_info{static_cast<std::uint32_t>(starts[i]), static_cast<std::uint32_t>(3 + i)});
+  std::vector<char> log(1 << 22);
+  static const char license[] = "GPL";
+  union bpf_attr a;
+  std::memset(&a, 0, sizeof(a));
+  a.prog_type = type;
+  a.insns = reinterpret_cast<std::uint64_t>(raw.data());
+  a.insn_cnt = static_cast<std::uint32_t>(raw.size());
+  a.license = reinterpret_cast<std::uint64_t>(license);
+  a.log_buf = reinterpret_cast<std::uint64_t>(log.data());
+  a.log_size = static_cast<std::uint32_t>(log.size());
+  a.log_level = log_level;
+  a.prog_btf_fd = static_cast<std::uint32_t>(btf_fd);
+  a.func_info = reinterpret_cast<std::uint64_t>(fi.data());
+  a.func_info_cnt = static_cast<std::uint32_t>(fi.size());
+  a.func_info_rec_size = sizeof(bpf_func_info);
+  const int fd = static_cast<int>(syscall(__NR_bpf, BPF_PROG_LOAD, &a, sizeof(a)));
+  r.err = fd < 0 ? errno : 0;
+  r.log = log.data();
+  if (fd >= 0) r.prog = oracle::Fd(fd);
+  close(btf_fd);
+  return r;
+}
+
+// Processed-instruction / state counts next to the kernel's, over every case
+// the kernel ran (printed at the end; VERIFIER_CASES_STATS=1 lists the differences).
+struct CountStats {
+  std::size_t compared = 0, same_processed = 0, same_states = 0;
+  std::vector<std::string> diffs;
+};
+CountStats& count_stats() {
+  static CountStats s;
+  return s;
+}
+
+std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_counts(const std::string& log) {
+  const auto p = log.rfind("processed ");
+  if (p == std::string::npos) return std::nullopt;
+  unsigned long long insns = 0, states = 0;
+  const auto t = log.find("total_states ", p);
+  if (std::sscanf(log.c_str() + p, "processed %llu insns", &insns) != 1 || t == std::string::npos ||
+      std::sscanf(log.c_str() + t, "total_states %llu", &states) != 1)
+    return std::nullopt;
+  return std::make_pair(static_cast<std::uint64_t>(insns), static_cast<std::uint64_t>(states));
+}
 
 int errno_of(const std::string& n) {
   if (n == "EACCES") return EACCES;
@@ -112,6 +229,8 @@ std::vector<Case> load_cases() {
       else if (key == "unpriv") cur->unpriv = val == "yes";
       else if (key == "error") cur->error = val;
       else if (key == "kernel-error") cur->kernel_error = val;
+      else if (key == "processed") cur->same_counts = val == "kernel";
+      else if (key == "btf") cur->btf = val == "yes";
       else if (key == "expect") {
         std::istringstream ss(val);
         std::string v, e;
@@ -189,6 +308,10 @@ TEST_P(VerifierCase, MatchesExpectationAndKernel) {
   cfg.maps = c.maps;
   cfg.log_level = 1;
   cfg.privileged = !c.unpriv;
+  const auto starts = subprog_starts(*prog);
+  if (c.btf)
+    for (std::size_t i = 0; i < starts.size(); ++i)
+      cfg.funcs.push_back(verifier::FuncSig{starts[i], fmt::format("f{}", i), false, {}});
   const verifier::Verdict v = verifier::verify(*prog, cfg);
   EXPECT_EQ(v.accepted, c.accept) << "userbpf log:\n" << v.log;
   EXPECT_EQ(v.err, want_err) << "userbpf log:\n" << v.log;
@@ -211,14 +334,37 @@ TEST_P(VerifierCase, MatchesExpectationAndKernel) {
         static_cast<std::size_t>(in.imm) < fds.size())
       in.imm = fds[static_cast<std::size_t>(in.imm)];
   const auto raw = isa::encode(kprog);
-  auto lr = oracle::load(raw, pt->id, 1);
+  const char* verbose = std::getenv("VERIFIER_CASES_VERBOSE");
+  const bool level2 = verbose != nullptr && std::string(verbose) == "2";
+  auto lr = c.btf ? load_with_btf(raw, pt->id, level2 ? 2 : 1, starts) : oracle::load(raw, pt->id, level2 ? 2 : 1);
   for (int fd : fds) close(fd);
   const bool k_accept = static_cast<bool>(lr.prog);
-  if (std::getenv("VERIFIER_CASES_VERBOSE") != nullptr)
+  if (level2) {
+    verifier::Config cfg2 = cfg;
+    cfg2.log_level = 2;
+    std::printf("---- userbpf level 2:\n%s", verifier::verify(*prog, cfg2).log.c_str());
+  }
+  if (verbose != nullptr)
     std::printf("---- userbpf (%s, err %d):\n%s---- kernel (%s, err %d):\n%s", v.accepted ? "accept" : "reject", v.err,
                 v.log.c_str(), k_accept ? "accept" : "reject", lr.err, lr.log.c_str());
   EXPECT_EQ(k_accept, c.accept) << "kernel disagrees with the expected verdict; kernel log:\n" << lr.log;
   EXPECT_EQ(k_accept ? 0 : lr.err, want_err) << "kernel errno differs; kernel log:\n" << lr.log;
+  const auto ours = parse_counts(v.log);
+  const auto theirs = parse_counts(lr.log);
+  if (ours && theirs) {
+    CountStats& cs = count_stats();
+    ++cs.compared;
+    if (ours->first == theirs->first) ++cs.same_processed;
+    if (ours->second == theirs->second) ++cs.same_states;
+    if (*ours != *theirs)
+      cs.diffs.push_back(fmt::format("{}: userbpf {} insns {} states, kernel {} insns {} states", c.name, ours->first,
+                                     ours->second, theirs->first, theirs->second));
+  }
+  if (c.same_counts) {
+    ASSERT_TRUE(ours && theirs) << "no processed line; kernel log:\n" << lr.log;
+    EXPECT_EQ(ours->first, theirs->first) << "processed insns differ from the kernel's";
+    EXPECT_EQ(ours->second, theirs->second) << "total_states differ from the kernel's";
+  }
   const std::string& kmsg = c.kernel_error.empty() ? c.error : c.kernel_error;
   if (!kmsg.empty()) {
     EXPECT_NE(lr.log.find(kmsg), std::string::npos) << "kernel log:\n" << lr.log;
@@ -240,6 +386,19 @@ std::string param_name(const ::testing::TestParamInfo<std::size_t>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VerifierCase, ::testing::ValuesIn(indexes()), param_name);
+
+class CountReport : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    const CountStats& cs = count_stats();
+    if (cs.compared == 0) return;
+    std::printf("verifier cases: processed insns equal to the kernel's on %zu/%zu cases, total_states on %zu/%zu\n",
+                cs.same_processed, cs.compared, cs.same_states, cs.compared);
+    if (std::getenv("VERIFIER_CASES_STATS") != nullptr)
+      for (const auto& d : cs.diffs) std::printf("  %s\n", d.c_str());
+  }
+};
+[[maybe_unused]] ::testing::Environment* const count_report = ::testing::AddGlobalTestEnvironment(new CountReport);
 
 TEST(VerifierCases, EnoughCases) { EXPECT_GE(all_cases().size(), 150u); }
 

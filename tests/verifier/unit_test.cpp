@@ -79,9 +79,65 @@ TEST(Verifier, ReportsCtxFacts) {
   const std::vector<isa::Insn> p = {isa::make(Op::LdxW, 0, 1, 0, 0), isa::make(Op::Exit)};
   const auto v = verifier::verify(p, verifier::Config{});
   ASSERT_TRUE(v.accepted) << v.log;
-  ASSERT_EQ(v.facts.size(), 1u);
-  EXPECT_EQ(v.facts[0].kind, verifier::FactKind::CtxLoad);
-  EXPECT_EQ(v.facts[0].insn, 0u);
+  std::size_t ctx = 0;
+  for (const auto& f : v.facts) {
+    if (f.kind != verifier::FactKind::CtxLoad) continue;
+    ++ctx;
+    EXPECT_EQ(f.insn, 0u);
+  }
+  EXPECT_EQ(ctx, 1u);
+}
+
+namespace {
+std::vector<std::size_t> safe_insns(const verifier::Verdict& v) {
+  std::vector<std::size_t> out;
+  for (const auto& f : v.facts)
+    if (f.kind == verifier::FactKind::SafeAccess) out.push_back(f.insn);
+  return out;
+}
+}  // namespace
+
+// SafeAccess: every load/store/atomic reached and checked on all paths; not
+// the ones on a branch no path takes, nor LD_ABS (checked at run time).
+TEST(Verifier, ReportsSafeAccessFacts) {
+  const std::vector<isa::Insn> p = {
+      isa::make(Op::MovImm, 0, 0, 0, 7),        // 0: r0 = 7
+      isa::make(Op::StxDW, 10, 0, -8, 0),       // 1: *(u64 *)(r10 - 8) = r0
+      isa::make(Op::LdxDW, 2, 10, -8, 0),       // 2: r2 = *(u64 *)(r10 - 8)
+      isa::make(Op::JeqImm, 0, 0, 1, 7),        // 3: if r0 == 7 goto +1 (always)
+      isa::make(Op::LdxDW, 3, 10, -16, 0),      // 4: never reached
+      isa::make(Op::MovReg, 6, 1, 0, 0),        // 5: r6 = r1
+      isa::make(Op::LdAbsB, 0, 0, 0, 0),        // 6: r0 = LD_ABS byte 0
+      isa::make(Op::MovImm, 0, 0, 0, 0),        // 7
+      isa::make(Op::Exit),                      // 8
+  };
+  const auto v = verifier::verify(p, verifier::Config{});
+  ASSERT_TRUE(v.accepted) << v.log;
+  EXPECT_EQ(safe_insns(v), (std::vector<std::size_t>{1, 2}));
+  const auto bad = verifier::verify(std::vector<isa::Insn>{isa::make(Op::LdxDW, 0, 10, 0, 0), isa::make(Op::Exit)},
+                                    verifier::Config{});
+  ASSERT_FALSE(bad.accepted);
+  EXPECT_TRUE(bad.facts.empty());
+}
+
+TEST(Verifier, ReportsCallGraphAndStackDepth) {
+  const std::vector<isa::Insn> p = {
+      isa::make(Op::StxDW, 10, 1, -8, 0),        // 0: main uses 8 bytes
+      isa::make(Op::CallLocal, 0, 1, 0, 2),      // 1: call 4
+      isa::make(Op::MovImm, 0, 0, 0, 0),         // 2
+      isa::make(Op::Exit),                       // 3
+      isa::make(Op::MovImm, 1, 0, 0, 1),         // 4: sub uses 24 bytes
+      isa::make(Op::StxDW, 10, 1, -24, 0),       // 5
+      isa::make(Op::MovImm, 0, 0, 0, 0),         // 6
+      isa::make(Op::Exit),                       // 7
+  };
+  const auto v = verifier::verify(p, verifier::Config{});
+  ASSERT_TRUE(v.accepted) << v.log;
+  EXPECT_EQ(v.subprogs, (std::vector<std::size_t>{0, 4}));
+  EXPECT_EQ(v.stack_depth, (std::vector<std::uint32_t>{8, 24}));
+  ASSERT_EQ(v.callees.size(), 2u);
+  EXPECT_EQ(v.callees[0], (std::vector<std::size_t>{1}));
+  EXPECT_TRUE(v.callees[1].empty());
 }
 
 // Robustness: random programs built from the opcode table (operand fields
@@ -167,4 +223,76 @@ TEST(Verifier, RandomProgramsAreHandled) {
   }
   EXPECT_GT(accepted, 100) << "rejected " << rejected;
   EXPECT_GT(rejected, 100) << "accepted " << accepted;
+}
+
+// Global functions (BTF linkage global): the caller checks the arguments
+// against the signature and sees an unknown scalar; the body is verified on
+// its own from the signature, only when some verified code calls it.
+namespace {
+verifier::Config with_global(std::size_t insn, std::vector<verifier::FuncArg::Kind> args) {
+  verifier::Config cfg;
+  cfg.log_level = 1;
+  verifier::FuncSig f;
+  f.insn = insn;
+  f.name = "f";
+  f.global = true;
+  for (auto k : args) {
+    verifier::FuncArg a;
+    a.kind = k;
+    a.size = 8;
+    f.args.push_back(a);
+  }
+  cfg.funcs.push_back(f);
+  return cfg;
+}
+}  // namespace
+
+TEST(Verifier, GlobalFunctionArgumentsChecked) {
+  using K = verifier::FuncArg::Kind;
+  const std::vector<isa::Insn> p = {
+      isa::make(Op::MovReg, 1, 10, 0, 0),    // 0: r1 = r10 (a pointer where a scalar is expected)
+      isa::make(Op::CallLocal, 0, 1, 0, 2),  // 1: call f
+      isa::make(Op::MovImm, 0, 0, 0, 0),     // 2
+      isa::make(Op::Exit),                   // 3
+      isa::make(Op::MovReg, 0, 1, 0, 0),     // 4: f: return its argument
+      isa::make(Op::Exit),                   // 5
+  };
+  const auto v = verifier::verify(p, with_global(4, {K::Scalar}));
+  ASSERT_FALSE(v.accepted);
+  EXPECT_EQ(v.err, EINVAL);
+  EXPECT_NE(v.log.find("R1 is not a scalar\nCaller passes invalid args into func#1 ('f')"), std::string::npos) << v.log;
+  // as a static function the same program is fine
+  verifier::Config st = with_global(4, {K::Scalar});
+  st.funcs[0].global = false;
+  EXPECT_TRUE(verifier::verify(p, st).accepted);
+}
+
+TEST(Verifier, GlobalFunctionVerifiedOnItsOwn) {
+  using K = verifier::FuncArg::Kind;
+  const std::vector<isa::Insn> p = {
+      isa::make(Op::MovImm, 1, 0, 0, 3),     // 0
+      isa::make(Op::CallLocal, 0, 1, 0, 2),  // 1: call f(3): r0 = unknown scalar
+      isa::make(Op::MovImm, 0, 0, 0, 0),     // 2
+      isa::make(Op::Exit),                   // 3
+      isa::make(Op::MovReg, 0, 10, 0, 0),    // 4: f returns a stack pointer
+      isa::make(Op::Exit),                   // 5
+  };
+  const auto v = verifier::verify(p, with_global(4, {K::Scalar}));
+  ASSERT_FALSE(v.accepted);
+  EXPECT_NE(v.log.find("Func#1 ('f') is global and assumed valid."), std::string::npos) << v.log;
+  EXPECT_NE(v.log.find("Validating f() func#1..."), std::string::npos) << v.log;
+  EXPECT_NE(v.message.find("At subprogram exit the register R0 is not a scalar value (fp)"), std::string::npos)
+      << v.message;
+  // a nullable memory argument must be checked before the body reads it
+  const std::vector<isa::Insn> q = {
+      isa::make(Op::MovImm, 1, 0, 0, 0),     // 0: f(NULL)
+      isa::make(Op::CallLocal, 0, 1, 0, 2),  // 1
+      isa::make(Op::MovImm, 0, 0, 0, 0),     // 2
+      isa::make(Op::Exit),                   // 3
+      isa::make(Op::LdxDW, 0, 1, 0, 0),      // 4: r0 = *(u64 *)(r1 + 0) without a null check
+      isa::make(Op::Exit),                   // 5
+  };
+  const auto w = verifier::verify(q, with_global(4, {K::Mem}));
+  ASSERT_FALSE(w.accepted);
+  EXPECT_EQ(w.message, "R1 invalid mem access 'mem_or_null'");
 }

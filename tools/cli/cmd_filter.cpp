@@ -8,12 +8,14 @@
 // -d prints the classic program as `tcpdump -d` does, --ebpf the translated
 // eBPF (kernel syntax). --program FILE takes a classic program (any text
 // form of src/cbpf, or binary struct sock_filter) instead of EXPR.
-#include <pcap/pcap.h>
-
+// Packets come from src/hooks (open_file: pcap and pcapng) and go out
+// through hooks::PcapWriter; the filter runs in the JIT (--interpret: the
+// interpreter).
 #include <fmt/format.h>
 
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,8 @@
 #include "cbpf/exec.hpp"
 #include "cli/registry.hpp"
 #include "common/tool_io.hpp"
+#include "hooks/classic.hpp"
+#include "hooks/packet_io.hpp"
 
 namespace userbpf::cli {
 namespace {
@@ -32,11 +36,12 @@ struct FilterOptions {
   std::string in;
   std::string out;
   std::string linktype;
-  int snaplen = 262144;
+  std::uint32_t snaplen = 262144;
   bool count = false;
   bool dump = false;
   bool ebpf = false;
   bool no_optimize = false;
+  bool interpret = false;
 };
 
 int fail(std::string_view what) {
@@ -44,68 +49,44 @@ int fail(std::string_view what) {
   return tools::kExitError;
 }
 
-cbpf::LinkLayer link_layer(int dlt) {
-  if (dlt == DLT_EN10MB) return cbpf::LinkLayer::Ethernet;
-  if (dlt == DLT_RAW) return cbpf::LinkLayer::RawIp;
-#ifdef DLT_IPV4
-  if (dlt == DLT_IPV4 || dlt == DLT_IPV6) return cbpf::LinkLayer::RawIp;
-#endif
-  return cbpf::LinkLayer::Other;
+// The classic program: --program FILE (any text form, or binary struct
+// sock_filter) or EXPR compiled by libpcap for `linktype`.
+Result<std::vector<cbpf::Insn>> load_classic(const std::string& program, const std::string& expr, int linktype,
+                                             std::uint32_t snaplen, bool optimize) {
+  if (program.empty()) return hooks::compile_expression(expr, {linktype, snaplen, optimize});
+  auto data = tools::read_input(program);
+  if (!data.ok()) return data.error();
+  auto parsed = tools::looks_like_text(*data)
+                    ? cbpf::parse_text(std::string_view(reinterpret_cast<const char*>(data->data()), data->size()))
+                    : cbpf::from_bytes(*data);
+  return parsed;
 }
 
-struct PcapCloser {
-  void operator()(pcap_t* p) const { pcap_close(p); }
-};
-struct DumperCloser {
-  void operator()(pcap_dumper_t* d) const { pcap_dump_close(d); }
-};
-
 int run_filter(const FilterOptions& o) {
-  char errbuf[PCAP_ERRBUF_SIZE] = {};
-  std::unique_ptr<pcap_t, PcapCloser> in;
+  std::unique_ptr<hooks::PacketSource> in;
   if (!o.in.empty()) {
-    in.reset(pcap_open_offline(o.in.c_str(), errbuf));
-    if (!in) return fail(fmt::format("{}: {}", o.in, errbuf));
+    auto src = hooks::open_file(o.in);
+    if (!src.ok()) return fail(src.error().message);
+    in = std::move(*src);
   }
-  int dlt = in ? pcap_datalink(in.get()) : DLT_EN10MB;
+  int dlt = in ? in->linktype() : hooks::kLinkEthernet;
   if (!o.linktype.empty()) {
-    dlt = pcap_datalink_name_to_val(o.linktype.c_str());
-    if (dlt < 0) {
-      char* end = nullptr;
-      const long v = std::strtol(o.linktype.c_str(), &end, 0);
-      if (end == nullptr || *end != '\0' || v < 0) return fail(fmt::format("unknown link type '{}'", o.linktype));
-      dlt = static_cast<int>(v);
-    }
+    auto v = hooks::linktype_from_name(o.linktype);
+    if (!v.ok()) return fail(v.error().message);
+    dlt = *v;
   }
 
-  // ---- the classic program
-  std::vector<cbpf::Insn> prog;
-  if (!o.program.empty()) {
-    auto data = tools::read_input(o.program);
-    if (!data.ok()) return tools::report_error(data.error(), "userbpf filter");
-    auto parsed = tools::looks_like_text(*data)
-                      ? cbpf::parse_text(std::string_view(reinterpret_cast<const char*>(data->data()), data->size()))
-                      : cbpf::from_bytes(*data);
-    if (!parsed.ok()) return tools::report_error(parsed.error(), tools::display_name(o.program));
-    prog = std::move(*parsed);
-  } else {
-    std::unique_ptr<pcap_t, PcapCloser> dead(pcap_open_dead(dlt, o.snaplen));
-    if (!dead) return fail("pcap_open_dead failed");
-    bpf_program bp{};
-    if (pcap_compile(dead.get(), &bp, o.expr.c_str(), o.no_optimize ? 0 : 1, PCAP_NETMASK_UNKNOWN) != 0)
-      return fail(fmt::format("cannot compile '{}' for link type {}: {}", o.expr,
-                              pcap_datalink_val_to_name(dlt) ? pcap_datalink_val_to_name(dlt) : "?",
-                              pcap_geterr(dead.get())));
-    for (u_int i = 0; i < bp.bf_len; ++i)
-      prog.push_back(cbpf::Insn{bp.bf_insns[i].code, bp.bf_insns[i].jt, bp.bf_insns[i].jf, bp.bf_insns[i].k});
-    pcap_freecode(&bp);
-  }
-  if (o.dump) std::cout << cbpf::print_tcpdump(prog);
+  auto prog = load_classic(o.program, o.expr, dlt, o.snaplen, !o.no_optimize);
+  if (!prog.ok())
+    return o.program.empty() ? fail(prog.error().message)
+                             : tools::report_error(prog.error(), tools::display_name(o.program));
+  if (o.dump) std::cout << cbpf::print_tcpdump(*prog);
 
   // libpcap mode: protochain code jumps backwards (pcap_offline_filter runs it; the kernel would not)
   cbpf::CheckOptions copts;
   copts.allow_backward_ja = true;
-  auto filter = cbpf::Filter::create(prog, cbpf::Target::Socket, copts);
+  auto filter = cbpf::Filter::create(*prog, cbpf::Target::Socket, copts,
+                                     o.interpret ? cbpf::Engine::Interpreter : cbpf::Engine::Jit);
   if (!filter.ok()) return tools::report_error(filter.error(), "classic program");
   if (o.ebpf) {
     assembly::DisasmOptions dopts;
@@ -117,28 +98,28 @@ int run_filter(const FilterOptions& o) {
     return tools::kExitOk;
   }
 
-  std::unique_ptr<pcap_dumper_t, DumperCloser> dumper;
+  std::optional<hooks::PcapWriter> out;
   if (!o.out.empty()) {
-    dumper.reset(pcap_dump_open(in.get(), o.out.c_str()));
-    if (!dumper) return fail(fmt::format("{}: {}", o.out, pcap_geterr(in.get())));
+    auto w = hooks::PcapWriter::open(o.out, in->linktype(), in->snaplen());
+    if (!w.ok()) return fail(w.error().message);
+    out.emplace(std::move(*w));
   }
-  const cbpf::LinkLayer link = link_layer(pcap_datalink(in.get()));
+  const cbpf::LinkLayer link = hooks::link_layer(in->linktype());
+  const bool poff = filter->reads_payload_offset();
   std::uint64_t total = 0, kept = 0;
-  pcap_pkthdr* hdr = nullptr;
-  const u_char* data = nullptr;
-  int rc = 0;
-  while ((rc = pcap_next_ex(in.get(), &hdr, &data)) == 1) {
+  hooks::Packet pkt;
+  for (;;) {
+    auto n = in->next(pkt, -1);
+    if (!n.ok()) return fail(n.error().message);
+    if (*n != hooks::Next::Packet) break;
     ++total;
-    const std::span<const std::uint8_t> pkt(data, hdr->caplen);
-    const cbpf::SkbContext ctx = cbpf::make_context(pkt, hdr->len, link);
-    if (filter->run(pkt, ctx) == 0) continue;
+    if (filter->run(pkt.data, hooks::skb_context(pkt, link, poff)) == 0) continue;
     ++kept;
-    if (dumper) pcap_dump(reinterpret_cast<u_char*>(dumper.get()), hdr, data);
+    if (out) out->write(pkt);
   }
-  if (rc == -1) return fail(fmt::format("{}: {}", o.in, pcap_geterr(in.get())));
   if (o.count)
     std::cout << kept << "\n";
-  else if (!dumper)
+  else if (!out)
     std::cout << fmt::format("{} of {} packets matched\n", kept, total);
   return tools::kExitOk;
 }
@@ -166,6 +147,7 @@ void register_filter_commands(Registry& r) {
       ->option_text("NAME");
   cmd.add_option("--snaplen", o->snaplen, "Snapshot length for compiling (default 262144)")->option_text("N");
   cmd.add_flag("-O,--no-optimize", o->no_optimize, "Do not run libpcap's optimizer");
+  cmd.add_flag("--interpret", o->interpret, "Run in the interpreter instead of the JIT");
   cmd.footer(
       "Examples:\n"
       "  userbpf filter 'tcp port 80' -r in.pcap -w http.pcap\n"

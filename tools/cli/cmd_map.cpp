@@ -6,14 +6,19 @@
 //   userbpf map lookup ID|PINPATH key BYTES...
 //   userbpf map update ID|PINPATH key BYTES... value BYTES... [any|noexist|exist]
 //   userbpf map delete ID|PINPATH key BYTES...
+//   userbpf map watch ID|PINPATH [--type NAME] [--count N] [--timeout SEC]
+//                                            ring buffer / perf buffer records as they arrive
 //
 // Maps live in the process; a map pinned by an earlier invocation (`prog
 // load --pin`) is a hard link to its shared memory, so these commands read
 // and change the same map as every other process using it. BYTES follow
 // bpftool: "0x01 0x00 0x00 0x00", "hex 01 00 00 00", plain hex "01000000" or
-// decimal bytes. Errors carry the kernel's errno name.
+// decimal bytes. Errors carry the kernel's errno name. Maps loaded from an
+// object with BTF (`prog load --pin`) have their keys and values decoded by
+// those types as well (bpftool's "formatted" JSON; obj::load_map_btf).
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -21,6 +26,7 @@
 #include <vector>
 
 #include "cli/objcommon.hpp"
+#include "cli/objwatch.hpp"
 #include "cli/registry.hpp"
 #include "common/tool_io.hpp"
 
@@ -34,6 +40,9 @@ struct MapOptions {
   std::string map;
   std::vector<std::string> args;
   bool json = false;
+  std::string type;           // watch: BTF type of the records
+  std::uint64_t count = 0;    // watch: stop after N records (0: never)
+  double timeout = -1;        // watch: stop after SEC seconds (< 0: never)
 };
 
 std::string errno_text(int err) { return fmt::format("{} ({})", std::strerror(err), err); }
@@ -73,12 +82,14 @@ int map_dump(const MapOptions& o) {
   Session s;
   auto h = obj::resolve(s, o.map, ObjKind::Map);
   if (!h.ok()) return obj::fail(o.json, h.error().message);
-  const maps::Map& m = *s.rt->get_map(*h)->map;
+  auto mo = s.rt->get_map(*h);
+  const maps::Map& m = *mo->map;
   const auto entries = obj::map_entries(m);
+  const auto btf = obj::load_map_btf(*s.rt, *mo);  // stored by `prog load --pin`
   if (o.json)
-    std::cout << obj::map_entries_json(m, entries).dump() << '\n';
+    std::cout << obj::map_entries_json(m, entries, btf ? &*btf : nullptr).dump() << '\n';
   else
-    std::cout << obj::map_entries_text(m, entries);
+    std::cout << obj::map_entries_text(m, entries, btf ? &*btf : nullptr);
   return tools::kExitOk;
 }
 
@@ -151,10 +162,11 @@ int map_elem(const MapOptions& o, Op op) {
         return obj::fail(o.json, fmt::format("map {}: lookup: {}", o.map, what));
       }
       const std::vector<obj::MapEntry> one = {{kv->key, value}};
+      const auto btf = obj::load_map_btf(*s.rt, *mo);
       if (o.json) {
-        std::cout << obj::map_entries_json(m, one)[0].dump() << '\n';
+        std::cout << obj::map_entries_json(m, one, btf ? &*btf : nullptr)[0].dump() << '\n';
       } else {
-        std::string text = obj::map_entries_text(m, one);
+        std::string text = obj::map_entries_text(m, one, btf ? &*btf : nullptr);
         text.erase(text.rfind("Found"));
         std::cout << text;
       }
@@ -167,6 +179,46 @@ int map_elem(const MapOptions& o, Op op) {
     return obj::fail(o.json, fmt::format("map {}: {}: {}", o.map, op == Op::Update ? "update" : "delete",
                                          rc == ENOENT ? "key not found (ENOENT)" : errno_text(rc)));
   if (o.json) std::cout << "null\n";
+  return tools::kExitOk;
+}
+
+// `map watch`: records of a ring buffer / perf event array as they arrive,
+// one line (or one JSON object per line) each, flushed at once.
+int map_watch(const MapOptions& o) {
+  Session s;
+  auto h = obj::resolve(s, o.map, ObjKind::Map);
+  if (!h.ok()) return obj::fail(o.json, h.error().message);
+  auto mo = s.rt->get_map(*h);
+  const auto btf = obj::load_map_btf(*s.rt, *mo);
+  std::uint32_t type_id = 0;
+  if (!o.type.empty()) {
+    if (!btf) return obj::fail(o.json, fmt::format("map {}: --type {}: no BTF is known for this map (load its object "
+                                                   "with `prog load --pin` to keep it)", o.map, o.type));
+    auto id = obj::find_btf_type(*btf, o.type);
+    if (!id.ok()) return obj::fail(o.json, fmt::format("map {}: --type: {}", o.map, id.error().message));
+    type_id = *id;
+  }
+  obj::RecordWatcher w;
+  if (auto st = w.add(mo->map->name(), *mo->map, btf, type_id); !st.ok())
+    return obj::fail(o.json, st.error().message);
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  std::uint64_t seen = 0;
+  for (;;) {
+    int wait = -1;
+    if (o.timeout >= 0) {
+      const double left = o.timeout - std::chrono::duration<double>(clock::now() - start).count();
+      if (left <= 0) break;
+      wait = static_cast<int>(left * 1000) + 1;
+    }
+    w.poll(wait);
+    for (const obj::Record& r : w.take()) {
+      std::cout << (o.json ? obj::record_json(r).dump() : obj::record_text(r)) << std::endl;
+      if (r.lost == 0) ++seen;
+      if (o.count != 0 && seen >= o.count) return tools::kExitOk;
+    }
+  }
+  if (!o.json) std::cerr << fmt::format("userbpf: map watch: {} record{} in {} s\n", seen, seen == 1 ? "" : "s", o.timeout);
   return tools::kExitOk;
 }
 
@@ -201,6 +253,13 @@ void register_map_commands(Registry& r) {
   del.add_option("MAP", o->map, "map id or pin path")->required();
   del.add_option("ARGS", o->args, "key BYTES...")->required();
   json_flag(del);
+  CLI::App& watch = r.add(g, "watch", "Print ring buffer / perf event array records as they arrive",
+                          [o] { return map_watch(*o); });
+  watch.add_option("MAP", o->map, "map id or pin path (a ringbuf or perf_event_array map)")->required();
+  watch.add_option("--type", o->type, "decode records as this BTF type of the map's object (e.g. 'struct event')");
+  watch.add_option("--count", o->count, "stop after N records");
+  watch.add_option("--timeout", o->timeout, "stop after SEC seconds");
+  json_flag(watch);
 }
 
 }  // namespace userbpf::cli

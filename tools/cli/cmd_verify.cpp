@@ -1,9 +1,10 @@
 // Command group "verify": `userbpf verify OBJ` opens a clang-built BPF object
 // with the loader (as libbpf's bpf_object__open would), builds the verifier's
-// map table from the object's maps (map index N -> type/key/value/entries;
-// the loader rewrites map lddw's to isa::kPseudoMapIdx / kPseudoMapIdxValue
-// with imm = N, so MapDesc::fd stays -1) and runs userbpf's verifier on every
-// program (or the ones selected by --section / --program).
+// Config with verifier::config_for (map table: map index N -> type/key/value/
+// entries, as the loader rewrites map lddw's to map_idx N; BTF signatures of
+// the functions, so that global functions are verified on their own) and
+// runs userbpf's verifier on every program (or the ones selected by
+// --section / --program).
 //
 // Output per program: the verdict, the kernel-style log at --log-level, and
 // for a rejection the source location of the failing instruction from the
@@ -29,6 +30,7 @@
 #include "cli/registry.hpp"
 #include "common/tool_io.hpp"
 #include "loader/loader.hpp"
+#include "verifier/object_config.hpp"
 #include "verifier/verifier.hpp"
 
 namespace userbpf::cli {
@@ -128,6 +130,17 @@ std::string hint_for(std::string_view msg) {
            "write to a read-only field): use the uapi structure's fields with their natural size";
   if (contains(msg, "BPF program is too large") || contains(msg, "infinite loop"))
     return "the loop is not provably bounded: give it a constant trip count the verifier can see";
+  if (contains(msg, "Unreleased reference"))
+    return "a bpf_ringbuf_reserve() record is neither submitted nor discarded on some path: call "
+           "bpf_ringbuf_submit() or bpf_ringbuf_discard() on every path after a successful reserve";
+  if (contains(msg, "expected=ringbuf_mem"))
+    return "bpf_ringbuf_submit/discard take the pointer a successful bpf_ringbuf_reserve() returned, once: "
+           "check it for NULL first and do not use it after submitting or discarding";
+  if (contains(msg, "Caller passes invalid args"))
+    return "the arguments do not match the global function's BTF signature (global functions are verified on "
+           "their own): pass values of the declared types, or make the function static";
+  if (contains(msg, "At callback return"))
+    return "a bpf_loop / bpf_for_each_map_elem callback must return 0 (continue) or 1 (stop)";
   if (contains(msg, "should have been in"))
     return "the return value is outside the range this program type allows";
   if (contains(msg, "combined stack size"))
@@ -144,14 +157,12 @@ struct ProgramResult {
   std::string hint;
 };
 
-ProgramResult verify_program(const loader::Program& p, std::uint32_t type, const std::vector<verifier::MapDesc>& maps,
+ProgramResult verify_program(const loader::Object& obj, const loader::Program& p, std::uint32_t type,
                              const VerifyOptions& o) {
   ProgramResult r;
   r.prog = &p;
   r.type = type;
-  verifier::Config cfg;
-  cfg.prog_type = type;
-  cfg.maps = maps;
+  verifier::Config cfg = verifier::config_for(obj, p, type);
   cfg.log_level = o.log_level;
   cfg.privileged = !o.unprivileged;
   const auto t0 = std::chrono::steady_clock::now();
@@ -235,17 +246,6 @@ int run_verify(const VerifyOptions& o, bool log_level_given) {
   auto obj = loader::Object::open(o.object);
   if (!obj.ok()) return tools::report_error(obj.error(), src);
 
-  std::vector<verifier::MapDesc> maps;
-  for (const auto& m : obj->maps()) {
-    verifier::MapDesc d;
-    d.type = m.type;
-    d.key_size = m.key_size;
-    d.value_size = m.value_size;
-    d.max_entries = m.max_entries;
-    d.name = m.name;
-    maps.push_back(std::move(d));
-  }
-
   std::vector<const loader::Program*> selected;
   for (const auto& p : obj->programs()) {
     if (!o.section.empty() && p.section != o.section) continue;
@@ -280,7 +280,7 @@ int run_verify(const VerifyOptions& o, bool log_level_given) {
       }
       continue;
     }
-    const ProgramResult r = verify_program(*p, type, maps, o);
+    const ProgramResult r = verify_program(*obj, *p, type, o);
     if (!r.verdict.accepted) all_ok = false;
     if (o.json) {
       print_json(r, log_level_given);

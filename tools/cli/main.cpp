@@ -18,9 +18,11 @@ constexpr GroupFn kGroups[] = {
     userbpf::cli::register_verify_commands,
     userbpf::cli::register_filter_commands,
     userbpf::cli::register_seccomp_commands,
+    userbpf::cli::register_capture_commands,
     userbpf::cli::register_prog_commands,
     userbpf::cli::register_map_commands,
     userbpf::cli::register_btf_commands,
+    userbpf::cli::register_feature_commands,
 };
 
 }  // namespace

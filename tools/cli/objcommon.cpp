@@ -4,13 +4,18 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cctype>
 #include <filesystem>
 #include <iostream>
+#include <fstream>
+#include <sys/stat.h>
 #include <system_error>
 
 #include "base/hex.hpp"
 #include "common/tool_io.hpp"
+#include "loader/btf_format.hpp"
+#include "maps/shm.hpp"
 #include "loader/loader.hpp"
 
 namespace userbpf::cli::obj {
@@ -36,9 +41,10 @@ std::vector<std::string> TraceCollector::take() {
   return out;
 }
 
-Session::Session() {
+Session::Session(runtime::Engine engine) {
   runtime::Options o;
   o.trace = &trace;
+  o.engine = engine;
   rt = std::make_unique<runtime::Runtime>(o);
 }
 
@@ -204,46 +210,123 @@ std::optional<std::uint64_t> as_int(std::span<const std::uint8_t> b) {
   for (std::size_t i = b.size(); i-- > 0;) v = (v << 8) | b[i];
   return v;
 }
+
+// Per-CPU values: each CPU's slot is the value size rounded up to 8 bytes.
+std::size_t percpu_stride(const maps::Map& m) { return (static_cast<std::size_t>(m.value_size()) + 7) / 8 * 8; }
+
+std::span<const std::uint8_t> cpu_value(const maps::Map& m, const MapEntry& e, std::uint32_t cpu) {
+  return std::span<const std::uint8_t>(e.value).subspan(cpu * percpu_stride(m), m.value_size());
+}
 }  // namespace
 
-std::string map_entries_text(const maps::Map& m, const std::vector<MapEntry>& entries) {
+nlohmann::json format_bytes(std::span<const std::uint8_t> b, const MapBtf* btf, std::uint32_t type_id) {
+  if (btf != nullptr && btf->btf && type_id != 0) {
+    auto j = loader::format_btf_value(btf->btf.get(), type_id, b);
+    if (j.ok()) return *j;
+  }
+  if (const auto v = as_int(b)) return *v;
+  return nullptr;
+}
+
+std::string map_entries_text(const maps::Map& m, const std::vector<MapEntry>& entries, const MapBtf* btf) {
   std::string s;
-  const std::size_t slot = m.value_size();
+  const std::uint32_t kid = btf != nullptr ? btf->key_type_id : 0, vid = btf != nullptr ? btf->value_type_id : 0;
   for (const MapEntry& e : entries) {
+    const nlohmann::json k = format_bytes(e.key, btf, kid);
     if (m.percpu()) {
-      s += fmt::format("key:\n{}\n", hex_bytes(e.key));
-      for (std::uint32_t c = 0; c < m.ncpus(); ++c)
-        s += fmt::format("value (CPU {:02}): {}\n", c,
-                         hex_bytes(std::span<const std::uint8_t>(e.value).subspan(c * slot, slot)));
+      s += fmt::format("key:\n{}{}\n", hex_bytes(e.key), k.is_null() ? "" : "  (" + k.dump() + ")");
+      for (std::uint32_t c = 0; c < m.ncpus(); ++c) {
+        const auto v = cpu_value(m, e, c);
+        const nlohmann::json vj = format_bytes(v, btf, vid);
+        s += fmt::format("value (CPU {:02}): {}{}\n", c, hex_bytes(v), vj.is_null() ? "" : "  (" + vj.dump() + ")");
+      }
       continue;
     }
     s += fmt::format("key: {}  value: {}", hex_bytes(e.key), hex_bytes(e.value));
-    const auto k = as_int(e.key), v = as_int(e.value);
-    if (k && v) s += fmt::format("  ({} -> {})", *k, *v);
+    const nlohmann::json v = format_bytes(e.value, btf, vid);
+    if (!k.is_null() && !v.is_null()) s += fmt::format("  ({} -> {})", k.dump(), v.dump());
     s += '\n';
   }
   s += fmt::format("Found {} element{}\n", entries.size(), entries.size() == 1 ? "" : "s");
   return s;
 }
 
-nlohmann::json map_entries_json(const maps::Map& m, const std::vector<MapEntry>& entries) {
+nlohmann::json map_entries_json(const maps::Map& m, const std::vector<MapEntry>& entries, const MapBtf* btf) {
   nlohmann::json a = nlohmann::json::array();
-  const std::size_t slot = m.value_size();
+  const std::uint32_t kid = btf != nullptr ? btf->key_type_id : 0, vid = btf != nullptr ? btf->value_type_id : 0;
   for (const MapEntry& e : entries) {
     nlohmann::json j = {{"key", hex_json(e.key)}};
+    const nlohmann::json k = format_bytes(e.key, btf, kid);
     if (m.percpu()) {
-      nlohmann::json vals = nlohmann::json::array();
-      for (std::uint32_t c = 0; c < m.ncpus(); ++c)
-        vals.push_back({{"cpu", c}, {"value", hex_json(std::span<const std::uint8_t>(e.value).subspan(c * slot, slot))}});
+      nlohmann::json vals = nlohmann::json::array(), fvals = nlohmann::json::array();
+      bool all = true;
+      for (std::uint32_t c = 0; c < m.ncpus(); ++c) {
+        const auto v = cpu_value(m, e, c);
+        vals.push_back({{"cpu", c}, {"value", hex_json(v)}});
+        const nlohmann::json fv = format_bytes(v, btf, vid);
+        all = all && !fv.is_null();
+        fvals.push_back({{"cpu", c}, {"value", fv}});
+      }
       j["values"] = vals;
+      if (!k.is_null() && all) j["formatted"] = {{"key", k}, {"values", fvals}};
     } else {
       j["value"] = hex_json(e.value);
-      const auto k = as_int(e.key), v = as_int(e.value);
-      if (k && v) j["formatted"] = {{"key", *k}, {"value", *v}};
+      const nlohmann::json v = format_bytes(e.value, btf, vid);
+      if (!k.is_null() && !v.is_null()) j["formatted"] = {{"key", k}, {"value", v}};
     }
     a.push_back(j);
   }
   return a;
+}
+
+std::optional<MapBtf> loader_map_btf(const loader::Object& o, const loader::Map& m,
+                                     std::shared_ptr<const struct btf>& parsed) {
+  if (m.btf_value_type_id == 0 && m.btf_key_type_id == 0) return std::nullopt;
+  if (!parsed) {
+    auto b = loader::parse_btf(o.btf_data());
+    if (!b.ok()) return std::nullopt;
+    parsed = *b;
+  }
+  return MapBtf{parsed, m.btf_key_type_id, m.btf_value_type_id};
+}
+
+namespace {
+// <pin dir>/.objects/btf/DEV-INO for the map's shared-memory file.
+std::optional<std::string> btf_sidecar(const runtime::Runtime& rt, const runtime::MapObject& m) {
+  struct stat st {};
+  if (fstat(m.map->file().fd(), &st) != 0) return std::nullopt;
+  return fmt::format("{}/.objects/btf/{}-{}", rt.pin_dir(), static_cast<unsigned long>(st.st_dev),
+                     static_cast<unsigned long>(st.st_ino));
+}
+constexpr char kSidecarMagic[8] = {'U', 'B', 'P', 'F', 'B', 'T', 'F', '1'};
+}  // namespace
+
+void save_map_btf(const runtime::Runtime& rt, const runtime::MapObject& m, const loader::Object& o,
+                  const loader::Map& lm) {
+  // Maps without key/value types (ring buffers) keep the object's BTF too,
+  // for `map watch --type`.
+  const auto path = btf_sidecar(rt, m);
+  if (!path || o.btf_data().empty()) return;
+  std::error_code ec;
+  fs::create_directories(fs::path(*path).parent_path(), ec);
+  std::ofstream f(*path, std::ios::binary | std::ios::trunc);
+  const std::uint32_t ids[2] = {lm.btf_key_type_id, lm.btf_value_type_id};
+  f.write(kSidecarMagic, sizeof kSidecarMagic);
+  f.write(reinterpret_cast<const char*>(ids), sizeof ids);
+  f.write(reinterpret_cast<const char*>(o.btf_data().data()), static_cast<std::streamsize>(o.btf_data().size()));
+}
+
+std::optional<MapBtf> load_map_btf(const runtime::Runtime& rt, const runtime::MapObject& m) {
+  const auto path = btf_sidecar(rt, m);
+  if (!path) return std::nullopt;
+  auto bytes = tools::read_input(*path);
+  if (!bytes.ok() || bytes->size() < 16 || !std::equal(kSidecarMagic, kSidecarMagic + 8, bytes->begin()))
+    return std::nullopt;
+  std::uint32_t ids[2];
+  std::memcpy(ids, bytes->data() + 8, sizeof ids);
+  auto b = loader::parse_btf(std::span<const std::uint8_t>(*bytes).subspan(16));
+  if (!b.ok()) return std::nullopt;
+  return MapBtf{*b, ids[0], ids[1]};
 }
 
 nlohmann::json map_info_json(const runtime::MapObject& mo, const std::vector<std::string>& pins) {
@@ -286,8 +369,8 @@ nlohmann::json prog_info_json(const runtime::ProgObject& p, const std::vector<st
                       {"gpl_compatible", p.license == "GPL" || p.license.starts_with("Dual") ||
                                              p.license == "GPL v2" || p.license == "Dual BSD/GPL"},
                       {"bytes_xlated", p.insns.size() * 8},
-                      {"jited", false},
-                      {"engine", "interpreter"},
+                      {"jited", p.jitted != nullptr},
+                      {"engine", p.jitted != nullptr ? "jit" : "interpreter"},
                       {"map_ids", map_ids(p)}};
   if (!pins.empty()) j["pinned"] = pins;
   return j;
@@ -296,9 +379,11 @@ nlohmann::json prog_info_json(const runtime::ProgObject& p, const std::vector<st
 std::string prog_info_text(const runtime::ProgObject& p, const std::vector<std::string>& pins) {
   std::string ids;
   for (std::uint32_t id : map_ids(p)) ids += (ids.empty() ? "" : ",") + std::to_string(id);
-  std::string s = fmt::format("{}: {}  name {}  tag {}{}\n\txlated {}B  not jited (interpreter)", p.id,
-                              loader::prog_type_name(p.type), p.name, tag_hex(p),
-                              prog_info_json(p, {})["gpl_compatible"].get<bool>() ? "  gpl" : "", p.insns.size() * 8);
+  std::string s = fmt::format("{}: {}  name {}  tag {}{}\n\txlated {}B  {}", p.id, loader::prog_type_name(p.type),
+                              p.name, tag_hex(p), prog_info_json(p, {})["gpl_compatible"].get<bool>() ? "  gpl" : "",
+                              p.insns.size() * 8,
+                              p.jitted != nullptr ? fmt::format("jited {}B", p.jitted->code_size())
+                                                  : std::string("not jited (interpreter)"));
   if (!ids.empty()) s += "  map_ids " + ids;
   s += '\n';
   for (const std::string& pp : pins) s += fmt::format("\tpinned {}\n", pp);

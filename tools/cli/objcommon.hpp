@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
@@ -21,6 +22,12 @@
 #include "base/error.hpp"
 #include "helpers/helpers.hpp"
 #include "runtime/runtime.hpp"
+
+struct btf;
+namespace userbpf::loader {
+class Object;
+struct Map;
+}  // namespace userbpf::loader
 
 namespace userbpf::cli::obj {
 
@@ -43,7 +50,8 @@ struct Pinned {
 
 // One invocation's runtime, with its trace collector.
 struct Session {
-  Session();
+  // `engine`: where programs loaded in this invocation run (runtime::Options::engine).
+  explicit Session(runtime::Engine engine = runtime::Engine::Jit);
   TraceCollector trace;
   std::unique_ptr<runtime::Runtime> rt;
   std::vector<Pinned> pins;  // after scan_pins()
@@ -72,9 +80,30 @@ nlohmann::json hex_json(std::span<const std::uint8_t> b);           // ["0x01","
 struct MapEntry {
   std::vector<std::uint8_t> key, value;  // value: all CPU slots for per-CPU maps
 };
+// The BTF types of a map's key and value (0: not typed), for formatting.
+struct MapBtf {
+  std::shared_ptr<const struct btf> btf;
+  std::uint32_t key_type_id = 0, value_type_id = 0;
+};
 std::vector<MapEntry> map_entries(const maps::Map& m);
-std::string map_entries_text(const maps::Map& m, const std::vector<MapEntry>& entries);
-nlohmann::json map_entries_json(const maps::Map& m, const std::vector<MapEntry>& entries);
+// With `btf`, keys and values are also decoded by their BTF types
+// (loader::format_btf_value, bpftool's "formatted"); without it, keys and
+// values of 1, 2, 4 or 8 bytes are read as little-endian integers.
+std::string map_entries_text(const maps::Map& m, const std::vector<MapEntry>& entries, const MapBtf* btf = nullptr);
+nlohmann::json map_entries_json(const maps::Map& m, const std::vector<MapEntry>& entries, const MapBtf* btf = nullptr);
+// The formatted JSON of one key or value: by BTF when `type_id` != 0, else
+// the integer reading; null when neither applies (or the BTF decode fails).
+nlohmann::json format_bytes(std::span<const std::uint8_t> b, const MapBtf* btf, std::uint32_t type_id);
+
+// A loader map's BTF types (the object's BTF parsed once into `parsed`).
+std::optional<MapBtf> loader_map_btf(const loader::Object& o, const loader::Map& m,
+                                     std::shared_ptr<const struct btf>& parsed);
+// Pinned maps do not carry BTF; `prog load --pin` (and load_object's
+// pin-by-name maps) store it next to them: <pin dir>/.objects/btf/DEV-INO of
+// the map's shared-memory file, so any later invocation finds it.
+void save_map_btf(const runtime::Runtime& rt, const runtime::MapObject& m, const loader::Object& o,
+                  const loader::Map& lm);
+std::optional<MapBtf> load_map_btf(const runtime::Runtime& rt, const runtime::MapObject& m);
 
 nlohmann::json map_info_json(const runtime::MapObject& m, const std::vector<std::string>& pins);
 std::string map_info_text(const runtime::MapObject& m, const std::vector<std::string>& pins);

@@ -1,10 +1,11 @@
-// pcap input/output for `prog run` (libpcap), in its own translation unit:
+// pcap input/output for `prog run` (src/hooks packet I/O), in its own translation unit:
 // <pcap/pcap.h> brings libpcap's struct bpf_insn, which clashes with
 // <linux/bpf.h> used by the runtime.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 

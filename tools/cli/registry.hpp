@@ -52,8 +52,10 @@ void register_run_commands(Registry& r);  // run
 void register_verify_commands(Registry& r);  // verify (BPF objects through the verifier)
 void register_filter_commands(Registry& r);   // filter (classic BPF over pcap)
 void register_seccomp_commands(Registry& r);  // seccomp check, seccomp dump
+void register_capture_commands(Registry& r);  // capture (live traffic through a filter or program)
 void register_prog_commands(Registry& r);  // prog load/list/show/dump/run (objects)
 void register_map_commands(Registry& r);   // map list/show/dump/lookup/update/delete
 void register_btf_commands(Registry& r);   // btf dump
+void register_feature_commands(Registry& r);  // feature (supported program/map types, helpers)
 
 }  // namespace userbpf::cli

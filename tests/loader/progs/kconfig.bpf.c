@@ -6,7 +6,7 @@
 extern unsigned int LINUX_KERNEL_VERSION __kconfig;
 extern bool CONFIG_BPF_SYSCALL __kconfig __weak;
 extern int CONFIG_HZ __kconfig __weak;
-extern const void bpf_prog_active __ksym;
+extern const void bpf_prog_active __ksym __weak;
 
 SEC("socket")
 int kcfg(struct __sk_buff *skb) {

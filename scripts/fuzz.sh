@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target of fuzz/ for SECONDS each (default 60), one after
+# the other, at nice 19.
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]        targets: isa_asm asm_text loader verifier exec cbpf filter
+#   scripts/fuzz.sh --merge [TARGET...]          minimize the working corpora into fuzz/corpus/<target>
+#   scripts/fuzz.sh --kdiff N [SEED]             N generated programs against the kernel's verifier
+#
+# Environment: BUILD (default build-fuzz: clang, -DUSERBPF_FUZZ=ON, ASan+UBSan;
+# configured and built here when missing), JOBS (ninja -j, default 2),
+# FUZZ_ARGS (extra libFuzzer flags).
+# Working corpora and crash artifacts live in $BUILD/fuzz/{corpus,artifacts}/<target>;
+# CPU seconds per run are appended to $BUILD/fuzz/runs.csv. A crash prints the
+# command that reproduces it; store the input under fuzz/regressions/<target>/
+# with a NAME.txt description (see docs/fuzzing.md).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build-fuzz}
+JOBS=${JOBS:-2}
+ALL_TARGETS=(isa_asm asm_text loader verifier exec cbpf filter)
+
+configure() {
+  if [ ! -f "$BUILD/build.ninja" ]; then
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+      -DUSERBPF_FUZZ=ON -DUSERBPF_SANITIZE=address,undefined -DUSERBPF_BUILD_BENCH=OFF >/dev/null
+  fi
+  local t=()
+  for x in "$@"; do t+=("fuzz_$x"); done
+  nice -n 19 ninja -C "$BUILD" -j"$JOBS" "${t[@]}" userbpf_fuzz_seeds userbpf-fuzz-gen >/dev/null
+}
+
+mode=run
+if [ "${1:-}" = "--merge" ]; then mode=merge; shift; fi
+if [ "${1:-}" = "--kdiff" ]; then
+  shift
+  configure
+  exec "$BUILD/bin/userbpf-fuzz-gen" kdiff "${1:-1000}" "${2:-1}" "$BUILD/fuzz/kdiff"
+fi
+SECONDS_PER=60
+if [ "$mode" = run ] && [[ "${1:-}" =~ ^[0-9]+$ ]]; then SECONDS_PER=$1; shift; fi
+TARGETS=("$@")
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
+configure "${TARGETS[@]}"
+
+status=0
+for t in "${TARGETS[@]}"; do
+  work=$BUILD/fuzz/corpus/$t
+  art=$BUILD/fuzz/artifacts/$t
+  mkdir -p "$work" "$art"
+  seeds=()
+  for d in "$ROOT/fuzz/corpus/$t" "$BUILD/fuzz/seeds/$t" "$ROOT/fuzz/regressions/$t"; do
+    [ -d "$d" ] && seeds+=("$d")
+  done
+  dict=()
+  [ -f "$ROOT/fuzz/dict/$t.dict" ] && dict=(-dict="$ROOT/fuzz/dict/$t.dict")
+  if [ "$mode" = merge ]; then
+    mkdir -p "$ROOT/fuzz/corpus/$t"
+    nice -n 19 "$BUILD/bin/fuzz_$t" -merge=1 "${dict[@]}" "$ROOT/fuzz/corpus/$t" "$work" 2>&1 | tail -1
+    continue
+  fi
+  echo "== $t: ${SECONDS_PER}s"
+  log=$BUILD/fuzz/$t.log
+  start=$(date +%s)
+  set +e
+  # -fork=1 keeps fuzzing after a crash (each crash is saved in $art).
+  nice -n 19 "$BUILD/bin/fuzz_$t" -max_total_time="$SECONDS_PER" -timeout=30 -rss_limit_mb=2048 \
+    -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 -artifact_prefix="$art/" "${dict[@]}" \
+    ${FUZZ_ARGS:-} "$work" "${seeds[@]}" >"$log" 2>&1
+  set -e
+  end=$(date +%s)
+  echo "$t,$start,$((end - start))" >>"$BUILD/fuzz/runs.csv"
+  grep -E "^#[0-9]+.*(DONE|pulse|NEW)" "$log" | tail -1 || true
+  crashes=$(find "$art" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
+  if [ "$crashes" -gt 0 ]; then
+    status=1
+    echo "   $crashes finding(s) in $art; reproduce with: $BUILD/bin/fuzz_$t <file>"
+    grep -h "FINDING\|ERROR: AddressSanitizer\|runtime error" "$log" | sort | uniq -c | head -5
+  fi
+done
+exit $status

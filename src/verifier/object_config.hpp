@@ -1,0 +1,113 @@
+// The verifier's Config for a program of a loaded object: the map table
+// (map index N -> type, key/value size, entries; the loader rewrites map
+// lddw's to map_idx N) and the functions' BTF signatures (func_info +
+// FUNC_PROTO, as the kernel's btf_prepare_func_args reads them).
+//
+// Header-only glue between the loader (and libbpf's BTF parser, which the
+// loader's users link) and the verifier, so that the verifier library keeps
+// depending on isa and spec only. Used by `userbpf verify` and the
+// real-program tests.
+#pragma once
+
+#include <bpf/btf.h>
+#include <linux/btf.h>
+
+#include <string>
+
+#include "loader/loader.hpp"
+#include "spec/spec.hpp"
+#include "verifier/verifier.hpp"
+
+namespace userbpf::verifier {
+
+inline std::vector<MapDesc> map_table(const loader::Object& obj) {
+  std::vector<MapDesc> maps;
+  for (const auto& m : obj.maps()) {
+    MapDesc d;
+    d.type = m.type;
+    d.key_size = m.key_size;
+    d.value_size = m.value_size;
+    d.max_entries = m.max_entries;
+    d.name = m.name;
+    maps.push_back(std::move(d));
+  }
+  return maps;
+}
+
+// One argument of a FUNC_PROTO: scalars, pointers to the context of
+// `prog_type`, pointers to sized memory; the rest is unsupported.
+inline FuncArg func_arg(const struct btf* btf, std::uint32_t type_id, std::uint32_t prog_type) {
+  FuncArg a;
+  const std::int32_t resolved = btf__resolve_type(btf, type_id);
+  const struct btf_type* t = resolved > 0 ? btf__type_by_id(btf, static_cast<std::uint32_t>(resolved)) : nullptr;
+  if (t == nullptr) {
+    a.kind = FuncArg::Kind::Unsupported;
+    a.type = "void";
+    return a;
+  }
+  if (btf_is_int(t) || btf_is_enum(t) || btf_is_enum64(t)) {
+    a.kind = FuncArg::Kind::Scalar;
+    a.type = "scalar";
+    return a;
+  }
+  if (!btf_is_ptr(t)) {
+    a.kind = FuncArg::Kind::Unsupported;
+    a.type = "aggregate";
+    return a;
+  }
+  const std::int32_t target = btf__resolve_type(btf, t->type);
+  const struct btf_type* tt = target > 0 ? btf__type_by_id(btf, static_cast<std::uint32_t>(target)) : nullptr;
+  if (tt == nullptr || btf_is_ptr(tt) || btf_is_func_proto(tt)) {
+    a.kind = FuncArg::Kind::Unsupported;
+    a.type = tt == nullptr ? "void *" : "pointer";
+    return a;
+  }
+  const char* name = btf__name_by_offset(btf, tt->name_off);
+  const spec::ProgType* pt = spec::prog_type(prog_type);
+  if (btf_is_struct(tt) && name != nullptr && pt != nullptr && pt->ctx.name == name) {
+    a.kind = FuncArg::Kind::Ctx;
+    a.type = std::string("struct ") + name + " *";
+    return a;
+  }
+  const std::int64_t size = btf__resolve_size(btf, static_cast<std::uint32_t>(target));
+  if (size <= 0) {
+    a.kind = FuncArg::Kind::Unsupported;
+    a.type = "pointer";
+    return a;
+  }
+  a.kind = FuncArg::Kind::Mem;
+  a.size = static_cast<std::uint32_t>(size);
+  a.type = (name != nullptr && *name != '\0') ? std::string(name) + " *" : "pointer";
+  return a;
+}
+
+inline std::vector<FuncSig> func_sigs(const loader::Object& obj, const loader::Program& p, std::uint32_t prog_type) {
+  std::vector<FuncSig> out;
+  const struct btf* btf = obj.btf();
+  if (btf == nullptr) return out;
+  for (const auto& fi : p.func_info) {
+    const struct btf_type* f = btf__type_by_id(btf, fi.type_id);
+    if (f == nullptr || !btf_is_func(f)) continue;
+    FuncSig s;
+    s.insn = fi.insn;
+    s.name = fi.name;
+    s.global = btf_vlen(f) == BTF_FUNC_GLOBAL;  // a FUNC's vlen holds its linkage
+    const struct btf_type* proto = btf__type_by_id(btf, f->type);
+    if (proto != nullptr && btf_is_func_proto(proto)) {
+      const struct btf_param* params = btf_params(proto);
+      for (std::uint16_t i = 0; i < btf_vlen(proto); ++i) s.args.push_back(func_arg(btf, params[i].type, prog_type));
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+inline Config config_for(const loader::Object& obj, const loader::Program& p, std::uint32_t prog_type) {
+  Config cfg;
+  cfg.prog_type = prog_type;
+  cfg.maps = map_table(obj);
+  cfg.funcs = func_sigs(obj, p, prog_type);
+  return cfg;
+}
+
+}  // namespace userbpf::verifier
