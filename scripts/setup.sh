@@ -7,7 +7,8 @@ PKGS="build-essential cmake ninja-build pkg-config git python3
   libfmt-dev libcli11-dev nlohmann-json3-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libelf-dev zlib1g-dev libbpf-dev libpcap-dev libseccomp-dev
-  libxbyak-dev libcapstone-dev libzydis-dev"
+  libxbyak-dev libcapstone-dev libzydis-dev
+  bpftool iproute2"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
