@@ -191,7 +191,9 @@ TEST(Memory, ProbeReadCopiesOrFailsWithEfault) {
   }
 }
 
-// Two pages, the second unmapped: a string at the end of the first page.
+// Two pages, the second inaccessible (PROT_NONE, kept reserved so that no
+// other mapping — ASan's allocator, say — can take its place): a string at
+// the end of the first page.
 struct EdgePage {
   char* base = nullptr;
   long page = sysconf(_SC_PAGESIZE);
@@ -199,9 +201,9 @@ struct EdgePage {
     void* p = mmap(nullptr, static_cast<std::size_t>(2 * page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                    -1, 0);
     base = static_cast<char*>(p);
-    munmap(base + page, static_cast<std::size_t>(page));
+    mprotect(base + page, static_cast<std::size_t>(page), PROT_NONE);
   }
-  ~EdgePage() { munmap(base, static_cast<std::size_t>(page)); }
+  ~EdgePage() { munmap(base, static_cast<std::size_t>(2 * page)); }
   char* end() const { return base + page; }
 };
 
