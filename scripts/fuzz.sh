@@ -5,6 +5,8 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]        targets: isa_asm asm_text loader verifier exec cbpf filter
 #   scripts/fuzz.sh --merge [TARGET...]          minimize the working corpora into fuzz/corpus/<target>
 #   scripts/fuzz.sh --kdiff N [SEED]             N generated programs against the kernel's verifier
+#   scripts/fuzz.sh --xdiff N [SEED]             N generated programs executed by the kernel
+#                                                (BPF_PROG_TEST_RUN) and by userbpf's runtime
 #
 # Environment: BUILD (default build-fuzz: clang, -DUSERBPF_FUZZ=ON, ASan+UBSan;
 # configured and built here when missing), JOBS (ninja -j, default 2),
@@ -35,6 +37,11 @@ if [ "${1:-}" = "--kdiff" ]; then
   shift
   configure
   exec "$BUILD/bin/userbpf-fuzz-gen" kdiff "${1:-1000}" "${2:-1}" "$BUILD/fuzz/kdiff"
+fi
+if [ "${1:-}" = "--xdiff" ]; then
+  shift
+  configure
+  exec "$BUILD/bin/userbpf-fuzz-gen" xdiff "${1:-1000}" "${2:-1}" "$BUILD/fuzz/xdiff"
 fi
 SECONDS_PER=60
 if [ "$mode" = run ] && [[ "${1:-}" =~ ^[0-9]+$ ]]; then SECONDS_PER=$1; shift; fi

@@ -3,6 +3,7 @@
 #  1. g++ RelWithDebInfo build, whole suite (kernel-oracle tests skip themselves
 #     where the kernel's bpf() is unavailable).
 #  2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer, whole suite.
+#  3. clang build with ThreadSanitizer of the concurrency tests (scripts/tsan.sh).
 # Ends with one line: "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
@@ -36,5 +37,19 @@ run_suite() {  # name build_dir cmake-args...
 }
 run_suite gcc build
 run_suite clang-asan-ubsan build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DUSERBPF_SANITIZE=address,undefined -DUSERBPF_BUILD_BENCH=OFF
+echo "==== [clang-tsan] build and run the concurrency tests (build-tsan)"
+mkdir -p build-tsan
+if bash scripts/tsan.sh >build-tsan/tsan.log 2>&1; then :; fi
+grep -E "tests passed|tests failed|\*\*\*Failed|WARNING: ThreadSanitizer|tsan:" build-tsan/tsan.log | tail -20
+summary="$(grep -E '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' build-tsan/tsan.log | tail -1)"
+if [ -z "$summary" ]; then
+  echo "==== [clang-tsan] no ctest summary (build failed?)"; tail -30 build-tsan/tsan.log
+  total_fail=$((total_fail + 1))
+else
+  failed="$(echo "$summary" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/')"
+  all="$(echo "$summary" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/')"
+  total_pass=$((total_pass + all - failed))
+  total_fail=$((total_fail + failed))
+fi
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "asm/asm.hpp"
 
@@ -26,6 +27,11 @@ std::string listing(std::span<const isa::Insn> insns) {
 std::string describe(const abi::RunResult& r) {
   return fmt::format("r0={:#x} insns={} fault={} {}", r.r0, r.insns, abi::fault_name(r.fault),
                      r.error ? r.error->to_string() : std::string());
+}
+
+std::size_t env_number(const char* name, std::size_t def) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 0) : def;
 }
 
 }  // namespace userbpf::fuzz

@@ -47,6 +47,9 @@ class Input {
   std::size_t pos_ = 0;
 };
 
+// The number in environment variable `name` (decimal or 0x hex), `def` when unset.
+std::size_t env_number(const char* name, std::size_t def);
+
 // Disassembly of a program for failure reports.
 std::string listing(std::span<const isa::Insn> insns);
 std::string describe(const abi::RunResult& r);

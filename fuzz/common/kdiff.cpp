@@ -4,32 +4,15 @@
 #include "fuzz/common/kdiff.hpp"
 
 #include <linux/bpf.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "oracle/oracle.hpp"
 #include "spec/spec.hpp"
 
 namespace userbpf::fuzz {
-namespace {
-
-int create_map(const verifier::MapDesc& md) {
-  union bpf_attr attr;
-  std::memset(&attr, 0, sizeof(attr));
-  attr.map_type = md.type;
-  attr.key_size = md.key_size;
-  attr.value_size = md.value_size;
-  attr.max_entries = md.max_entries;
-  return static_cast<int>(syscall(__NR_bpf, BPF_MAP_CREATE, &attr, sizeof(attr)));
-}
-
-}  // namespace
-
 KernelVerdict kernel_verify(const GenProgram& prog, unsigned log_level) {
   KernelVerdict kv;
   const auto& avail = oracle::available();
@@ -39,18 +22,15 @@ KernelVerdict kernel_verify(const GenProgram& prog, unsigned log_level) {
   }
   std::vector<oracle::Fd> fds;
   for (const auto& md : prog.maps) {
-    oracle::Fd fd(create_map(md));
+    auto fd = oracle::create_map({md.type, md.key_size, md.value_size, md.max_entries, 0});
     if (!fd) {
-      kv.reason = fmt::format("BPF_MAP_CREATE failed: {}", std::strerror(errno));
+      kv.reason = fd.error().message;
       return kv;
     }
-    fds.push_back(std::move(fd));
+    fds.push_back(std::move(*fd));
   }
   std::vector<isa::Insn> k = prog.insns;
-  for (auto& in : k)
-    if ((in.op == isa::Op::LddwMapFd || in.op == isa::Op::LddwMapValue) && in.imm >= 0 &&
-        static_cast<std::size_t>(in.imm) < fds.size())
-      in.imm = fds[static_cast<std::size_t>(in.imm)].get();
+  oracle::bind_maps(k, fds);
   const auto raw = isa::encode(k);
   auto lr = oracle::load(raw, prog.prog_type, log_level);
   kv.available = true;

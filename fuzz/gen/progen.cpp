@@ -22,7 +22,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <array>
+#include <initializer_list>
 #include <limits>
 #include <optional>
 
@@ -78,7 +84,7 @@ constexpr std::uint8_t kCtxReg = 6;
 enum class Fault : std::uint8_t {
   None, UninitReg, NoNullCheck, MapValueOob, MapValueNeg, UnboundedVarOff, StackOob, StackMisaligned, CtxOob,
   CtxWrite, BadShift, DivByZeroImm, InfiniteLoop, WriteFp, PtrAlu, UnknownHelper, HelperNotAllowed, BadKeyPtr,
-  ReturnUninit, JumpIntoLddw, NullCheck32, Count
+  ReturnUninit, JumpIntoLddw, NullCheck32, PacketOob, Count
 };
 constexpr std::array<const char*, static_cast<std::size_t>(Fault::Count)> kFaultNames = {
     "none", "uninitialised register read", "map value used without null check", "map value access past the end",
@@ -87,7 +93,7 @@ constexpr std::array<const char*, static_cast<std::size_t>(Fault::Count)> kFault
     "shift by an out-of-range immediate", "division by immediate zero", "loop without progress",
     "write to r10", "ALU on the context pointer", "unknown helper id", "helper not allowed for the program type",
     "map key pointer outside the stack", "r0 not set at exit", "jump into the middle of lddw",
-    "null check with a 32-bit compare"};
+    "null check with a 32-bit compare", "packet access past the bounds check"};
 
 std::vector<Op> rows_where(bool (*pred)(const isa::OpInfo&)) {
   std::vector<Op> v;
@@ -161,8 +167,11 @@ class Gen {
     out_.prog_type = o_.prog_type;
     out_.maps.push_back({1 /* hash */, 4, kValueSize, 8, -1, "hash0"});
     out_.maps.push_back({2 /* array */, 4, kValueSize, 4, -1, "array1"});
+    // (PacketOob is drawn separately, for XDP only, so that programs of the
+    // other types stay what they were for a given seed)
     if (rng_.chance(o_.fault_percent))
-      pending_ = static_cast<Fault>(1 + rng_.below(static_cast<std::uint32_t>(Fault::Count) - 1));
+      pending_ = static_cast<Fault>(1 + rng_.below(static_cast<std::uint32_t>(Fault::PacketOob) - 1));
+    if (pending_ != Fault::None && direct_packet() && rng_.chance(25)) pending_ = Fault::PacketOob;
     ld_abs_ = pt_ != nullptr && pt_->ld_abs && rng_.chance(30);
     subprogs_ok_ = o_.subprograms && !ld_abs_;
     budget_ = o_.max_statements;
@@ -337,6 +346,7 @@ class Gen {
         {o_.loops && nest && loops_open_ < 2 ? 4u : 0u, &Gen::loop},
         {in_main_ && subprogs_ok_ && r0_free ? 4u : 0u, &Gen::call_subprog},
         {in_main_ && ld_abs_ && r0_free ? 3u : 0u, &Gen::ld_abs},
+        {in_main_ && direct_packet() ? 6u : 0u, &Gen::packet_access},
         {1, &Gen::misc_fault},
     };
     unsigned total = 0;
@@ -429,6 +439,10 @@ class Gen {
     const std::uint32_t ctx_size = pt_->ctx.size;
     if (pt_->id == 1 /* socket filter: __sk_buff u32 fields len..protocol */) {
       off = static_cast<std::int32_t>(4 * rng_.below(5));
+    } else if (direct_packet()) {
+      // xdp_md's scalar fields ingress_ifindex, rx_queue_index (data,
+      // data_end, data_meta are pointers: packet_access uses them)
+      off = static_cast<std::int32_t>(12 + 4 * rng_.below(2));
     } else {
       size = pick_size(rng_);
       const std::uint32_t limit = std::min<std::uint32_t>(ctx_size, 168);
@@ -654,6 +668,50 @@ class Gen {
     clobber_call();
   }
 
+  // XDP: the program reaches the packet through xdp_md's data/data_end.
+  [[nodiscard]] bool direct_packet() const { return pt_ != nullptr && pt_->id == 6 /* BPF_PROG_TYPE_XDP */; }
+
+  // Bounds-checked direct packet access (XDP), as clang emits it:
+  //   r2 = ctx->data; r3 = ctx->data_end; r4 = r2; r4 += N
+  //   if r4 > r3 goto out;  <loads/stores at r2 + [0, N)>;  out:
+  // r2-r4 hold pointers afterwards (not scalars). A loaded register is set
+  // before the check so that it is initialised on both paths.
+  void packet_access(int) {
+    const std::uint8_t dst = pick_from({0, 5, 7, 8, 9});
+    if (dst != 0xff) set_imm(dst);
+    const auto n = static_cast<std::int32_t>(1 + rng_.below(64));
+    emit(make(Op::LdxW, 2, kCtxReg, 0));
+    emit(make(Op::LdxW, 3, kCtxReg, 4));
+    emit(make(Op::MovReg, 4, 2));
+    emit(make(Op::AddImm, 4, 0, 0, n));
+    const std::size_t check = here();
+    emit(make(Op::JgtReg, 4, 3));
+    init_ = static_cast<std::uint16_t>(init_ & ~(bit(2) | bit(3) | bit(4)));
+    const unsigned k = 1 + rng_.below(3);
+    for (unsigned i = 0; i < k; ++i) {
+      unsigned size = pick_size(rng_);
+      while (static_cast<std::int32_t>(size) > n) size /= 2;
+      auto off = static_cast<std::int16_t>(size * rng_.below(static_cast<std::uint32_t>(n) / size));
+      if (take_fault(Fault::PacketOob)) off = static_cast<std::int16_t>(n);
+      const bool load = dst != 0xff && (i + 1 == k || rng_.chance(40));
+      if (load) {
+        emit(make(sized_row(isa::Form::Ldx, size), dst, 2, off));
+        break;
+      }
+      if (rng_.chance(30)) emit(make(sized_row(isa::Form::St, size), 2, 0, off, interesting_imm()));
+      else if (auto r = scalar_reg()) emit(make(sized_row(isa::Form::Stx, size), 2, *r, off));
+    }
+    patch_forward(check);
+  }
+  // A random register of `cands` that is not reserved, 0xff if none.
+  std::uint8_t pick_from(std::initializer_list<std::uint8_t> cands) {
+    std::array<std::uint8_t, 8> c{};
+    std::size_t n = 0;
+    for (std::uint8_t r : cands)
+      if ((reserved_ & bit(r)) == 0) c[n++] = r;
+    return n == 0 ? 0xff : c[rng_.below(static_cast<std::uint32_t>(n))];
+  }
+
   void ld_abs(int) {
     static constexpr std::array<Op, 3> kOpsAbs = {Op::LdAbsB, Op::LdAbsH, Op::LdAbsW};
     emit(make(kOpsAbs[rng_.below(3)], 0, 0, 0, static_cast<std::int32_t>(rng_.below(64))));
@@ -749,6 +807,57 @@ std::string to_case_text(const GenProgram& prog, const std::string& name, const 
   d.hex_imm = false;
   s += assembly::disassemble(prog.insns, d);
   return s;
+}
+
+Result<StoredCase> read_case(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return make_error(ENOENT, fmt::format("{}: cannot open", path));
+  StoredCase c;
+  c.file = std::filesystem::path(path).filename().string();
+  std::string line, code, type = "socket_filter";
+  bool in_code = false;
+  while (std::getline(f, line)) {
+    if (in_code) {
+      code += line + "\n";
+      continue;
+    }
+    if (line.find("status: open") != std::string::npos) c.open = true;
+    if (line.rfind("=== ", 0) == 0) {
+      c.name = line.substr(4);
+    } else if (line.rfind("type: ", 0) == 0) {
+      type = line.substr(6);
+    } else if (line.rfind("expect: ", 0) == 0) {
+      c.accept = line.substr(8) == "accept";
+    } else if (line.rfind("map: ", 0) == 0) {
+      std::istringstream ss(line.substr(5));
+      std::string mtype, kv;
+      ss >> mtype;
+      verifier::MapDesc md;
+      const spec::MapType* mt = spec::map_type_by_name(mtype);
+      if (mt == nullptr) return make_error(EINVAL, fmt::format("{}: unknown map type '{}'", path, mtype));
+      md.type = mt->id;
+      md.name = fmt::format("map{}", c.prog.maps.size());
+      while (ss >> kv) {
+        const auto eq = kv.find('=');
+        if (eq == std::string::npos) return make_error(EINVAL, fmt::format("{}: bad map field '{}'", path, kv));
+        const auto key = kv.substr(0, eq);
+        const auto val = static_cast<std::uint32_t>(std::strtoul(kv.c_str() + eq + 1, nullptr, 0));
+        if (key == "key") md.key_size = val;
+        if (key == "value") md.value_size = val;
+        if (key == "entries") md.max_entries = val;
+      }
+      c.prog.maps.push_back(md);
+    } else if (line == "---") {
+      in_code = true;
+    }
+  }
+  const spec::ProgType* pt = spec::prog_type_by_name(type);
+  if (pt == nullptr) return make_error(EINVAL, fmt::format("{}: unknown program type '{}'", path, type));
+  c.prog.prog_type = pt->id;
+  auto prog = assembly::assemble(code, assembly::Dialect::Kernel);
+  if (!prog) return make_error(EINVAL, fmt::format("{}: {}", path, prog.error().to_string()));
+  c.prog.insns = std::move(*prog);
+  return c;
 }
 
 }  // namespace userbpf::fuzz

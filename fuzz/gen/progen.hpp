@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.hpp"
 #include "isa/isa.hpp"
 #include "verifier/verifier.hpp"
 
@@ -78,5 +79,17 @@ verifier::Config verifier_config(const GenProgram& prog, unsigned log_level = 0)
 // The program as a verifier case (tests/verifier/cases format: name, type,
 // maps, expected verdict, assembly), used for regression files.
 std::string to_case_text(const GenProgram& prog, const std::string& name, const std::string& comment);
+
+// A stored case (fuzz/regressions/kdiff, xdiff) read back: to_case_text's
+// format, plus "expect: accept|reject ..." and "# status: open" (a known,
+// not yet fixed finding).
+struct StoredCase {
+  std::string file, name;
+  bool accept = false;
+  bool open = false;
+  GenProgram prog;
+};
+// Errors name the file (and the line for assembly errors).
+Result<StoredCase> read_case(const std::string& path);
 
 }  // namespace userbpf::fuzz

@@ -5,6 +5,12 @@
 //                                         disagreement as a verifier case into DIR
 //   userbpf-fuzz-gen show SEED INDEX      print program INDEX of a kdiff run with SEED
 //                                         and both verdicts
+//   userbpf-fuzz-gen xdiff N [SEED] [DIR] run N generated programs in the kernel
+//                                         (BPF_PROG_TEST_RUN) and in userbpf's runtime;
+//                                         print the agreement; write each difference
+//                                         as a case into DIR
+//   userbpf-fuzz-gen xshow SEED INDEX     print program INDEX of an xdiff run and what
+//                                         every side observed
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -18,7 +24,9 @@
 #include "cbpf/cbpf.hpp"
 #include "fuzz/common/fuzz.hpp"
 #include "fuzz/common/kdiff.hpp"
+#include "fuzz/common/xdiff.hpp"
 #include "fuzz/gen/progen.hpp"
+#include "oracle/oracle.hpp"
 
 using namespace userbpf;
 namespace fs = std::filesystem;
@@ -110,6 +118,65 @@ int show(std::uint64_t seed, std::size_t index) {
   return 0;
 }
 
+int xdiff(std::size_t n, std::uint64_t seed, const char* out_dir) {
+  std::vector<fuzz::ExecDisagreement> dis;
+  const fuzz::ExecDiffStats st = fuzz::run_xdiff(seed, n, &dis);
+  if (!st.available) {
+    std::printf("kernel unavailable: %s\n", st.reason.c_str());
+    return 2;
+  }
+  std::printf("programs %zu: both verifiers accept %zu (socket_filter %zu, xdp %zu), both reject %zu, "
+              "verdicts differ %zu\n",
+              st.programs, st.both_loaded, st.socket_filter, st.xdp, st.neither_loaded, st.verdict_differs);
+  std::printf("execution agrees %zu of %zu (%.2f%%); differs %zu\n", st.agree, st.both_loaded,
+              st.both_loaded == 0 ? 0.0 : 100.0 * static_cast<double>(st.agree) / static_cast<double>(st.both_loaded),
+              dis.size());
+  for (const auto& d : dis) {
+    std::printf("  seed %llu program %zu:\n%s", static_cast<unsigned long long>(d.seed), d.index, d.what.c_str());
+    if (out_dir != nullptr)
+      write(fs::path(out_dir) / fmt::format("xdiff_{}_{}.txt", d.seed, d.index), fuzz::exec_disagreement_case(d));
+  }
+  return dis.empty() ? 0 : 1;
+}
+
+int xshow(std::uint64_t seed, std::size_t index) {
+  const fuzz::GenProgram prog = fuzz::xdiff_program(seed, index);
+  std::printf("%s", fuzz::to_case_text(prog, fmt::format("xdiff_{}_{}", seed, index), "generated").c_str());
+  const auto packet = fuzz::xdiff_packet();
+  const fuzz::OnCpu0 pin;
+  auto show_side = [&](fuzz::Backend& b) {
+    const fuzz::Observation o = fuzz::observe(b, prog, packet);
+    std::printf("---- %s: ", b.name());
+    if (!o.setup_error.empty()) std::printf("%s\n", o.setup_error.c_str());
+    else if (!o.loaded) std::printf("PROG_LOAD: errno %d\n%s", o.load_err, o.log.c_str());
+    else if (o.run_err != 0) std::printf("PROG_TEST_RUN: errno %d\n", o.run_err);
+    else {
+      std::printf("retval %#x, %zu bytes out\n", o.retval, o.data_out.size());
+      for (std::size_t m = 0; m < o.maps.size(); ++m) {
+        std::printf("  map %zu:", m);
+        for (const auto& [k, v] : o.maps[m]) {
+          std::printf(" ");
+          for (auto c : k) std::printf("%02x", c);
+          std::printf(":");
+          for (auto c : v) std::printf("%02x", c);
+        }
+        std::printf("\n");
+      }
+    }
+  };
+  if (oracle::available().ok) {
+    auto k = fuzz::kernel_backend();
+    show_side(*k);
+  } else {
+    std::printf("---- kernel unavailable: %s\n", oracle::available().reason.c_str());
+  }
+  for (auto [jit, verify] : {std::pair{true, true}, std::pair{false, true}, std::pair{false, false}}) {
+    auto b = fuzz::runtime_backend(jit, verify);
+    show_side(*b);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -118,8 +185,13 @@ int main(int argc, char** argv) {
   if (cmd == "kdiff" && argc >= 3)
     return kdiff(std::strtoull(argv[2], nullptr, 0), argc > 3 ? std::strtoull(argv[3], nullptr, 0) : 1,
                  argc > 4 ? argv[4] : nullptr);
+  if (cmd == "xdiff" && argc >= 3)
+    return xdiff(std::strtoull(argv[2], nullptr, 0), argc > 3 ? std::strtoull(argv[3], nullptr, 0) : 1,
+                 argc > 4 ? argv[4] : nullptr);
+  if (cmd == "xshow" && argc == 4) return xshow(std::strtoull(argv[2], nullptr, 0), std::strtoull(argv[3], nullptr, 0));
   if (cmd == "show" && argc == 4) return show(std::strtoull(argv[2], nullptr, 0), std::strtoull(argv[3], nullptr, 0));
   std::fprintf(stderr,
-               "usage: userbpf-fuzz-gen seeds DIR | kdiff N [SEED] [OUT_DIR] | show SEED INDEX\n");
+               "usage: userbpf-fuzz-gen seeds DIR | kdiff N [SEED] [OUT_DIR] | show SEED INDEX | xdiff N [SEED] [OUT_DIR] | "
+               "xshow SEED INDEX\n");
   return 64;
 }

@@ -34,6 +34,14 @@ struct RuntimeOptions {
   bool checked = true;      // bounds-check every memory access of unverified runs
   bool jit = true;          // run programs in the JIT (false: the interpreter)
   bool verify = true;       // verify programs at load (the kernel's verifier rules)
+  // Untrusted code: false gives the kernel's unprivileged rules (4096
+  // instructions, socket filter / cgroup_skb only, the unprivileged verifier,
+  // blinded JIT constants).
+  bool privileged = true;
+  // Resource limits; 0 takes the kernel's default (docs/runtime.md, "Limits").
+  std::uint32_t max_insns = 0;        // instructions per program (E2BIG)
+  std::uint64_t map_memory = 0;       // bytes of map memory (EPERM; default: unlimited privileged, RLIMIT_MEMLOCK unprivileged)
+  std::uint64_t max_handles = 0;      // open handles (EMFILE; default RLIMIT_NOFILE)
 };
 
 class MapRef {

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -61,6 +62,9 @@ std::string to_hex(std::span<const std::uint8_t> bytes, std::string_view sep) {
 }
 
 Result<std::vector<std::uint8_t>> read_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return make_error(EISDIR, fmt::format("cannot read '{}': it is a directory", path));
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno != 0 ? errno : ENOENT;

@@ -180,6 +180,11 @@ struct CheckOptions {
   // pcap_offline_filter runs it, the kernel rejects it). Runs of such
   // programs get an instruction budget (exec.hpp) so that they end.
   bool allow_backward_ja = false;
+  // translate(): hoist the bounds checks of constant-offset packet loads to
+  // the head of each straight-line segment (translate.cpp). Exact either
+  // way; off by default because it measured slower on the benchmark's mix
+  // of short and long frames (docs/cbpf.md).
+  bool hoist_checks = false;
 };
 Status check(std::span<const Insn> prog, const CheckOptions& opts = {});
 // True if some `ja` jumps backwards (only valid with allow_backward_ja).
@@ -235,7 +240,12 @@ struct Translation {
   std::vector<isa::Insn> insns;
   std::vector<std::size_t> start;  // start[pc] = index of the first eBPF insn of classic insn pc
   bool packet_args = false;
+  // Socket target: the SkbContext fields the program reads, bit i = the u32
+  // at offset 4 * i (e.g. bit 0 = len); 0: it never reads r1.
+  std::uint32_t ctx_reads = 0;
 };
+// Bit of a SkbContext field in Translation::ctx_reads.
+constexpr std::uint32_t ctx_bit(std::size_t offset) { return 1U << (offset / 4); }
 // Checks (check / check_seccomp per target) and translates.
 Result<Translation> translate(std::span<const Insn> prog, Target target = Target::Socket,
                               const CheckOptions& opts = {});

@@ -9,6 +9,15 @@
 // A run that faults (it cannot, for a checked translation, unless a helper
 // is missing) returns 0: drop, as the kernel does for a failed load.
 //
+// Direct runs (exec.hpp): when jit::Program::leaf() accepts the translated
+// program (no helper call, no LD_IND fallback) and it has no backward ja
+// (those run with a budget, which only the Env path counts), run() and
+// run_frame() call the native code directly: r1 = &ctx (or 0 when the
+// program reads no context), r2 = packet, r3 = its length, as above.
+// Invariant: leaf_ is set only for such programs, and only while
+// set_direct(false) has not been asked for; need_ says which context a run
+// must build (from Translation::ctx_reads).
+//
 // The helpers follow the kernel's semantics: nla / nlan search netlink
 // attributes in the packet (__skb_get_nlattr / __skb_get_nlattr_nest facts:
 // A = start offset, X = attribute type, result = offset of the attribute or
@@ -94,7 +103,7 @@ struct Filter::Impl {
   std::unique_ptr<jit::Program> jit;
   std::unique_ptr<interp::Program> interp;
   abi::Env env;
-  bool reads_poff = false;
+  bool loops = false;  // backward ja: runs need the Env's budget
 
   abi::RunResult run(std::uint64_t ctx, std::uint64_t data = 0, std::uint64_t len = 0) {
     const std::array<std::uint64_t, 3> a = {ctx, data, len};
@@ -125,17 +134,27 @@ Result<Filter> Filter::create(std::span<const Insn> prog, Target target, const C
   }
   impl->classic.assign(prog.begin(), prog.end());
   impl->translation = std::move(*tr);
-  for (const Insn& in : prog) {
-    const OpInfo* row = lookup(in.code);
-    const AncInfo* anc = row != nullptr && row->kind == Kind::LdAbs ? ancillary(in.k) : nullptr;
-    if (anc != nullptr && anc->anc == Anc::PayOffset) impl->reads_poff = true;
-  }
   impl->env.helpers = &helper_table();
-  if (has_backward_ja(prog)) impl->env.options.budget = kLoopBudget;
-  return Filter(std::move(impl));
+  impl->loops = has_backward_ja(prog);
+  if (impl->loops) impl->env.options.budget = kLoopBudget;
+  const std::uint32_t reads = impl->translation.ctx_reads;
+  Filter f(std::move(impl));
+  f.need_ = reads == 0                                          ? ContextNeed::None
+            : reads == ctx_bit(offsetof(SkbContext, len))       ? ContextNeed::Len
+            : (reads & ctx_bit(offsetof(SkbContext, pay_offset))) != 0 ? ContextNeed::Payload
+                                                                : ContextNeed::Fields;
+  f.set_direct(true);
+  return f;
+}
+
+void Filter::set_direct(bool on) {
+  leaf_ = on && impl_->jit && !impl_->loops ? impl_->jit->leaf() : jit::Program::Leaf{};
 }
 
 std::uint32_t Filter::run(std::span<const std::uint8_t> packet, const SkbContext& ctx) {
+  if (leaf_)
+    return static_cast<std::uint32_t>(leaf_(reinterpret_cast<std::uint64_t>(&ctx),
+                                            reinterpret_cast<std::uint64_t>(packet.data()), packet.size()));
   abi::Env& env = impl_->env;
   env.packet = packet.data();
   env.packet_len = packet.size();
@@ -144,7 +163,17 @@ std::uint32_t Filter::run(std::span<const std::uint8_t> packet, const SkbContext
   return r.ok() ? static_cast<std::uint32_t>(r.r0) : 0;
 }
 
+std::uint32_t Filter::run_frame_slow(std::span<const std::uint8_t> packet, std::uint32_t wirelen, LinkLayer link) {
+  SkbContext ctx;
+  if (need_ == ContextNeed::Len)
+    ctx.len = wirelen;
+  else if (need_ != ContextNeed::None)
+    ctx = make_context(packet, wirelen, link, need_ == ContextNeed::Payload);
+  return run(packet, ctx);
+}
+
 std::uint32_t Filter::run_seccomp(const SeccompData& data) {
+  if (leaf_) return static_cast<std::uint32_t>(leaf_(reinterpret_cast<std::uint64_t>(&data)));
   abi::Env& env = impl_->env;
   env.packet = nullptr;
   env.packet_len = 0;
@@ -156,7 +185,9 @@ std::span<const Insn> Filter::classic() const { return impl_->classic; }
 std::span<const isa::Insn> Filter::ebpf() const { return impl_->translation.insns; }
 const Translation& Filter::translation() const { return impl_->translation; }
 Engine Filter::engine() const { return impl_->engine; }
-bool Filter::reads_payload_offset() const { return impl_->reads_poff; }
+std::string Filter::native_listing(const std::function<std::string(std::size_t pc)>& insn_text) const {
+  return impl_->jit ? impl_->jit->disassemble(insn_text) : std::string();
+}
 
 SkbContext make_context(std::span<const std::uint8_t> p, std::uint32_t wirelen, LinkLayer link, bool payload_offset) {
   SkbContext c;

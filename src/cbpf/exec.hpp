@@ -9,22 +9,53 @@
 // A Filter owns its translated program and one abi::Env that it reuses for
 // every run (no allocation per packet): a Filter is not thread-safe; use one
 // per thread (the translated program itself is immutable).
+//
+// Direct runs: with the JIT, a program that calls no helper (nla, nlan,
+// rand) and has no backward ja (libpcap's loops run with a budget) runs
+// through jit::Program::leaf(): one native call per packet, no Env, no
+// RunResult (direct()); the translation has no LD_ABS/LD_IND, which leaf()
+// would refuse. run_frame() also builds the SkbContext only as far
+// as the program reads it (context_need()). Both paths give the same value
+// (the tests compare them: set_direct(false) forces the Env path).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "abi/abi.hpp"
 #include "base/error.hpp"
 #include "cbpf/cbpf.hpp"
 #include "isa/isa.hpp"
+#include "jit/jit.hpp"
 
 namespace userbpf::cbpf {
 
 enum class Engine : std::uint8_t { Jit, Interpreter };
 std::string_view engine_name(Engine e);
+
+enum class LinkLayer : std::uint8_t { Ethernet, RawIp, Other };
+// Fills SkbContext from the packet the way the kernel's skb would look for
+// a frame received on a packet socket without VLAN offload: len = wirelen,
+// protocol = ethertype (Ethernet) or 0x0800/0x86dd by IP version (raw IP),
+// net_off after the Ethernet header (VLAN tags stay in the data),
+// pay_offset from a small dissector (Ethernet, 802.1Q, IPv4, IPv6, TCP, UDP,
+// ICMP), pkt_type PACKET_HOST, everything else 0.
+// payload_offset = false skips the dissector (pay_offset stays 0): for
+// filters that do not read it (Filter::reads_payload_offset).
+SkbContext make_context(std::span<const std::uint8_t> packet, std::uint32_t wirelen, LinkLayer link,
+                        bool payload_offset = true);
+
+// How much of the SkbContext a socket filter reads (Filter::context_need).
+enum class ContextNeed : std::uint8_t {
+  None,     // nothing: r1 may be anything
+  Len,      // only len (BPF_LEN)
+  Fields,   // make_context without the payload-offset dissector
+  Payload,  // make_context with it ([poff])
+};
 
 class Filter {
  public:
@@ -38,9 +69,17 @@ class Filter {
   ~Filter();
 
   // Socket filter / pcap: the return value (number of bytes to keep, 0 =
-  // drop). `packet` holds the captured bytes (LD_ABS/LD_IND bounds), `ctx`
+  // drop). `packet` holds the captured bytes (the loads' bounds), `ctx`
   // the metadata (ctx.len is BPF_LEN; see make_context).
   std::uint32_t run(std::span<const std::uint8_t> packet, const SkbContext& ctx);
+  // The same for a captured frame (`wirelen` = its length on the wire):
+  // the SkbContext is built (make_context) only as far as the program reads
+  // it. The per-packet entry for pcap files and live captures.
+  std::uint32_t run_frame(std::span<const std::uint8_t> packet, std::uint32_t wirelen, LinkLayer link) {
+    if (leaf_ && need_ == ContextNeed::None) [[likely]]
+      return static_cast<std::uint32_t>(leaf_(0, reinterpret_cast<std::uintptr_t>(packet.data()), packet.size()));
+    return run_frame_slow(packet, wirelen, link);
+  }
   // Seccomp: the filter's return value (action | data).
   std::uint32_t run_seccomp(const SeccompData& data);
 
@@ -48,27 +87,27 @@ class Filter {
   [[nodiscard]] std::span<const isa::Insn> ebpf() const;
   [[nodiscard]] const Translation& translation() const;
   [[nodiscard]] Engine engine() const;
+  // The JIT's listing of the translated program (jit::Program::disassemble;
+  // insn_text names each eBPF instruction); empty with the interpreter.
+  [[nodiscard]] std::string native_listing(const std::function<std::string(std::size_t pc)>& insn_text = {}) const;
   // Whether a run reads SkbContext::pay_offset ([poff]); make_context's
   // dissector can be skipped (payload_offset = false) when it does not.
-  [[nodiscard]] bool reads_payload_offset() const;
+  [[nodiscard]] bool reads_payload_offset() const { return need_ == ContextNeed::Payload; }
+  [[nodiscard]] ContextNeed context_need() const { return need_; }
+  // Whether runs use the JIT's direct entry (see the top of this file).
+  [[nodiscard]] bool direct() const { return static_cast<bool>(leaf_); }
+  // false: every run goes through the Env path (tests, benchmarks); true:
+  // the direct entry again where the program is eligible.
+  void set_direct(bool on);
 
  private:
   struct Impl;
   explicit Filter(std::unique_ptr<Impl> impl);
+  std::uint32_t run_frame_slow(std::span<const std::uint8_t> packet, std::uint32_t wirelen, LinkLayer link);
   std::unique_ptr<Impl> impl_;
+  jit::Program::Leaf leaf_;  // set iff direct()
+  ContextNeed need_ = ContextNeed::Payload;
 };
-
-enum class LinkLayer : std::uint8_t { Ethernet, RawIp, Other };
-// Fills SkbContext from the packet the way the kernel's skb would look for
-// a frame received on a packet socket without VLAN offload: len = wirelen,
-// protocol = ethertype (Ethernet) or 0x0800/0x86dd by IP version (raw IP),
-// net_off after the Ethernet header (VLAN tags stay in the data),
-// pay_offset from a small dissector (Ethernet, 802.1Q, IPv4, IPv6, TCP, UDP,
-// ICMP), pkt_type PACKET_HOST, everything else 0.
-// payload_offset = false skips the dissector (pay_offset stays 0): for
-// filters that do not read it (Filter::reads_payload_offset).
-SkbContext make_context(std::span<const std::uint8_t> packet, std::uint32_t wirelen, LinkLayer link,
-                        bool payload_offset = true);
 
 // The helpers translated programs call (HelperId): nla, nlan, rand.
 const abi::HelperTable& helper_table();

@@ -208,7 +208,7 @@ const std::vector<Entry>& all_entries() {
   static const std::vector<Entry> all = [] {
     std::vector<Entry> v;
     for (auto list : {core_entries(), process_entries(), memory_entries(), format_entries(), callback_entries(),
-                      skb_entries()})
+                      skb_entries(), resize_entries(), stack_entries()})
       v.insert(v.end(), list.begin(), list.end());
     std::sort(v.begin(), v.end(), [](const Entry& a, const Entry& b) { return a.id < b.id; });
     return v;
@@ -259,6 +259,10 @@ bool supported(std::uint32_t id) {
 std::string unsupported_helper_message(std::uint32_t id) {
   const std::string_view name = spec::helper_name(id);
   if (name.empty()) return fmt::format("invalid func unknown#{}: no kernel helper has id {}", id, id);
+  if (id == BPF_FUNC_fib_lookup)
+    return fmt::format("helper bpf_fib_lookup (id {}) is not supported by userbpf: user space has no kernel FIB "
+                       "and no user-supplied routing table can be configured yet",
+                       id);
   return fmt::format("helper bpf_{} (id {}) is not supported by userbpf (userbpf feature lists the supported ones)",
                      name, id);
 }

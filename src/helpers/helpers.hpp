@@ -75,12 +75,18 @@ struct RunState {
   const void* tail_target = nullptr;          // set by bpf_tail_call, consumed by the run loop
   std::uint64_t func_ip = 0;                  // bpf_get_func_ip: the hooked function's address (0: none)
   std::uint32_t prog_type = 0;                // enum bpf_prog_type (bpf_redirect: XDP or tc semantics)
-  // bpf_redirect's record (the kernel's bpf_redirect_info): the verdict the
-  // helper returned and its target, for test runs to report.
+  // bpf_redirect / bpf_redirect_map's record (the kernel's
+  // bpf_redirect_info): the target of the last successful call, for test
+  // runs to report (describe_redirect). bpf_redirect sets ifindex (map =
+  // null); bpf_redirect_map sets map and key (flags: BPF_F_BROADCAST /
+  // BPF_F_EXCLUDE_INGRESS when broadcasting, else 0); a redirect_map miss
+  // clears the record, as the kernel clears its map_id.
   struct Redirect {
     bool set = false;
     std::uint32_t ifindex = 0;
     std::uint64_t flags = 0;
+    const maps::Map* map = nullptr;
+    std::uint32_t key = 0;
   } redirect;
 
   // A map the program may name: one of its used maps, or an inner map that
@@ -97,8 +103,19 @@ struct RunState {
   std::uint32_t cpu_slot() { return cpu != nullptr ? cpu->slot() : 0; }
 };
 
+// The record as `prog run` prints it after the verdict: "devmap[3]",
+// "devmap_hash[7]", "cpumap[1]", "xskmap[0]", "devmap (broadcast)",
+// "devmap (broadcast, exclude ingress)", "ifindex 5" or "ifindex 5
+// (ingress)"; empty when nothing was recorded.
+std::string describe_redirect(const RunState::Redirect& r);
+
 // Fills `table` with every helper of this library under its kernel id.
 void register_helpers(abi::HelperTable& table);
+
+// Fills `table` with the host kfuncs (spec/kfuncs.def; kfuncs.cpp) under
+// userbpf's BTF ids, and the bpf_spin_lock/bpf_spin_unlock helpers (loaders resolve __ksym functions to them:
+// verifier::kfunc_symbols() in verifier/object_config.hpp).
+void register_kfuncs(abi::HelperTable& table);
 
 // The helper ids register_helpers() provides, ascending.
 std::span<const std::uint32_t> helper_ids();

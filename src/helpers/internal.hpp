@@ -64,6 +64,8 @@ std::span<const Entry> memory_entries();   // memory.cpp: probe_read*, strings, 
 std::span<const Entry> format_entries();   // format.cpp: snprintf, trace_vprintk
 std::span<const Entry> callback_entries(); // callbacks.cpp: loop, for_each_map_elem, push/pop/peek
 std::span<const Entry> skb_entries();      // skb.cpp: checksum replacement, redirect
+std::span<const Entry> resize_entries();   // skb_resize.cpp: change_head/tail, adjust_room, vlan push/pop
+std::span<const Entry> stack_entries();    // stack.cpp: get_stackid, get_stack (user stacks)
 // (packet.cpp, the runtime's, registers its own through register_packet_helpers)
 
 // The run's context of kind `kind` passed as r1, or null after env.fail(EINVAL,

@@ -20,10 +20,11 @@
 //    (frame: hard_start + frame_sz; hard_end leaves the skb_shared_info
 //    tailroom free, as xdp_data_hard_end());
 //  - SkBuff: data + pkt_len == data_end, pkt_len == skb.len (the packet is
-//    linear in test runs).
+//    linear in test runs); when head != 0: head <= data <= data_end <= end.
 #pragma once
 
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -81,6 +82,17 @@ struct SkBuff {
   std::uint64_t data_end = 0;
   std::uint64_t data_meta = 0;  // = data: test runs carry no metadata
   std::uint64_t pkt_len = 0;    // bytes from data (skb->len, linear)
+  // The buffer the packet lives in (skb->head .. skb->end). Helpers that
+  // grow the packet (skb_change_head/tail, skb_adjust_room, skb_vlan_push,
+  // skb_resize.cpp) move data / data_end inside it and memmove the packet
+  // when one side runs out of room (the kernel reallocates instead; the
+  // program reloads its packet pointers after these helpers either way).
+  // 0: no buffer known, the packet cannot grow beyond [data, data_end).
+  std::uint64_t head = 0;
+  std::uint64_t end = 0;
+  std::int32_t mac_off = 0;           // skb_mac_header - data (0 for tc, -ETH_HLEN for L3 types)
+  std::uint32_t net_off = ETH_HLEN;   // skb_network_offset (network header - data)
+  bool encapsulation = false;         // skb->encapsulation (set by skb_adjust_room's ENCAP flags)
 
   void sync32() {
     if (mirror32 == 0) return;

@@ -14,6 +14,9 @@
 //   redirect(ifindex, flags)   recorded in RunState::redirect; returns
 //       TC_ACT_REDIRECT (tc) or XDP_REDIRECT (XDP), TC_ACT_SHOT / XDP_ABORTED
 //       on bad flags, as the kernel.
+//   redirect_map(map, key, flags)   (XDP) devmap / devmap_hash / cpumap /
+//       xskmap targets (maps/devmap.cpp), recorded as map + key;
+//       describe_redirect() renders a record for `prog run`.
 //
 // Checksum arithmetic is one's complement on the raw (network order) values
 // as the kernel does it on little-endian x86-64: csum_fold, csum_unfold,
@@ -23,12 +26,15 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstring>
 
 #include "helpers/helpers.hpp"
 #include "helpers/internal.hpp"
 #include "helpers/packet_ctx.hpp"
+#include "maps/registry.hpp"
 
 namespace userbpf::helpers {
 
@@ -143,8 +149,30 @@ u64 redirect(abi::Env& env, u64 ifindex, u64 flags, u64, u64, u64) {
   RunState* s = state(env);
   const bool xdp = s != nullptr && s->prog_type == BPF_PROG_TYPE_XDP;
   if (xdp ? flags != 0 : (flags & ~u64{BPF_F_INGRESS}) != 0) return xdp ? XDP_ABORTED : TC_ACT_SHOT;
-  if (s != nullptr) s->redirect = RunState::Redirect{true, static_cast<std::uint32_t>(ifindex), flags};
+  if (s != nullptr) s->redirect = RunState::Redirect{true, static_cast<std::uint32_t>(ifindex), flags, nullptr, 0};
   return xdp ? XDP_REDIRECT : TC_ACT_REDIRECT;
+}
+
+// long bpf_redirect_map(struct bpf_map *map, u64 key, u64 flags) (XDP):
+// __bpf_xdp_redirect_map. The lower bits of flags are the action returned
+// when the key has no target; BPF_F_BROADCAST redirects to every entry
+// (devmaps) even when the key has none.
+u64 redirect_map(abi::Env& env, u64 r1, u64 key, u64 flags, u64, u64) {
+  constexpr u64 kActionMask = XDP_ABORTED | XDP_DROP | XDP_PASS | XDP_TX;
+  maps::Map* m = arg_map(env, r1);
+  if (m == nullptr || m->desc().kind != maps::MapKind::Redirect) return XDP_ABORTED;
+  if ((flags & ~(kActionMask | m->redirect_flags())) != 0) return XDP_ABORTED;
+  RunState* s = state(env);
+  const auto k = static_cast<std::uint32_t>(key);  // the map's lookup takes a u32 key
+  if (!m->redirect_target(k) && (flags & BPF_F_BROADCAST) == 0) {
+    if (s != nullptr) s->redirect = RunState::Redirect{};
+    return flags & kActionMask;
+  }
+  if (s != nullptr) {
+    const u64 kept = (flags & BPF_F_BROADCAST) != 0 ? flags & (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) : 0;
+    s->redirect = RunState::Redirect{true, 0, kept, m, k};
+  }
+  return XDP_REDIRECT;
 }
 
 constexpr Entry kSkb[] = {
@@ -152,10 +180,21 @@ constexpr Entry kSkb[] = {
     UBPF_HELPER_ENTRY(l4_csum_replace),
     UBPF_HELPER_ENTRY(csum_update),
     UBPF_HELPER_ENTRY(redirect),
+    UBPF_HELPER_ENTRY(redirect_map),
 };
 
 }  // namespace
 
 std::span<const detail::Entry> detail::skb_entries() { return kSkb; }
+
+std::string describe_redirect(const RunState::Redirect& r) {
+  if (!r.set) return {};
+  if (r.map == nullptr)
+    return fmt::format("ifindex {}{}", r.ifindex, (r.flags & BPF_F_INGRESS) != 0 ? " (ingress)" : "");
+  const std::string_view type = r.map->desc().name;
+  if ((r.flags & BPF_F_BROADCAST) != 0)
+    return fmt::format("{} (broadcast{})", type, (r.flags & BPF_F_EXCLUDE_INGRESS) != 0 ? ", exclude ingress" : "");
+  return fmt::format("{}[{}]", type, r.key);
+}
 
 }  // namespace userbpf::helpers

@@ -53,6 +53,11 @@ cbpf::SkbContext skb_context(const Packet& p, cbpf::LinkLayer link, bool payload
   return c;
 }
 
+std::uint32_t run_classic(cbpf::Filter& f, const Packet& p, cbpf::LinkLayer link) {
+  if (!p.meta.live || f.context_need() == cbpf::ContextNeed::None) return f.run_frame(p.data, p.wirelen, link);
+  return f.run(p.data, skb_context(p, link, f.reads_payload_offset()));
+}
+
 std::string classic_verdict(std::uint32_t ret) { return ret == 0 ? "DROP" : fmt::format("KEEP {}", ret); }
 
 }  // namespace userbpf::hooks

@@ -30,6 +30,11 @@ cbpf::LinkLayer link_layer(int linktype);
 // packet (interface, direction, hardware type, protocol, VLAN tag) on top.
 cbpf::SkbContext skb_context(const Packet& p, cbpf::LinkLayer link, bool payload_offset = true);
 
+// Runs a classic filter on a packet: packets from files (no live metadata)
+// take Filter::run_frame (the context only as far as the filter reads it),
+// live ones the full skb_context.
+std::uint32_t run_classic(cbpf::Filter& f, const Packet& p, cbpf::LinkLayer link);
+
 // Socket-filter verdict text: "DROP" for 0, else "KEEP n".
 std::string classic_verdict(std::uint32_t ret);
 

@@ -178,11 +178,8 @@ std::vector<std::uint8_t> encode_bytes(std::span<const Insn> insns) {
   return out;
 }
 
-Status check_structure(std::span<const Insn> insns) {
+Result<std::vector<std::size_t>> subprogram_starts(std::span<const Insn> insns) {
   const std::size_t n = insns.size();
-  if (n == 0) return make_error(E2BIG, "program has no instructions");
-  if (n > kMaxInsns) return make_error(E2BIG, fmt::format("program has {} instructions (limit {})", n, kMaxInsns));
-  // Subprogram starts: 0, every local call target and every lddw func target.
   std::set<std::size_t> starts{0};
   for (std::size_t pc = 0; pc < n; ++pc) {
     const Insn& in = insns[pc];
@@ -193,7 +190,16 @@ Status check_structure(std::span<const Insn> insns) {
                                                             : "invalid pseudo func destination");
     starts.insert(static_cast<std::size_t>(t));
   }
-  std::vector<std::size_t> bounds(starts.begin(), starts.end());
+  return std::vector<std::size_t>(starts.begin(), starts.end());
+}
+
+Status check_structure(std::span<const Insn> insns) {
+  const std::size_t n = insns.size();
+  if (n == 0) return make_error(E2BIG, "program has no instructions");
+  if (n > kMaxInsns) return make_error(E2BIG, fmt::format("program has {} instructions (limit {})", n, kMaxInsns));
+  auto starts = subprogram_starts(insns);
+  if (!starts) return starts.error();
+  std::vector<std::size_t> bounds = std::move(*starts);
   bounds.push_back(n);
   for (std::size_t s = 0; s + 1 < bounds.size(); ++s) {
     const std::size_t begin = bounds[s], end = bounds[s + 1];

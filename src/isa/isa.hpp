@@ -300,6 +300,12 @@ constexpr Insn make(Op op, std::uint8_t dst = 0, std::uint8_t src = 0, std::int1
 // Finds the row for an opcode byte and raw fields, or nullptr.
 const OpInfo* lookup(const RawInsn& raw);
 
+// Subprogram starts, ascending: 0, every local call target and every lddw
+// func (BPF_PSEUDO_FUNC) target, as the kernel's add_subprog_and_kfunc finds
+// them. A target outside the program or into an lddw tail is an error
+// ("call to invalid destination" / "invalid pseudo func destination").
+Result<std::vector<std::size_t>> subprogram_starts(std::span<const Insn> insns);
+
 // Control-flow structure that any executor relies on: jump and local-call
 // targets inside the program and not into an lddw tail, lddw complete, the
 // last instruction an exit or unconditional jump, size within kMaxInsns.

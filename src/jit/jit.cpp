@@ -21,6 +21,33 @@
 // known). A bound that proved too small would make xbyak throw and the
 // variant is generated again with near branches (never seen; a safety net).
 //
+// Loop heads (targets of backward jumps) start at a 16-byte boundary
+// (multi-byte nops before them; their bound counts 15 bytes of padding):
+// measured 10-15% on c/state_machine and c/memcpy_cmp, 32 bytes was slower.
+//
+// Cross-instruction optimisations, only in non-counting variants (counting
+// ones count every BPF instruction, and checked ones are counting), using
+// whole-program facts from analysis.cpp (computed once by compile(), only
+// when the program has something they serve):
+//   * known value widths along straight-line code (forgotten at labels):
+//     `w = w`, le16/le32, the movzx of be16, `r <<= 32; r >>= 32` and masks
+//     like `r &= 0xff` after a byte load emit nothing when the width proves
+//     them no-ops;
+//   * address arithmetic folded into x86 addressing: `rT = rA; rT += K;
+//     rT += rB` is one lea, and a load/store through rT right after uses
+//     [rA + rB + K + off] directly when rT is dead afterwards (liveness);
+//   * `if c goto +1; goto T` is one inverted compare-and-branch `if !c goto
+//     T`; jumps to a `goto` go to its target, a `goto` to `exit` is a `ret`;
+//   * a load followed by be16/be32/be64 (or bswap) of its result is movbe
+//     (movzx + rol for 16 bits);
+//   * division by a register divides by that register (no copy); the
+//     divisor-0 / -1 cases are out of line, the common path has no jump;
+//   * bpf-to-bpf calls in programs without helper calls or callx, whose call
+//     graph is acyclic and at most 8 frames deep, have no depth check; a
+//     callee that (with its callees) never reads r10 is called without
+//     moving r10; without any call into C the rsp alignment pad is dropped.
+// Each fused group's code shows under its first instruction in listings.
+//
 // Variants: a Program holds up to 8 compiled variants (checked x counting x
 // direct helper calls). The one the Options ask for is compiled by compile();
 // a run whose Env asks for more (env.options.checked, a budget, count_insns,
@@ -46,15 +73,17 @@
 //   (pushed by the caller right before the `call`, initialised to
 //   abi::kMayGotoBudget: a fresh counter per frame, the caller's kept, as in
 //   the interpreter and the kernel). Functions are entered at their first
-//   instruction and `exit` is a plain `ret`. Invariant: in BPF code rsp is
-//   16-byte aligned, so helpers are called directly; a caller pads its
-//   pushes so that rsp is 8 mod 16 at the `call` (emit_call_frame).
+//   instruction and `exit` is a plain `ret`. Invariant: in BPF code that
+//   can reach C code (helpers, callx, LD_ABS, checked mode) rsp is 16-byte
+//   aligned, so helpers are called directly; a caller pads its pushes so
+//   that rsp is 8 mod 16 at the `call` (call_pad).
 //   A bpf-to-bpf call (call/callx) checks the depth (r10 below min_call_rbp
-//   means 8 frames are in use: abi::call_depth_exceeded), pushes those of
-//   r6-r9 (BPF callee-saved) that the callee or its callees may write
-//   (callee_saved_masks; all four for callx or without kernel_structure),
-//   moves r10 down 512, `call`s the callee and undoes all that on return. `exit` is `add rsp, 8; ret` everywhere:
-//   the main program is itself called by the entry trampoline.
+//   means 8 frames are in use: abi::call_depth_exceeded) unless the depth is
+//   proven statically (CallFacts), pushes those of r6-r9 (BPF callee-saved)
+//   that the callee or its callees may write (callee_saved_masks; all four
+//   for callx or without kernel_structure), moves r10 down 512 (unless the
+//   callee provably never reads it), `call`s the callee and undoes all that
+//   on return. The main program is itself called by the entry trampoline.
 //   Programs may write r10 (the interpreter allows it). If one does, the
 //   canonical frame pointer lives in State::fp and calls, depth checks and
 //   the checked-mode stack test use it instead of rbp; otherwise rbp is
@@ -127,6 +156,9 @@
 //   ST and lddw as (imm ^ key) and xors the key back at run time.
 #include "jit/jit.hpp"
 
+#include "jit/analysis.hpp"
+#include "jit/state.hpp"
+
 #include "base/hex.hpp"
 
 #include <Zydis/Zydis.h>
@@ -161,227 +193,7 @@ using s64 = std::int64_t;
 
 namespace {
 
-constexpr u64 kFrameSize = static_cast<u64>(isa::kStackSize);
-constexpr u64 kStackTotal = kFrameSize * static_cast<u64>(isa::kMaxCallFrames);
-constexpr u32 kNoEntry = std::numeric_limits<u32>::max();
-constexpr std::size_t kNoRegion = std::numeric_limits<std::size_t>::max();
-constexpr u8 kAllCalleeSaved = 0xf;  // BPF r6-r9
-
-// What generated code needs at run time besides the State: where the code
-// lives and where each BPF function starts (for callx and callbacks).
-struct CodeInfo {
-  const u8* base = nullptr;
-  u32 trampoline_offset = 0;      // entry(State*, const u64 args[5], u64 r10, const u8* target)
-  std::vector<u32> entry_offset;  // by pc; kNoEntry if pc is not a function start
-};
-
-// Per-run state, addressed from generated code through r12. Deliberately
-// without member initialisers: Program::run sets exactly the fields the
-// variant reads (a value-initialised State cost a `rep stos` per run).
-// Fields marked "on fault" are only read when `fault` is non-zero.
-struct State {
-  u64 saved_rsp;      // set by the trampoline (each callback run saves and restores it)
-  u64 budget_left;    // counting variants
-  u64 min_call_rbp;
-  abi::Env* env;
-  const CodeInfo* code;
-  u64 stack_top;
-  u64 fp;  // canonical r10 of the current frame (kept only if the program writes r10, or for checked helpers)
-  std::size_t region_index;  // checked mode: the Stack region appended to env.regions (else kNoRegion)
-  u64 r0;
-  u64 fault_addr;  // on fault: memory violation address, callx value
-  u64 fault_size;  // on fault
-  u64 cb_r0;       // callbacks: r0 of the callee run that ended the whole run
-  u32 fault_pc;    // on fault
-  u32 fault_id;    // on fault: helper / kfunc id
-  u32 call_id;     // helper id for run-time dispatch (set before use)
-  u32 call_pc;     // pc of the current helper call (stored before each helper call)
-  u8 cb_aborted;   // callbacks: a callee ended the run; st holds its result
-  u8 fault;        // abi::Fault
-  u8 fault_write;  // on fault
-  u8 fault_kfunc;  // on fault
-  u8 stop;         // set by run-time stubs: end the run (fault or exit recorded)
-  u8 call_kfunc;   // set before use
-  u8 callx_kind;   // set before use. 0: BPF function, 1: helper
-  u8 writes_r10;   // the program writes r10: fp is the canonical frame pointer
-};
-static_assert(std::is_standard_layout_v<State>);
-
-template <class T>
-int off_of(T State::*member) {
-  // offsetof for a pointer-to-member (State is standard layout).
-  static const State s{};
-  return static_cast<int>(reinterpret_cast<const char*>(&(s.*member)) - reinterpret_cast<const char*>(&s));
-}
-
-void set_fault(State* st, abi::Fault f, u64 pc) {
-  st->fault = static_cast<u8>(f);
-  st->fault_pc = static_cast<u32>(pc);
-  st->stop = 1;
-}
-
-// ---------------------------------------------------------------- run-time stubs (called from JIT code)
-// Checked mode: the live stack is [fp - 512, top) (the current frame and its
-// callers'), as in the interpreter; the Stack region in env.regions follows it.
-u64 live_stack_lo(const State* st, u64 rbp) { return (st->writes_r10 ? st->fp : rbp) - kFrameSize; }
-void update_stack_region(State* st, u64 lo) {
-  if (st->region_index < st->env->regions.size()) {
-    abi::Region& r = st->env->regions[st->region_index];
-    r.start = lo;
-    r.size = st->stack_top - lo;
-  }
-}
-
-// info = size | write << 8; rbp = the BPF r10 register. Returns 0 (and
-// records the fault) on a violation.
-u64 rt_check_access(State* st, u64 addr, u64 info, u64 pc, u64 rbp) {
-  const u64 size = info & 0xff;
-  const bool write = (info >> 8) != 0;
-  const u64 lo = live_stack_lo(st, rbp);
-  if (addr - lo <= st->stack_top - lo - size) return 1;
-  update_stack_region(st, lo);
-  if (st->env->find_region(addr, size, write) != nullptr) return 1;
-  set_fault(st, abi::Fault::MemoryViolation, pc);
-  st->fault_addr = addr;
-  st->fault_size = size;
-  st->fault_write = write ? 1 : 0;
-  return 0;
-}
-
-// LD_ABS / LD_IND: big-endian load from env.packet; out of range ends the run
-// with r0 = 0. The offset is 32-bit ((u32)src + (u32)imm) and negative as an
-// s32 means out of range (the kernel's SKF_* areas have no meaning here).
-u64 rt_ld_packet(State* st, u64 src, u64 imm, u64 size_pc) {
-  const u64 size = size_pc & 0xff;
-  const u32 off = static_cast<u32>(src) + static_cast<u32>(imm);
-  const abi::Env& env = *st->env;
-  if (static_cast<s32>(off) < 0 || env.packet == nullptr || off + size > env.packet_len) {
-    st->r0 = 0;
-    st->stop = 1;
-    return 0;
-  }
-  u64 v = 0;
-  for (u64 i = 0; i < size; ++i) v = (v << 8) | env.packet[off + i];
-  return v;
-}
-
-// Helper/kfunc call resolved at run time: id in st->call_id. st->r0 holds r0
-// before the call (kept as the result if the id is unknown).
-u64 rt_dispatch(State* st, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5) {
-  abi::Env& env = *st->env;
-  const abi::Helper* h = nullptr;
-  if (env.helpers != nullptr) h = st->call_kfunc ? env.helpers->find_kfunc(st->call_id) : env.helpers->find(st->call_id);
-  if (h == nullptr) {
-    st->fault = static_cast<u8>(abi::Fault::UnknownHelper);
-    st->fault_id = st->call_id;
-    st->fault_kfunc = st->call_kfunc;
-    st->stop = 1;
-    return st->r0;
-  }
-  if (st->region_index != kNoRegion) update_stack_region(st, st->fp - kFrameSize);
-  const u64 r = h->fn(env, r1, r2, r3, r4, r5);
-  if (env.failed() || env.exit_requested() || env.callback_aborted()) st->stop = 1;
-  return r;
-}
-
-// callx: returns the code address to call and sets st->callx_kind, or 0 after
-// recording the fault. Values that fit 32 bits are helper ids; otherwise an
-// abi::func_addr of a function start.
-u64 rt_resolve_callx(State* st, u64 value, u64 pc) {
-  const CodeInfo& ci = *st->code;
-  if (value <= std::numeric_limits<u32>::max()) {
-    const abi::Helper* h = st->env->helpers != nullptr ? st->env->helpers->find(static_cast<u32>(value)) : nullptr;
-    if (h == nullptr) {
-      set_fault(st, abi::Fault::UnknownHelper, pc);
-      st->fault_id = static_cast<u32>(value);
-      st->fault_kfunc = 0;
-      return 0;
-    }
-    if (st->region_index != kNoRegion) update_stack_region(st, st->fp - kFrameSize);
-    st->callx_kind = 1;
-    return reinterpret_cast<u64>(h->fn);
-  }
-  if (abi::is_func_addr(value)) {
-    const std::size_t t = abi::func_pc(value);
-    if (t < ci.entry_offset.size() && ci.entry_offset[t] != kNoEntry) {
-      st->callx_kind = 0;
-      return reinterpret_cast<u64>(ci.base + ci.entry_offset[t]);
-    }
-  }
-  set_fault(st, abi::Fault::BadCallTarget, pc);
-  st->fault_addr = value;
-  return 0;
-}
-
-// After a helper signalled (or a dispatch fault): decide how the run ends.
-// st->r0 already holds r0 (the helper's return value).
-void rt_finish_signal(State* st, u64 pc) {
-  if (st->cb_aborted != 0) {  // a callback run ended the run: its result stands
-    st->r0 = st->cb_r0;
-    return;
-  }
-  if (st->fault != 0) {  // already recorded (unknown helper at run time)
-    st->fault_pc = static_cast<u32>(pc);
-    return;
-  }
-  const abi::Env& env = *st->env;
-  if (env.failed()) {
-    set_fault(st, abi::Fault::HelperFailed, pc);
-  } else if (env.exit_requested()) {
-    st->r0 = env.exit_value();
-    st->stop = 1;
-  }
-}
-
-// abi::Env::call_function from a helper: runs the function at `fn` on the
-// frame below the helper's caller (st->fp, stored before every helper call),
-// through the trampoline, with a fresh may_goto counter and r0, r6-r9 = 0 as
-// in the interpreter. The nested run shares the State (budget, faults); its
-// own saved_rsp makes `abort` return here. If it ends the run (fault, unwind
-// helper, LD_ABS out of range), its result is kept (cb_aborted, cb_r0) and
-// the helper's caller ends the run after the helper returns.
-u64 rt_callback(abi::Env& env, u64 fn, u64 r1, u64 r2, u64 r3, u64 r4, u64 r5) {
-  auto* st = static_cast<State*>(env.engine);
-  if (st->cb_aborted != 0) {  // the helper called again after an abort
-    env.set_callback_aborted();
-    return 0;
-  }
-  const CodeInfo& ci = *st->code;
-  const u64 fp = st->fp;
-  auto abort_run = [&](abi::Fault f) {
-    set_fault(st, f, st->call_pc);
-    st->fault_addr = fn;
-    st->r0 = 0;
-    st->cb_r0 = 0;
-    st->cb_aborted = 1;
-    env.set_callback_aborted();
-    return u64{0};
-  };
-  const std::size_t t = abi::func_pc(fn);
-  if (!abi::is_func_addr(fn) || t >= ci.entry_offset.size() || ci.entry_offset[t] == kNoEntry)
-    return abort_run(abi::Fault::BadCallTarget);
-  if (fp < st->min_call_rbp) return abort_run(abi::Fault::CallDepth);
-  const u64 saved_rsp = st->saved_rsp;
-  const u32 call_pc = st->call_pc;
-  const u64 callee_fp = fp - kFrameSize;
-  st->fp = callee_fp;
-  if (st->region_index != kNoRegion) update_stack_region(st, callee_fp - kFrameSize);
-  const u64 args[5] = {r1, r2, r3, r4, r5};
-  using EntryFn = void (*)(State*, const u64*, u64, const u8*);
-  const auto entry = reinterpret_cast<EntryFn>(reinterpret_cast<std::uintptr_t>(ci.base + ci.trampoline_offset));
-  entry(st, args, callee_fp, ci.base + ci.entry_offset[t]);
-  st->saved_rsp = saved_rsp;
-  st->call_pc = call_pc;
-  st->fp = fp;
-  if (st->region_index != kNoRegion) update_stack_region(st, fp - kFrameSize);
-  if (st->stop != 0 || st->fault != 0) {
-    st->cb_r0 = st->r0;
-    st->cb_aborted = 1;
-    env.set_callback_aborted();
-    return 0;
-  }
-  return st->r0;
-}
+using namespace detail;  // State, CodeInfo, the run-time stubs (state.hpp), analyses (analysis.hpp)
 
 // ---------------------------------------------------------------- the code generator
 using namespace Xbyak::util;  // register names
@@ -397,14 +209,21 @@ u64 fn_u64(F* f) {
 }
 
 struct ColdThunk {
-  enum Kind : u8 { Fault, Signal, Check } kind = Fault;
+  enum Kind : u8 { Fault, Signal, Check, DivZero, DivMinusOne } kind = Fault;
   std::unique_ptr<Label> label;
   std::unique_ptr<Label> back;  // Check: where to continue
   abi::Fault fault = abi::Fault::None;
   u32 pc = 0;
-  u32 aux = 0;  // Fault: helper id; Check: size | write << 8
+  u32 aux = 0;  // Fault: helper id; Check: size | write << 8; Div*: BPF dst register
   bool kfunc = false;
+  bool is64 = false, is_mod = false;  // Div*: the operation
 };
+
+// Loop heads: targets of backward jumps. Their code starts at a multiple of
+// kLoopAlign (multi-byte nops before), so that a loop's first fetch block is
+// whole.
+constexpr u32 kLoopAlign = 16;  // 32 measured slower (c/memcpy_cmp, c/state_machine)
+// (Computed by Program::compile's scan: Impl::heads.)
 
 // Which code a Program variant contains (see Program::Impl).
 struct Variant {
@@ -418,24 +237,30 @@ class Emitter : public Xbyak::CodeGenerator {
   // Assembles straight into `buf` (`cap` bytes: the final mapping, still
   // writable); `bound` = code_bounds() of this variant.
   Emitter(std::span<const Insn> insns, const Options& opts, Variant v, const std::vector<bool>& is_target,
-          const std::vector<bool>& is_entry, bool writes_r10, const std::vector<u8>& save_mask, u8* buf,
-          std::size_t cap, const std::vector<u32>& bound)
+          const std::vector<bool>& is_entry, bool writes_r10, const std::vector<u8>& save_mask,
+          const detail::CallFacts& calls, const std::vector<std::uint16_t>& live, const std::vector<bool>& heads, u8* buf, std::size_t cap, const std::vector<u32>& bound)
       : Xbyak::CodeGenerator(cap, buf),
         insns_(insns),
         opts_(opts),
         v_(v),
         writes_r10_(writes_r10),
         labels_(insns.size()),
+        is_target_(is_target),
         is_entry_(is_entry),
         save_mask_(save_mask),
-        bound_(bound) {
+        calls_(calls),
+        live_(live),
+        bound_(bound),
+        heads_(heads) {
     setDefaultJmpNEAR(true);
     for (std::size_t i = 0; i < insns.size(); ++i) {
       if (is_target[i]) labels_[i] = std::make_unique<Label>();
       if (insns[i].op == Op::MayGoto) may_goto_ = true;
     }
-    static const bool kHasBmi2 = Xbyak::util::Cpu().has(Xbyak::util::Cpu::tBMI2);  // cpuid once
-    bmi2_ = kHasBmi2 && opts.bmi2;
+    static const Xbyak::util::Cpu kCpu;  // cpuid once
+    bmi2_ = kCpu.has(Xbyak::util::Cpu::tBMI2) && opts.bmi2;
+    movbe_ = kCpu.has(Xbyak::util::Cpu::tMOVBE) && opts.bmi2;  // bmi2 = false: the plain forms (tests)
+    detail::forget_widths(width_);
     counting_ = v.counting;
     if (opts.blinding) {
       std::random_device rd;
@@ -494,7 +319,11 @@ class Emitter : public Xbyak::CodeGenerator {
   void emit_stubs();
   void emit_cold();
   void emit_insn(std::size_t pc, const Insn& in);
-  bool emit_fused(const Insn& a, const Insn& b);
+  bool emit_fused(std::size_t pc, const Insn& a, const Insn& b);
+  std::size_t emit_address_fold(std::size_t pc);
+  bool dead_after(std::size_t pc, int reg) const {
+    return !live_.empty() && ((live_[pc] >> static_cast<unsigned>(reg)) & 1u) == 0;
+  }
   void emit_alu(std::size_t pc, const Insn& in);
   void emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed, bool imm_form);
   void emit_shift(const Insn& in, bool is64, int kind, bool imm_form);
@@ -505,9 +334,16 @@ class Emitter : public Xbyak::CodeGenerator {
   void emit_helper_call(std::size_t pc, const Insn& in);
   void emit_callx(std::size_t pc, const Insn& in);
   // mask: which of r6-r9 (bits 0-3) the callee may write, i.e. must be saved.
-  void emit_bpf_call_prologue(std::size_t pc, u8 mask);
+  // move_fp: r10 moves down a frame for the callee (callee_moves_fp).
+  void emit_bpf_call_prologue(std::size_t pc, u8 mask, bool move_fp = true);
   bool call_pad(u8 mask) const;
-  void emit_bpf_call_epilogue(u8 mask);
+  void emit_bpf_call_epilogue(u8 mask, bool move_fp = true);
+  // A call needs r10 moved only if the callee (or one it calls) reads it, or
+  // the depth check (which compares r10) is needed, or checked mode (whose
+  // stack test reads it).
+  bool callee_moves_fp(std::size_t entry) const {
+    return writes_r10_ || v_.checked || !calls_.static_depth || calls_.uses_frame[entry];
+  }
   void emit_signal_check_direct(std::size_t pc);
   void emit_before_helper(std::size_t pc);
   void emit_helper_frame_push();
@@ -522,15 +358,41 @@ class Emitter : public Xbyak::CodeGenerator {
   const Options& opts_;
   Variant v_;
   bool writes_r10_ = false;
+  // One Label per jump target (a vector of n Labels would be big enough for
+  // malloc to mmap it: page faults on every compile).
   std::vector<std::unique_ptr<Label>> labels_;
+  const std::vector<bool>& is_target_;
   const std::vector<bool>& is_entry_;
   bool may_goto_ = false;  // the program uses may_goto: frames carry a counter
   std::vector<ColdThunk> cold_;
   const std::vector<u8>& save_mask_;  // by callee entry pc: r6-r9 (bits 0-3) the callee may write
+  const detail::CallFacts& calls_;
+  const std::vector<std::uint16_t>& live_;  // detail::live_out (empty: nothing known)
+  std::optional<Xbyak::RegExp> addr_override_;  // emit_address_fold: the address of the next memory operand
   const std::vector<u32>& bound_;  // bound_[pc]: upper bound of the code offset of pc (code_bounds)
+  const std::vector<bool>& heads_;  // loop heads: aligned to kLoopAlign
   Label abort_, check_stub_, ldpkt_stub_, callx_stub_, signal_common_, trampoline_;
   bool bmi2_ = false;
+  bool movbe_ = false;
+  bool skip_next_ = false;  // emit_jump folded the next instruction into this one
   bool counting_ = false;
+  // Known value widths along straight-line code (detail::track_widths),
+  // forgotten at every jump target.
+  detail::Widths width_{};
+  bool known32(int reg) const { return width_[static_cast<std::size_t>(reg)] <= 32; }
+  // The final target of a jump to t: through chains of `ja` (not in
+  // counting variants, which count every instruction executed).
+  std::size_t thread_jump(std::size_t t) const {
+    for (int k = 0; k < 8 && !counting_; ++k) {
+      const Insn& in = insns_[t];
+      if (in.op != Op::Ja && in.op != Op::Gotol) break;
+      const auto next = static_cast<std::size_t>(isa::jump_target(in, t));
+      if (next == t) break;
+      t = next;
+    }
+    return t;
+  }
+  void emit_div_special(const ColdThunk& t);
   u32 blind_key_ = 0;  // xor key (an imm32, sign-extended by the CPU)
 };
 
@@ -587,15 +449,19 @@ u32 max_code_size(const Insn& in, Variant v, bool blinding) {
 // Prefix sums of max_code_size over the body: bound[pc] >= the code offset
 // of pc; bound[n] bounds the body. Also returns a bound of the whole code
 // (body, out-of-line thunks, stubs, trampoline).
-std::vector<u32> code_bounds(std::span<const Insn> insns, Variant v, bool blinding, std::size_t& total) {
+std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool>& heads, Variant v, bool blinding,
+                             std::size_t& total) {
   const std::size_t n = insns.size();
   std::vector<u32> bound(n + 1, 0);
   std::size_t cold = 0;
   for (std::size_t pc = 0; pc < n; ++pc) {
-    bound[pc + 1] = bound[pc] + max_code_size(insns[pc], v, blinding);
+    // a loop head's alignment padding is counted before its label
+    bound[pc + 1] = bound[pc] + max_code_size(insns[pc], v, blinding) + (pc + 1 < n && heads[pc + 1] ? kLoopAlign - 1 : 0);
     // cold thunks: one per counted insn, checked access, call (<= 48 bytes each)
     cold += (v.counting ? 48u : 0u) + (v.checked ? 48u : 0u);
     const Form f = insns[pc].info().form;
+    if ((f == Form::AluX || f == Form::AluK) && (isa::op_code(insns[pc].op) == 3 || isa::op_code(insns[pc].op) == 9))
+      cold += 48;  // division by 0 / -1 cases
     if (f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
         f == Form::LdInd || insns[pc].op == Op::LddwFunc)
       cold += 64;
@@ -604,14 +470,89 @@ std::vector<u32> code_bounds(std::span<const Insn> insns, Variant v, bool blindi
   return bound;
 }
 
+// Address arithmetic folded into x86 addressing (non-counting variants; the
+// instructions after the first are no jump targets):
+//   rT = rA; [rT += K]; [rT += rB]  (either order, at least two)  ->  lea rT, [rA + rB + K]
+//   rT = rA; rT += K / rB ...; load/store through rT + off, rT dead after
+//   (or the load's destination)  ->  one load/store at [rA + rB + K + off]
+//   rT += rB; load/store through rT + off, rT dead after  ->  [rT + rB + off]
+// Returns how many instructions after pc it consumed (0: none, nothing emitted).
+std::size_t Emitter::emit_address_fold(std::size_t pc) {
+  const std::size_t n = insns_.size();
+  const Insn& first = insns_[pc];
+  const bool mov = first.op == Op::MovReg && first.dst != first.src;
+  if (!mov && !(first.op == Op::AddReg && first.dst != first.src)) return 0;
+  const int t = first.dst;
+  if (t == isa::kFrameReg) return 0;
+  int base = mov ? first.src : t;
+  int index = mov ? -1 : first.src;
+  s64 disp = 0;
+  bool has_imm = false;
+  std::size_t end = pc + 1;  // one past the address instructions
+  while (end < n && !is_target_[end] && end - pc < 3) {
+    const Insn& in = insns_[end];
+    if (in.dst != t) break;
+    if (in.op == Op::AddReg && index < 0 && in.src != t) {
+      index = in.src;
+    } else if (in.op == Op::AddImm && !has_imm && !blinding()) {
+      disp = in.imm;
+      has_imm = true;
+    } else {
+      break;
+    }
+    ++end;
+  }
+  // A memory access through rT next?
+  if (end < n && !is_target_[end]) {
+    const Insn& m = insns_[end];
+    const Form f = m.info().form;
+    const bool load = f == Form::Ldx && m.src == t;
+    const bool store = (f == Form::Stx && m.dst == t && m.src != t) || (f == Form::St && m.dst == t);
+    const s64 total = disp + m.off;
+    if ((load || store) && total >= std::numeric_limits<s32>::min() && total <= std::numeric_limits<s32>::max() &&
+        ((load && m.dst == t) || dead_after(end, t))) {
+      Xbyak::RegExp e = kReg[static_cast<std::size_t>(base)] + static_cast<std::size_t>(total);
+      if (index >= 0) e = e + kReg[static_cast<std::size_t>(index)];
+      addr_override_ = e;
+      emit_mem(end, m);
+      addr_override_.reset();
+      return end - pc;
+    }
+  }
+  if (!mov || end - pc < 3) return 0;  // two-instruction forms: emit_fused
+  Xbyak::RegExp e = kReg[static_cast<std::size_t>(base)] + static_cast<std::size_t>(disp);
+  if (index >= 0) e = e + kReg[static_cast<std::size_t>(index)];
+  lea(kReg[static_cast<std::size_t>(t)], ptr[e]);
+  return end - pc - 1;
+}
+
 // Two BPF instructions as one x86 instruction (only where the second is not
 // a jump target, and not in counting variants, which count each):
 //   r = r << 32; r = r >> 32     ->  mov r32, r32   (zero-extension)
 //   rD = rA; rD += rB / imm      ->  lea rD, [rA + rB / imm]
-bool Emitter::emit_fused(const Insn& a, const Insn& b) {
+//   rD = *(u16/u32/u64 *)(rS + off); rD = be/bswap(rD)  ->  movbe (load + byte swap)
+bool Emitter::emit_fused(std::size_t pc, const Insn& a, const Insn& b) {
   if (a.op == Op::LshImm && b.op == Op::RshImm && a.dst == b.dst && a.imm == 32 && b.imm == 32) {
     const Reg32 d = kReg[a.dst].cvt32();
-    mov(d, d);
+    if (!known32(a.dst)) mov(d, d);
+    return true;
+  }
+  if ((a.op == Op::LdxW || a.op == Op::LdxDW || a.op == Op::LdxH) && b.dst == a.dst &&
+      b.info().form == Form::End && b.op != Op::Le16 && b.op != Op::Le32 && b.op != Op::Le64 &&
+      static_cast<unsigned>(b.info().sel_value) == isa::access_size(a.op) * 8) {
+    const unsigned size = isa::access_size(a.op);
+    const Xbyak::RegExp m = mem_addr(pc, a.src, a.off, size, false);
+    const Reg64& d = kReg[a.dst];
+    if (size == 2) {
+      movzx(d.cvt32(), word[m]);
+      rol(d.cvt16(), 8);
+    } else if (!movbe_) {
+      return false;
+    } else if (size == 4) {
+      movbe(d.cvt32(), dword[m]);
+    } else {
+      movbe(d, qword[m]);
+    }
     return true;
   }
   if (a.op == Op::MovReg && a.dst != a.src && b.dst == a.dst) {
@@ -633,19 +574,36 @@ void Emitter::generate() {
   const std::size_t n = insns_.size();
   pc_offset.assign(n, 0);
   for (std::size_t pc = 0; pc < n; ++pc) {
-    if (labels_[pc]) L(*labels_[pc]);
+    if (is_target_[pc]) {
+      if (heads_[pc] && pc > 0) align(kLoopAlign, true);
+      L(*labels_[pc]);
+      detail::forget_widths(width_);
+    }
     pc_offset[pc] = static_cast<u32>(getSize());
     const Insn& in = insns_[pc];
     if (in.op == Op::LddwTail) continue;
     if (counting_) {
       sub(qword[st(&State::budget_left)], 1);
       jb(fault_thunk(abi::Fault::Budget, pc));
-    } else if (pc + 1 < n && !labels_[pc + 1] && emit_fused(in, insns_[pc + 1])) {
+    } else if (const std::size_t extra = emit_address_fold(pc); extra != 0) {
+      for (std::size_t k = 0; k <= extra; ++k) detail::track_widths(width_, insns_[pc + k]);
+      for (std::size_t k = 1; k <= extra; ++k) pc_offset[pc + k] = static_cast<u32>(getSize());
+      pc += extra;
+      continue;
+    } else if (pc + 1 < n && !is_target_[pc + 1] && emit_fused(pc, in, insns_[pc + 1])) {
+      detail::track_widths(width_, in);
       ++pc;
+      detail::track_widths(width_, insns_[pc]);
       pc_offset[pc] = static_cast<u32>(getSize());  // pc's code is in its predecessor's block
       continue;
     }
     emit_insn(pc, in);
+    detail::track_widths(width_, in);
+    if (skip_next_) {  // pc + 1 (a goto) is part of pc's code (emit_jump)
+      skip_next_ = false;
+      ++pc;
+      pc_offset[pc] = static_cast<u32>(getSize());
+    }
   }
   // Falling off the end of the program (impossible after exit / ja / gotol).
   const Op last = insns_[n - 1].op;
@@ -752,6 +710,11 @@ void Emitter::emit_cold() {
         call(check_stub_);
         jmp(*t.back);
         break;
+      case ColdThunk::DivZero:
+      case ColdThunk::DivMinusOne:
+        emit_div_special(t);
+        jmp(*t.back);
+        break;
     }
   }
 }
@@ -816,9 +779,10 @@ void Emitter::emit_insn(std::size_t pc, const Insn& in) {
       return;
     case Form::CallLocal: {
       const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
-      emit_bpf_call_prologue(pc, save_mask_[t]);
+      const bool move_fp = callee_moves_fp(t);
+      emit_bpf_call_prologue(pc, save_mask_[t], move_fp);
       call(target_label(t));
-      emit_bpf_call_epilogue(save_mask_[t]);
+      emit_bpf_call_epilogue(save_mask_[t], move_fp);
       return;
     }
     case Form::Callx:
@@ -871,13 +835,14 @@ void Emitter::emit_alu(std::size_t pc, const Insn& in) {
     const auto w = static_cast<unsigned>(in.info().sel_value);
     const bool swap = in.op == Op::Be16 || in.op == Op::Be32 || in.op == Op::Be64 || in.op == Op::Bswap16 ||
                       in.op == Op::Bswap32 || in.op == Op::Bswap64;
+    // Zero-extensions the known width of dst makes no-ops are left out.
     if (w == 16) {
       if (swap) rol(d64.cvt16(), 8);
-      movzx(d32, d64.cvt16());
+      if (width_[in.dst] > 16) movzx(d32, d64.cvt16());
     } else if (w == 32) {
       if (swap)
         bswap(d32);
-      else
+      else if (!known32(in.dst))
         mov(d32, d32);
     } else if (swap) {
       bswap(d64);
@@ -933,9 +898,14 @@ void Emitter::emit_alu(std::size_t pc, const Insn& in) {
     case 0x4:
       if (use_reg) or_(d, s); else or_(d, imm32);
       return;
-    case 0x5:
+    case 0x5: {
+      // A mask keeping every bit dst can have set is a no-op.
+      const unsigned w = width_[in.dst];
+      const u64 known = w >= 64 ? ~u64{0} : (u64{1} << w) - 1;
+      if (!use_reg && (is64 || w <= 32) && (known & ~immv) == 0) return;
       if (use_reg) and_(d, s); else and_(d, imm32);
       return;
+    }
     case 0xa:
       if (use_reg) xor_(d, s); else xor_(d, imm32);
       return;
@@ -943,7 +913,7 @@ void Emitter::emit_alu(std::size_t pc, const Insn& in) {
       if (use_reg) {
         if (is64) {
           if (src.getIdx() != d64.getIdx()) mov(d64, src);
-        } else {
+        } else if (src.getIdx() != d64.getIdx() || !known32(in.dst)) {
           mov(d32, src.cvt32());
         }
       } else if (immv == 0) {
@@ -972,7 +942,7 @@ void Emitter::emit_shift(const Insn& in, bool is64, int kind, bool imm_form) {
   if (imm_form && !blinding()) {
     const u8 n = static_cast<u8>(static_cast<u32>(in.imm) & (is64 ? 63u : 31u));
     if (n == 0) {
-      if (!is64) mov(d32, d32);
+      if (!is64 && !known32(in.dst)) mov(d32, d32);
       return;
     }
     op_imm(n);
@@ -1004,85 +974,105 @@ void Emitter::emit_shift(const Insn& in, bool is64, int kind, bool imm_form) {
   mov(rcx, r10);
 }
 
+// x / 0 = 0, x % 0 = x, x s/ -1 = -x, x s% -1 = 0 (sem::), for register
+// divisors out of line: the common path falls through without a taken jump.
+void Emitter::emit_div_special(const ColdThunk& t) {
+  const Reg64& d64 = kReg[t.aux];
+  const Reg32 d32 = d64.cvt32();
+  if (t.kind == ColdThunk::DivZero) {
+    if (t.is_mod) {
+      if (!t.is64) mov(d32, d32);
+    } else {
+      xor_(d32, d32);
+    }
+  } else if (t.is_mod) {
+    xor_(d32, d32);
+  } else if (t.is64) {
+    neg(d64);
+  } else {
+    neg(d32);
+  }
+}
+
 void Emitter::emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed, bool imm_form) {
   const Reg64& d64 = kReg[in.dst];
-  const Reg32 d32 = d64.cvt32();
-  auto zero_case = [&] {
-    if (is_mod) {
-      if (!is64) mov(d32, d32);  // x % 0 = x (zero-extended for 32-bit)
-    } else {
-      xor_(d32, d32);  // x / 0 = 0
-    }
-  };
-  auto minus_one_case = [&] {
-    if (is_mod) xor_(d32, d32);  // x s% -1 = 0
-    else if (is64) neg(d64);     // x s/ -1 = -x (wraps)
-    else neg(d32);
-  };
-  Label done, zero, m1;
-  bool need_zero_test = true, need_m1_test = is_signed;
+  ColdThunk special;
+  special.aux = in.dst;
+  special.is64 = is64;
+  special.is_mod = is_mod;
+  Reg64 divisor = r11;
   if (imm_form) {
     const u64 v = is64 ? isa::sem::imm64(in.imm) : static_cast<u32>(in.imm);
-    if (v == 0) {
-      zero_case();
+    const bool m1 = is_signed && (is64 ? v == ~u64{0} : v == 0xffffffffu);
+    if (v == 0 || m1) {  // constant special cases: inline, no division
+      special.kind = v == 0 ? ColdThunk::DivZero : ColdThunk::DivMinusOne;
+      if (v == 0 && is_mod && !is64 && known32(in.dst)) return;
+      emit_div_special(special);
       return;
     }
-    if (is_signed && (is64 ? v == ~u64{0} : v == 0xffffffffu)) {
-      minus_one_case();
-      return;
-    }
-    need_zero_test = false;
-    need_m1_test = false;
     load_const(r11, v);
-  } else if (is64) {
-    mov(r11, kReg[in.src]);
   } else {
-    mov(r11d, kReg[in.src].cvt32());
+    // The divisor register itself, unless div's own rax/rdx are it.
+    const Reg64& s = kReg[in.src];
+    if (s.getIdx() != rax.getIdx() && s.getIdx() != rdx.getIdx()) divisor = s;
+    else if (is64) mov(r11, s);
+    else mov(r11d, s.cvt32());
+    const Xbyak::Reg dv = is64 ? Xbyak::Reg(divisor) : Xbyak::Reg(divisor.cvt32());
+    auto out_of_line = [&](ColdThunk::Kind k) -> Label& {
+      ColdThunk t;
+      t.kind = k;
+      t.aux = special.aux;
+      t.is64 = is64;
+      t.is_mod = is_mod;
+      t.label = std::make_unique<Label>();
+      t.back = std::make_unique<Label>();
+      t.pc = 0;
+      cold_.push_back(std::move(t));
+      return *cold_.back().label;
+    };
+    test(dv, dv);
+    jz(out_of_line(ColdThunk::DivZero));
+    if (is_signed) {
+      cmp(dv, 0xffffffffu);  // sign-extended imm32 for the 64-bit form
+      je(out_of_line(ColdThunk::DivMinusOne));
+    }
   }
-  if (need_zero_test) {
-    if (is64) test(r11, r11); else test(r11d, r11d);
-    jz(zero);
-  }
-  if (need_m1_test) {
-    if (is64) cmp(r11, 0xffffffffu); else cmp(r11d, 0xffffffffu);
-    je(m1);
-  }
-  mov(r10, rax);
-  mov(rdi, rdx);
-  if (d64.getIdx() != rax.getIdx()) mov(rax, d64);
+  const std::size_t first_special = cold_.size() - (imm_form ? 0 : (is_signed ? 2 : 1));
+  const bool d_rax = d64.getIdx() == rax.getIdx(), d_rdx = d64.getIdx() == rdx.getIdx();
+  if (!d_rax) mov(r10, rax);  // BPF r0 and r2 live in div's rax and rdx
+  if (!d_rdx) mov(rdi, rdx);
+  if (!d_rax) mov(rax, d64);
   if (is64) {
-    if (is_signed) { cqo(); idiv(r11); } else { xor_(edx, edx); div(r11); }
-    mov(r11, is_mod ? rdx : rax);
+    if (is_signed) { cqo(); idiv(divisor); } else { xor_(edx, edx); div(divisor); }
   } else {
-    if (is_signed) { cdq(); idiv(r11d); } else { xor_(edx, edx); div(r11d); }
-    mov(r11d, is_mod ? edx : eax);
+    if (is_signed) { cdq(); idiv(divisor.cvt32()); } else { xor_(edx, edx); div(divisor.cvt32()); }
   }
-  if (d64.getIdx() != rax.getIdx()) mov(rax, r10);
-  if (d64.getIdx() != rdx.getIdx()) mov(rdx, rdi);
-  mov(d64, r11);
-  if (need_zero_test || need_m1_test) {
-    jmp(done);
-    if (need_zero_test) {
-      L(zero);
-      zero_case();
-      if (need_m1_test) jmp(done);
+  const Reg64& result = is_mod ? rdx : rax;
+  if (d_rax || d_rdx) {
+    if (d64.getIdx() != result.getIdx()) {
+      if (is64) mov(d64, result); else mov(d64.cvt32(), result.cvt32());
     }
-    if (need_m1_test) {
-      L(m1);
-      minus_one_case();
-    }
-    L(done);
+    if (!d_rax) mov(rax, r10);
+    if (!d_rdx) mov(rdx, rdi);
+  } else {
+    if (is64) mov(r11, result); else mov(r11d, result.cvt32());
+    mov(rax, r10);
+    mov(rdx, rdi);
+    mov(d64, r11);
   }
+  for (std::size_t i = first_special; i < cold_.size(); ++i) L(*cold_[i].back);
 }
 
 // ---------------------------------------------------------------- jumps
 void Emitter::emit_jump(std::size_t pc, const Insn& in) {
   const Form f = in.info().form;
-  const std::size_t t = static_cast<std::size_t>(isa::jump_target(in, pc));
+  const std::size_t t = thread_jump(static_cast<std::size_t>(isa::jump_target(in, pc)));
   const bool fallthrough = t == pc + 1;
   const Xbyak::CodeGenerator::LabelType jt = jump_type(pc, t);
   if (f == Form::Ja || f == Form::Gotol) {
-    if (!fallthrough) jmp(target_label(t), jt);
+    if (fallthrough) return;
+    if (insns_[t].op == Op::Exit && !counting_) ret();  // a jump to `exit` is one
+    else jmp(target_label(t), jt);
     return;
   }
   if (f == Form::MayGoto) {  // the frame's counter is at [rsp + 8] (see Stack and frames)
@@ -1121,24 +1111,38 @@ void Emitter::emit_jump(std::size_t pc, const Insn& in) {
     if (is_set) test(d, s); else cmp(d, s);
   }
   if (fallthrough) return;
-  Label& l = target_label(t);
+  // `if c goto pc + 2; goto T` (the goto no jump target) -> `if !c goto T`:
+  // one compare-and-branch per loop iteration instead of two branches.
+  std::size_t to = t;
+  bool invert = false;
+  const std::size_t n = insns_.size();
+  if (!counting_ && t == pc + 2 && pc + 1 < n && !is_target_[pc + 1] &&
+      (insns_[pc + 1].op == Op::Ja || insns_[pc + 1].op == Op::Gotol)) {
+    to = thread_jump(static_cast<std::size_t>(isa::jump_target(insns_[pc + 1], pc + 1)));
+    invert = true;
+    skip_next_ = true;
+    if (to == pc + 2) return;
+  }
+  Label& l = target_label(to);
+  const Xbyak::CodeGenerator::LabelType jtt = jump_type(pc, to);
   switch (cond) {
-    case isa::sem::Cond::Eq: je(l, jt); break;
-    case isa::sem::Cond::Ne: jne(l, jt); break;
-    case isa::sem::Cond::Set: jnz(l, jt); break;
-    case isa::sem::Cond::Gt: ja(l, jt); break;
-    case isa::sem::Cond::Ge: jae(l, jt); break;
-    case isa::sem::Cond::Lt: jb(l, jt); break;
-    case isa::sem::Cond::Le: jbe(l, jt); break;
-    case isa::sem::Cond::Sgt: jg(l, jt); break;
-    case isa::sem::Cond::Sge: jge(l, jt); break;
-    case isa::sem::Cond::Slt: jl(l, jt); break;
-    case isa::sem::Cond::Sle: jle(l, jt); break;
+    case isa::sem::Cond::Eq: if (invert) jne(l, jtt); else je(l, jtt); break;
+    case isa::sem::Cond::Ne: if (invert) je(l, jtt); else jne(l, jtt); break;
+    case isa::sem::Cond::Set: if (invert) jz(l, jtt); else jnz(l, jtt); break;
+    case isa::sem::Cond::Gt: if (invert) jbe(l, jtt); else ja(l, jtt); break;
+    case isa::sem::Cond::Ge: if (invert) jb(l, jtt); else jae(l, jtt); break;
+    case isa::sem::Cond::Lt: if (invert) jae(l, jtt); else jb(l, jtt); break;
+    case isa::sem::Cond::Le: if (invert) ja(l, jtt); else jbe(l, jtt); break;
+    case isa::sem::Cond::Sgt: if (invert) jle(l, jtt); else jg(l, jtt); break;
+    case isa::sem::Cond::Sge: if (invert) jl(l, jtt); else jge(l, jtt); break;
+    case isa::sem::Cond::Slt: if (invert) jge(l, jtt); else jl(l, jtt); break;
+    case isa::sem::Cond::Sle: if (invert) jg(l, jtt); else jle(l, jtt); break;
   }
 }
 
 // ---------------------------------------------------------------- memory
 Xbyak::RegExp Emitter::mem_addr(std::size_t pc, int base, s32 off, unsigned size, bool write, bool force_rdi) {
+  if (addr_override_) return *addr_override_;  // unchecked only (emit_address_fold)
   const Reg64& b = kReg[static_cast<std::size_t>(base)];
   // xbyak keeps displacements as size_t and encodes the low 32 bits.
   const Xbyak::RegExp ea = b + static_cast<std::size_t>(static_cast<s64>(off));
@@ -1380,17 +1384,22 @@ int saved_count(u8 mask) { return std::popcount(static_cast<unsigned>(mask)); }
 
 // Whether a call needs an 8-byte pad: the pushes before it (saved registers
 // and, with may_goto, the counter) must be odd in number.
-bool Emitter::call_pad(u8 mask) const { return (saved_count(mask) + (may_goto_ ? 1 : 0)) % 2 == 0; }
+// Without calls into C (unchecked variants), alignment does not matter.
+bool Emitter::call_pad(u8 mask) const {
+  if (calls_.no_c_calls && !v_.checked) return false;
+  return (saved_count(mask) + (may_goto_ ? 1 : 0)) % 2 == 0;
+}
 
-void Emitter::emit_bpf_call_prologue(std::size_t pc, u8 mask) {
+void Emitter::emit_bpf_call_prologue(std::size_t pc, u8 mask, bool move_fp) {
   if (writes_r10_) {
     // r10 may hold anything: the callee's r10 derives from the canonical fp.
     mov(r10, qword[st(&State::fp)]);
     cmp(r10, qword[st(&State::min_call_rbp)]);
-  } else {
+    jb(fault_thunk(abi::Fault::CallDepth, pc));
+  } else if (!calls_.static_depth) {  // else no call can exceed the frame limit
     cmp(rbp, qword[st(&State::min_call_rbp)]);
+    jb(fault_thunk(abi::Fault::CallDepth, pc));
   }
-  jb(fault_thunk(abi::Fault::CallDepth, pc));
   for (std::size_t i = 0; i < kCalleeSaved.size(); ++i)
     if ((mask >> i) & 1) push(kCalleeSaved[i]);
   // rsp must be 8 mod 16 at the call: k saved registers, the counter, a pad.
@@ -1400,17 +1409,17 @@ void Emitter::emit_bpf_call_prologue(std::size_t pc, u8 mask) {
     sub(r10, static_cast<u32>(kFrameSize));
     mov(qword[st(&State::fp)], r10);
     mov(rbp, r10);
-  } else {
+  } else if (move_fp) {
     sub(rbp, static_cast<u32>(kFrameSize));
   }
 }
-void Emitter::emit_bpf_call_epilogue(u8 mask) {
+void Emitter::emit_bpf_call_epilogue(u8 mask, bool move_fp) {
   if (writes_r10_) {
     // back in the caller, r10 is its canonical frame pointer again
     mov(rbp, qword[st(&State::fp)]);
     add(rbp, static_cast<u32>(kFrameSize));
     mov(qword[st(&State::fp)], rbp);
-  } else {
+  } else if (move_fp) {
     add(rbp, static_cast<u32>(kFrameSize));
   }
   if (may_goto_ || call_pad(mask)) add(rsp, may_goto_ && call_pad(mask) ? 16 : 8);
@@ -1439,92 +1448,6 @@ void Emitter::emit_callx(std::size_t pc, const Insn& in) {
   emit_helper_frame_pop();
   emit_signal_check_direct(pc);
   L(done);
-}
-
-// ---------------------------------------------------------------- validation
-// The same rules and messages as interp::Program::create.
-bool writes_r10(const Insn& in) {
-  switch (in.info().form) {
-    case Form::AluK: case Form::AluX: case Form::Neg: case Form::End: case Form::MovSx:
-    case Form::Lddw: case Form::Ldx: case Form::LoadAcq:
-      return in.dst == isa::kFrameReg;
-    case Form::Atomic: {
-      const s32 sel = in.info().sel_value;
-      const bool writes_src = (sel & isa::sem::kAtomicFetch) != 0;  // fetch ops, xchg, cmpxchg (r0)
-      return writes_src && in.src == isa::kFrameReg && sel != static_cast<s32>(isa::sem::AtomicOp::Cmpxchg) + 1;
-    }
-    case Form::Ja: case Form::Gotol: case Form::JmpK: case Form::JmpX: case Form::Call: case Form::CallLocal:
-    case Form::CallKfunc: case Form::Callx: case Form::Exit: case Form::MayGoto: case Form::LdAbs:
-    case Form::LdInd: case Form::St: case Form::Stx: case Form::StoreRel:
-      return false;
-  }
-  return false;
-}
-
-// Which of r6-r9 (bits 0-3) an instruction writes.
-u8 callee_saved_written(const Insn& in) {
-  u8 r = 0xff;  // the register written, if any
-  switch (in.info().form) {
-    case Form::AluK: case Form::AluX: case Form::Neg: case Form::End: case Form::MovSx:
-    case Form::Lddw: case Form::Ldx: case Form::LoadAcq:
-      r = in.dst;
-      break;
-    case Form::Atomic: {
-      const s32 sel = in.info().sel_value;
-      if ((sel & isa::sem::kAtomicFetch) != 0 && sel != static_cast<s32>(isa::sem::AtomicOp::Cmpxchg) + 1) r = in.src;
-      break;
-    }
-    case Form::Ja: case Form::Gotol: case Form::JmpK: case Form::JmpX: case Form::Call: case Form::CallLocal:
-    case Form::CallKfunc: case Form::Callx: case Form::Exit: case Form::MayGoto: case Form::LdAbs:
-    case Form::LdInd: case Form::St: case Form::Stx: case Form::StoreRel:
-      break;
-  }
-  return r >= 6 && r <= 9 ? static_cast<u8>(1u << (r - 6)) : 0;
-}
-
-// Per function entry: the r6-r9 that the function or anything it calls may
-// write, so that a call saves only those (the kernel's JIT saves the
-// callee-saved registers a function uses, in its prologue). Functions are the
-// ranges between entries; with kernel_structure no jump leaves its function
-// and the last instruction is an exit or jmp, so the ranges are exact.
-// Without it (or with a callx, whose target is unknown) everything is saved.
-std::vector<u8> callee_saved_masks(std::span<const Insn> insns, const std::vector<bool>& is_entry, bool structured) {
-  const std::size_t n = insns.size();
-  std::vector<u8> mask(n, kAllCalleeSaved);
-  if (!structured) return mask;
-  std::vector<std::size_t> func_of(n, 0);
-  std::vector<std::size_t> starts;
-  for (std::size_t pc = 0; pc < n; ++pc) {
-    if (is_entry[pc]) starts.push_back(pc);
-    func_of[pc] = starts.size() - 1;
-  }
-  const std::size_t nf = starts.size();
-  std::vector<u8> own(nf, 0);
-  std::vector<std::vector<std::size_t>> callees(nf);
-  for (std::size_t pc = 0; pc < n; ++pc) {
-    const Insn& in = insns[pc];
-    if (in.op == Op::LddwTail) continue;
-    const std::size_t f = func_of[pc];
-    own[f] = static_cast<u8>(own[f] | callee_saved_written(in));
-    if (in.op == Op::Callx) own[f] = kAllCalleeSaved;
-    if (in.op == Op::CallLocal) {
-      const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
-      callees[f].push_back(func_of[t]);
-    }
-  }
-  for (bool changed = true; changed;) {  // transitive closure (at most nf rounds)
-    changed = false;
-    for (std::size_t f = 0; f < nf; ++f)
-      for (std::size_t g : callees[f]) {
-        const auto m = static_cast<u8>(own[f] | own[g]);
-        if (m != own[f]) {
-          own[f] = m;
-          changed = true;
-        }
-      }
-  }
-  for (std::size_t f = 0; f < nf; ++f) mask[starts[f]] = own[f];
-  return mask;
 }
 
 Status validate(std::span<const Insn> insns, const Options& opts) {
@@ -1564,6 +1487,9 @@ struct Program::Impl {
   Options opts;
   std::vector<bool> is_target, is_entry;
   std::vector<u8> save_mask;  // by function entry pc: see callee_saved_masks
+  detail::CallFacts calls;
+  std::vector<std::uint16_t> live;  // detail::live_out (empty: not needed)
+  std::vector<bool> heads;          // loop heads (targets of backward jumps)
   bool writes_r10 = false;
   Variant primary;
   // Variants are compiled on demand (the primary one at compile time): the
@@ -1590,7 +1516,7 @@ struct Program::Impl {
 Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
   auto c = std::make_unique<Code>();
   std::size_t cap = 0;
-  const std::vector<u32> bound = code_bounds(insns, v, opts.blinding, cap);
+  const std::vector<u32> bound = code_bounds(insns, heads, v, opts.blinding, cap);
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   bool short_jumps = true;
   try {
@@ -1604,7 +1530,7 @@ Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
       if (m == MAP_FAILED) return make_error(ENOMEM, fmt::format("jit: cannot map {} bytes for code", map_len));
       c->map = static_cast<u8*>(m);
       c->map_len = map_len;
-      Emitter e(insns, opts, v, is_target, is_entry, writes_r10, save_mask, c->map, map_len, bound);
+      Emitter e(insns, opts, v, is_target, is_entry, writes_r10, save_mask, calls, live, heads, c->map, map_len, bound);
       e.short_jumps = short_jumps;
       try {
         e.generate();
@@ -1655,21 +1581,39 @@ Result<Program> Program::compile(std::span<const Insn> insns, const Options& opt
   const std::size_t n = insns.size();
   impl->is_target.assign(n, false);
   impl->is_entry.assign(n, false);
+  impl->heads.assign(n, false);
   impl->is_entry[0] = true;
   impl->is_target[0] = true;
+  // One scan for labels, function entries, loop heads and which analyses
+  // are worth running (compile time: see the design comment).
+  bool local_calls = false, pointer_access = false;
   for (std::size_t pc = 0; pc < n; ++pc) {
     const Insn& in = insns[pc];
     if (in.op == Op::LddwTail) continue;
     const Form f = in.info().form;
-    if (writes_r10(in)) impl->writes_r10 = true;
-    if (isa::is_jump(f)) impl->is_target[static_cast<std::size_t>(isa::jump_target(in, pc))] = true;
+    if (detail::writes_r10(in)) impl->writes_r10 = true;
+    if (isa::is_jump(f)) {
+      const auto t = static_cast<std::size_t>(isa::jump_target(in, pc));
+      impl->is_target[t] = true;
+      if (t <= pc) impl->heads[t] = true;
+    }
     if (f == Form::CallLocal || in.op == Op::LddwFunc) {
       const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
       impl->is_target[t] = true;
       impl->is_entry[t] = true;
+      local_calls = true;
     }
+    if ((f == Form::Ldx && in.src != isa::kFrameReg) || ((f == Form::Stx || f == Form::St) && in.dst != isa::kFrameReg))
+      pointer_access = true;
   }
-  impl->save_mask = callee_saved_masks(insns, impl->is_entry, opts.kernel_structure);
+  if (local_calls) {
+    impl->save_mask = detail::callee_saved_masks(insns, impl->is_entry, opts.kernel_structure);
+  } else {
+    impl->save_mask.assign(n, kAllCalleeSaved);  // read only at call targets: none
+  }
+  impl->calls = detail::call_facts(insns, impl->is_entry, opts.kernel_structure);
+  // Liveness serves only emit_address_fold: accesses through a pointer register.
+  if (pointer_access) impl->live = detail::live_out(insns, impl->is_entry, opts.kernel_structure);
   impl->primary.checked = opts.checked;
   impl->primary.counting = opts.budget != 0 || opts.count_insns || opts.checked;
   impl->primary.direct = opts.helpers != nullptr && !opts.checked;
@@ -1813,3 +1757,167 @@ std::string Program::disassemble(const std::function<std::string(std::size_t pc)
 }
 
 }  // namespace userbpf::jit
+
+// ---- leaf entry (filter helper) ----
+// Program::leaf (contract in jit.hpp). The body of an eligible program reads
+// nothing through r12 (no State): without calls, LD_ABS/LD_IND, counting,
+// checks or may_goto, and ending in exit or ja, none of the code that
+// addresses the State (helper calls, fault and signal thunks, the fall-off
+// thunk) is emitted. So the body can be entered like the trampoline enters
+// it, by a stub that needs no per-program data: the body's address arrives
+// as the first argument. One stub serves every Program of the process; it is
+// generated once, into its own page (written, then read+exec).
+// Stub invariants: rsp is 8 mod 16 at its `call` (as at the trampoline's),
+// so the body sees the alignment it was compiled for; the frame is
+// [rbp - 512, rbp) below the saved registers; r0 and r6-r9 start at 0 as in
+// the trampoline; the callee-saved registers the body may write (rbx, rbp,
+// r13-r15 = BPF r6-r10) are restored before the `ret`.
+namespace userbpf::jit {
+namespace {
+
+class LeafStub : public Xbyak::CodeGenerator {
+ public:
+  LeafStub(u8* buf, std::size_t cap) : Xbyak::CodeGenerator(cap, buf) {
+    constexpr u32 kReserve = static_cast<u32>(kFrameSize) + 8;  // the frame and an alignment pad
+    push(rbx);  // 5 pushes after the return address: rsp = 0 mod 16
+    push(rbp);
+    push(r13);
+    push(r14);
+    push(r15);
+    sub(rsp, kReserve);  // 8 mod 16
+    lea(rbp, ptr[rsp + kReserve]);
+    xor_(eax, eax);
+    xor_(ebx, ebx);
+    xor_(r13d, r13d);
+    xor_(r14d, r14d);
+    xor_(r15d, r15d);
+    call(rdi);  // r1-r5 are already in rsi, rdx, rcx, r8, r9
+    add(rsp, kReserve);
+    pop(r15);
+    pop(r14);
+    pop(r13);
+    pop(rbp);
+    pop(rbx);
+    ret();
+  }
+};
+
+// The process-wide stub, or nullptr if it could not be mapped.
+const u8* leaf_stub() {
+  static const u8* const stub = []() -> const u8* {
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    void* m = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    auto* buf = static_cast<u8*>(m);
+    try {
+      LeafStub s(buf, page);
+      s.ready();
+    } catch (const Xbyak::Error&) {
+      munmap(m, page);
+      return nullptr;
+    }
+    if (mprotect(m, page, PROT_READ | PROT_EXEC) != 0) {
+      munmap(m, page);
+      return nullptr;
+    }
+    return buf;
+  }();
+  return stub;
+}
+
+bool leaf_eligible(std::span<const Insn> insns) {
+  if (insns.empty()) return false;
+  for (const Insn& in : insns) {
+    switch (in.info().form) {
+      case Form::Call: case Form::CallKfunc: case Form::CallLocal: case Form::Callx: case Form::LdAbs:
+      case Form::LdInd: case Form::MayGoto:
+        return false;
+      case Form::AluK: case Form::AluX: case Form::Neg: case Form::End: case Form::MovSx: case Form::Lddw:
+      case Form::Ja: case Form::Gotol: case Form::JmpK: case Form::JmpX: case Form::Exit: case Form::Ldx:
+      case Form::St: case Form::Stx: case Form::LoadAcq: case Form::StoreRel: case Form::Atomic:
+        break;
+    }
+  }
+  const Op last = insns.back().op;
+  return last == Op::Exit || last == Op::Ja || last == Op::Gotol;
+}
+
+// Registers (bit i = ri) an instruction of an eligible program may read and
+// write; conservative for atomics.
+struct RegUse {
+  unsigned reads = 0, writes = 0;
+};
+RegUse reg_use(const Insn& in) {
+  const unsigned d = 1u << in.dst, s = 1u << in.src;
+  const bool mov = isa::op_code(in.op) == 0xb;  // mov32 / mov: writes dst without reading it
+  switch (in.info().form) {
+    case Form::AluK: return {mov ? 0u : d, d};
+    case Form::AluX: return {mov ? s : d | s, d};
+    case Form::Neg: case Form::End: return {d, d};
+    case Form::MovSx: case Form::Ldx: case Form::LoadAcq: return {s, d};
+    case Form::Lddw: return {0, d};
+    case Form::JmpK: case Form::St: return {d, 0};
+    case Form::JmpX: case Form::Stx: case Form::StoreRel: return {d | s, 0};
+    case Form::Exit: return {1, 0};
+    case Form::Atomic: return {d | s | 1u, s | 1u};
+    case Form::Ja: case Form::Gotol: return {0, 0};
+    case Form::Call: case Form::CallKfunc: case Form::CallLocal: case Form::Callx: case Form::LdAbs:
+    case Form::LdInd: case Form::MayGoto:
+      break;
+  }
+  return {~0u, ~0u};
+}
+
+// A bare leaf: the body can be called as a plain SysV function
+// u64 body(ignored, r1, r2, r3, r4, r5): it uses only r0-r5 (rax, rsi, rdx,
+// rcx, r8, r9 and the JIT's caller-saved scratch registers: no callee-saved
+// register, no frame, no call), jumps only forward, and writes r0 before any
+// read of it on every path (so r0's start value does not matter).
+bool leaf_bare(std::span<const Insn> insns) {
+  const std::size_t n = insns.size();
+  std::vector<u8> undef(n + 1, 0);  // r0 may be unwritten at the start of pc
+  undef[0] = 1;
+  constexpr unsigned kHigh = ~0x3fu;  // r6 and up
+  for (std::size_t pc = 0; pc < n; ++pc) {
+    const Insn& in = insns[pc];
+    if (in.op == Op::LddwTail) {
+      undef[pc + 1] = static_cast<u8>(undef[pc + 1] | undef[pc]);
+      continue;
+    }
+    const RegUse u = reg_use(in);
+    if (((u.reads | u.writes) & kHigh) != 0) return false;
+    if (undef[pc] != 0 && (u.reads & 1u) != 0) return false;
+    const u8 out = undef[pc] != 0 && (u.writes & 1u) == 0 ? 1 : 0;
+    const Form f = in.info().form;
+    if (isa::is_jump(f)) {
+      const std::int64_t t = isa::jump_target(in, pc);
+      if (t <= static_cast<std::int64_t>(pc)) return false;
+      undef[static_cast<std::size_t>(t)] = static_cast<u8>(undef[static_cast<std::size_t>(t)] | out);
+    }
+    if (f != Form::Exit && f != Form::Ja && f != Form::Gotol) undef[pc + 1] = static_cast<u8>(undef[pc + 1] | out);
+  }
+  return true;
+}
+
+}  // namespace
+
+Program::Leaf Program::leaf() const {
+  const Impl& p = *impl_;
+  if (p.primary.checked || p.primary.counting || !leaf_eligible(p.insns)) return {};
+  const std::unique_ptr<Code>& c = p.code[variant_index(p.primary)];
+  if (!c) return {};
+  const u8* body = c->map + c->info.entry_offset[0];
+  Leaf l;
+  if (leaf_bare(p.insns)) {  // called directly: `body` arrives in rdi and is ignored
+    l.fn = reinterpret_cast<Leaf::Fn>(reinterpret_cast<std::uintptr_t>(body));
+    return l;
+  }
+  const u8* stub = leaf_stub();
+  if (stub == nullptr) return {};
+  l.fn = reinterpret_cast<Leaf::Fn>(reinterpret_cast<std::uintptr_t>(stub));
+  l.body = body;
+  return l;
+}
+
+}  // namespace userbpf::jit
+// ---- end of leaf entry (filter helper) ----

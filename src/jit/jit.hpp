@@ -84,6 +84,42 @@ class Program {
   struct Impl;
   explicit Program(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+
+ public:
+  // ---- leaf entry (filter helper) ----
+  // A direct native entry for programs that need nothing from a run but
+  // their arguments: a run costs one call, no Env, no State, no RunResult.
+  //   Leaf l = prog.leaf();  if (l) r0 = l(r1, r2, r3);
+  // Contract: the same r0 as run(env, {r1, r2, r3}) with a default Env
+  // (unchecked, no budget, no count) for every input for which that run
+  // ends without a fault; r4 = r5 = 0, r0 and r6-r9 start at 0, r10 = the
+  // top of a fresh, not zeroed 512-byte frame on the caller's native stack
+  // (no bpf-to-bpf calls, so one frame). Unchecked: the program must be
+  // verified (or trusted) like any unchecked run. Thread-safe (nothing is
+  // shared between calls); valid while the Program lives.
+  // Eligible (leaf() is non-null) only if the Options' variant is neither
+  // checked nor counting (budget, count_insns) and the program has no helper
+  // or kfunc call (tail calls are helper calls), no bpf-to-bpf call or
+  // callx, no LD_ABS / LD_IND (they read the Env's packet), no may_goto, and
+  // ends with exit or ja (it cannot fall off its end).
+  // How: one process-wide stub (generated once) saves the SysV callee-saved
+  // registers the body may write, reserves the frame, zeroes r0 and r6-r9
+  // and calls the body of the compiled variant (rdi = its address;
+  // r1-r5 arrive in rsi, rdx, rcx, r8, r9, where the JIT keeps them).
+  // A program that uses only r0-r5, jumps only forward and writes r0 before
+  // reading it needs no stub: fn is then the body itself (body = nullptr),
+  // a plain SysV function.
+  struct Leaf {
+    using Fn = std::uint64_t (*)(const void* body, std::uint64_t r1, std::uint64_t r2, std::uint64_t r3,
+                                 std::uint64_t r4, std::uint64_t r5);
+    Fn fn = nullptr;
+    const void* body = nullptr;
+    explicit operator bool() const { return fn != nullptr; }
+    std::uint64_t operator()(std::uint64_t r1 = 0, std::uint64_t r2 = 0, std::uint64_t r3 = 0) const {
+      return fn(body, r1, r2, r3, 0, 0);
+    }
+  };
+  [[nodiscard]] Leaf leaf() const;
 };
 
 }  // namespace userbpf::jit

@@ -25,6 +25,22 @@ namespace userbpf::maps {
 inline constexpr std::size_t kPcpuMinUnitSize = 32768;        // PCPU_MIN_UNIT_SIZE
 inline constexpr std::size_t kKmallocMaxSize = 4u << 20;      // KMALLOC_MAX_SIZE (x86-64)
 
+// GET_NEXT_KEY of every array-indexed map (array_map_get_next_key): the
+// index after `key`, 0 for a null or out-of-range key, ENOENT after the last.
+inline int array_next_key(const void* key, void* next_key, std::uint32_t n) {
+  std::uint32_t next = 0;
+  if (key != nullptr) {
+    std::uint32_t i;
+    std::memcpy(&i, key, sizeof i);
+    if (i < n) {
+      if (i == n - 1) return ENOENT;
+      next = i + 1;
+    }
+  }
+  std::memcpy(next_key, &next, sizeof next);
+  return 0;
+}
+
 class ArrayBase : public Map {
  public:
   void* prog_lookup(const void* key, std::uint32_t cpu) override {
@@ -133,17 +149,7 @@ class ArrayBase : public Map {
   }
   int do_delete(const void* /*key*/) override { return EINVAL; }
   int do_get_next_key(const void* key, void* next_key) const override {
-    const std::uint32_t n = max_entries();
-    std::uint32_t next = 0;
-    if (key != nullptr) {
-      const std::uint32_t i = index(key);
-      if (i < n) {
-        if (i == n - 1) return ENOENT;
-        next = i + 1;
-      }
-    }
-    std::memcpy(next_key, &next, sizeof next);
-    return 0;
+    return array_next_key(key, next_key, max_entries());
   }
 
   std::size_t stride_ = 0;

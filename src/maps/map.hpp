@@ -135,6 +135,13 @@ class Map {
   // Maps of maps: true when `m` is an inner map this map handed to a
   // program (so a helper may accept it as a map argument).
   [[nodiscard]] virtual bool holds_inner(const Map* /*m*/) const { return false; }
+  // Redirect maps (devmap, devmap_hash, cpumap, xskmap) for
+  // bpf_redirect_map: whether `key` names a target (the kernel's
+  // map->ops->map_redirect lookup), and the flags this type accepts beyond
+  // the fallback action in the lower bits (BPF_F_BROADCAST and
+  // BPF_F_EXCLUDE_INGRESS for devmaps). Other maps: false / 0.
+  [[nodiscard]] virtual bool redirect_target(std::uint32_t /*key*/) const { return false; }
+  [[nodiscard]] virtual std::uint64_t redirect_flags() const { return 0; }
   // BPF_F_RDONLY_PROG / BPF_F_WRONLY_PROG (for the verifier and helpers).
   [[nodiscard]] bool prog_can_read() const;
   [[nodiscard]] bool prog_can_write() const;

@@ -128,17 +128,7 @@ int PerfEventArray::do_delete(const void* key) {
   return ring(i).open.exchange(0, std::memory_order_acq_rel) != 0 ? 0 : ENOENT;
 }
 int PerfEventArray::do_get_next_key(const void* key, void* next_key) const {
-  std::uint32_t next = 0;
-  if (key != nullptr) {
-    std::uint32_t i;
-    std::memcpy(&i, key, 4);
-    if (i < max_entries()) {
-      if (i + 1 == max_entries()) return ENOENT;
-      next = i + 1;
-    }
-  }
-  std::memcpy(next_key, &next, 4);
-  return 0;
+  return array_next_key(key, next_key, max_entries());
 }
 
 const MapTypeDesc kPerfEventArrayDesc = {

@@ -11,8 +11,8 @@ namespace {
 const std::array kTable = {
     &kHashDesc,       &kArrayDesc,         &kProgArrayDesc,  &kPerfEventArrayDesc, &kPerCpuHashDesc,
     &kPerCpuArrayDesc, &kStackTraceDesc,   &kLruHashDesc,    &kLruPerCpuHashDesc,  &kLpmTrieDesc,
-    &kArrayOfMapsDesc, &kHashOfMapsDesc,   &kQueueDesc,      &kStackDesc,          &kRingBufDesc,
-    &kBloomFilterDesc,
+    &kArrayOfMapsDesc, &kHashOfMapsDesc,   &kDevMapDesc,     &kCpuMapDesc,         &kXskMapDesc,
+    &kQueueDesc,       &kStackDesc,        &kDevMapHashDesc, &kRingBufDesc,        &kBloomFilterDesc,
 };
 }  // namespace
 

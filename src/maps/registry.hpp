@@ -25,6 +25,7 @@ enum class MapKind : std::uint8_t {
   PerfEventArray,
   MapOfMaps,  // array of maps, hash of maps
   StackTrace,
+  Redirect,  // devmap, devmap_hash, cpumap, xskmap (bpf_redirect_map targets)
 };
 
 // Optional bpf() commands a type supports (the kernel's map_ops members that
@@ -83,5 +84,9 @@ extern const MapTypeDesc kPerfEventArrayDesc;
 extern const MapTypeDesc kArrayOfMapsDesc;
 extern const MapTypeDesc kHashOfMapsDesc;
 extern const MapTypeDesc kStackTraceDesc;
+extern const MapTypeDesc kDevMapDesc;
+extern const MapTypeDesc kCpuMapDesc;
+extern const MapTypeDesc kXskMapDesc;
+extern const MapTypeDesc kDevMapHashDesc;
 
 }  // namespace userbpf::maps

@@ -166,20 +166,45 @@ Result<TestRun> test_run(const Fd& prog, std::span<const std::uint8_t> data_in, 
   return out;
 }
 
-Result<Fd> create_array_map(std::uint32_t value_size, std::uint32_t max_entries) {
+union bpf_attr map_create_attr(const MapParams& p) {
   union bpf_attr attr;
   std::memset(&attr, 0, sizeof(attr));
-  attr.map_type = BPF_MAP_TYPE_ARRAY;
-  attr.key_size = 4;
-  attr.value_size = value_size;
-  attr.max_entries = max_entries;
+  attr.map_type = p.type;
+  attr.key_size = p.key_size;
+  attr.value_size = p.value_size;
+  attr.max_entries = p.max_entries;
+  attr.map_flags = p.flags;
+  return attr;
+}
+
+Result<Fd> create_map(const MapParams& p) {
+  union bpf_attr attr = map_create_attr(p);
   const long fd = sys_bpf(BPF_MAP_CREATE, &attr);
   if (fd < 0) {
     const int err = errno;
-    return make_error(err, fmt::format("bpf(BPF_MAP_CREATE) of an array map (value_size {}, max_entries {}): {} ({})",
-                                       value_size, max_entries, std::strerror(err), err));
+    return make_error(err, fmt::format("bpf(BPF_MAP_CREATE) of map type {} (key_size {}, value_size {}, max_entries "
+                                       "{}, flags {:#x}): {} ({})",
+                                       p.type, p.key_size, p.value_size, p.max_entries, p.flags, std::strerror(err),
+                                       err));
   }
   return Fd(static_cast<int>(fd));
+}
+
+void bind_maps(std::span<isa::Insn> prog, std::span<const int> fds) {
+  for (auto& in : prog)
+    if ((in.op == Op::LddwMapFd || in.op == Op::LddwMapValue) && in.imm >= 0 &&
+        static_cast<std::size_t>(in.imm) < fds.size())
+      in.imm = fds[static_cast<std::size_t>(in.imm)];
+}
+
+void bind_maps(std::span<isa::Insn> prog, std::span<const Fd> maps) {
+  std::vector<int> fds;
+  for (const Fd& m : maps) fds.push_back(m.get());
+  bind_maps(prog, fds);
+}
+
+Result<Fd> create_array_map(std::uint32_t value_size, std::uint32_t max_entries) {
+  return create_map({BPF_MAP_TYPE_ARRAY, 4, value_size, max_entries, 0});
 }
 
 Status map_update(const Fd& map, std::uint32_t key, std::span<const std::uint8_t> value) {

@@ -4,6 +4,8 @@
 // (not root, no CONFIG_BPF_SYSCALL, seccomp, ...).
 #pragma once
 
+#include <linux/bpf.h>
+
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -58,6 +60,25 @@ struct TestRun {
 // BPF_PROG_TEST_RUN with data_in and repeat.
 Result<TestRun> test_run(const Fd& prog, std::span<const std::uint8_t> data_in, std::uint32_t repeat = 1,
                          std::size_t data_out_size = 0);
+
+// BPF_MAP_CREATE of any map type (map_type is the kernel's enum bpf_map_type value).
+struct MapParams {
+  std::uint32_t type = 0;
+  std::uint32_t key_size = 0;
+  std::uint32_t value_size = 0;
+  std::uint32_t max_entries = 0;
+  std::uint32_t flags = 0;
+};
+Result<Fd> create_map(const MapParams& p);
+// The MAP_CREATE attributes of `p` (everything else zero), for callers that
+// add BTF or send them through another bpf() (userbpf's runtime).
+union bpf_attr map_create_attr(const MapParams& p);
+
+// Replaces the index i of every `lddw map_fd(i)` / `map_value(i)` in `prog`
+// by maps[i]'s fd (indexes out of range stay as they are).
+void bind_maps(std::span<isa::Insn> prog, std::span<const Fd> maps);
+// The same with plain fds (or userbpf runtime handles).
+void bind_maps(std::span<isa::Insn> prog, std::span<const int> fds);
 
 // Array maps: create / update / lookup.
 Result<Fd> create_array_map(std::uint32_t value_size, std::uint32_t max_entries);

@@ -78,6 +78,10 @@ Runtime::Runtime(const RuntimeOptions& opts) {
   o.checked = opts.checked;
   o.engine = opts.jit ? runtime::Engine::Jit : runtime::Engine::Interpreter;
   o.verify = opts.verify;
+  o.privileged = opts.privileged;
+  o.limits.max_insns = opts.max_insns;
+  o.limits.map_memory = opts.map_memory;
+  o.limits.max_handles = opts.max_handles;
   rt_ = std::make_unique<runtime::Runtime>(o);
 }
 Runtime::~Runtime() = default;

@@ -16,6 +16,7 @@
 
 #include "maps/registry.hpp"
 #include "runtime/runtime.hpp"
+#include "verifier/object_config.hpp"
 
 namespace userbpf::runtime {
 
@@ -72,6 +73,7 @@ int cmd_map_create(Call& c) {
     auto btf = c.rt.get_btf(static_cast<int>(a.btf_fd));
     if (!btf) return c.rt.get(static_cast<int>(a.btf_fd)) ? -EINVAL : -EBADF;
     btf_id = btf->id;
+    s.spin_lock_off = verifier::spin_lock_offset(btf->btf.get(), a.btf_value_type_id);
   }
   std::shared_ptr<MapObject> inner;  // maps of maps: the template (bpf_map_meta_alloc)
   if (a.map_type == BPF_MAP_TYPE_ARRAY_OF_MAPS || a.map_type == BPF_MAP_TYPE_HASH_OF_MAPS) {
@@ -205,7 +207,7 @@ int write_log(const std::string& log, std::uint32_t level, char* buf, std::uint3
 
 int cmd_prog_load(Call& c) {
   const auto& a = c.attr;
-  if (a.insn_cnt == 0 || a.insn_cnt > isa::kMaxInsns) return -E2BIG;
+  if (a.insn_cnt == 0 || a.insn_cnt > c.rt.limits().max_insns) return -E2BIG;
   if (a.insns == 0) return -EFAULT;
   if ((a.log_buf != 0) != (a.log_size != 0) || (a.log_buf != 0 && a.log_level == 0) ||
       (a.log_level & ~kLogMask) != 0 || a.log_size > (0xffffffffu >> 2))
@@ -233,9 +235,20 @@ int cmd_prog_load(Call& c) {
     s.fd_array = fds;
   }
   s.btf_fd = a.prog_btf_fd;
+  s.func_info = uptr<const void>(a.func_info);
+  s.func_info_rec_size = a.func_info_rec_size;
+  s.func_info_cnt = a.func_info_cnt;
+  s.line_info = uptr<const void>(a.line_info);
+  s.line_info_rec_size = a.line_info_rec_size;
+  s.line_info_cnt = a.line_info_cnt;
+  std::uint32_t func_rec_out = 0, line_rec_out = 0;  // written back on E2BIG, as the kernel
+  s.func_info_rec_size_out = &func_rec_out;
+  s.line_info_rec_size_out = &line_rec_out;
   s.log_level = a.log_level;
   std::string log;
   auto h = c.rt.prog_load(s, &log);
+  if (func_rec_out != 0) c.put(offsetof(union bpf_attr, func_info_rec_size), func_rec_out);
+  if (line_rec_out != 0) c.put(offsetof(union bpf_attr, line_info_rec_size), line_rec_out);
   const int log_err = write_log(log, a.log_level, uptr<char>(a.log_buf), a.log_size);
   if (log_err != 0) {
     if (h) (void)c.rt.close(*h);
@@ -319,7 +332,8 @@ int cmd_btf_next_id(Call& c) { return next_id(c, ObjKind::Btf); }
 int fd_by_id(Call& c, ObjKind k) {
   auto o = c.rt.by_id(k, c.attr.start_id);
   if (!o) return -ENOENT;
-  return c.rt.new_handle(std::move(o));
+  auto h = c.rt.new_handle(std::move(o));
+  return h ? *h : err(h.error());
 }
 int cmd_prog_fd_by_id(Call& c) { return fd_by_id(c, ObjKind::Prog); }
 int cmd_map_fd_by_id(Call& c) {
@@ -374,6 +388,30 @@ int prog_info(Call& c, ProgObject& p) {
                         p.license == "GPL and additional rights";
   info.btf_id = p.btf_id;
   info.verified_insns = static_cast<std::uint32_t>(p.insns.size());
+  // set_info_rec_size: a record size given must be the kernel's
+  if ((in.nr_func_info != 0 || in.func_info_rec_size != 0) && in.func_info_rec_size != sizeof(bpf_func_info))
+    return -EINVAL;
+  if ((in.nr_line_info != 0 || in.line_info_rec_size != 0) && in.line_info_rec_size != sizeof(bpf_line_info))
+    return -EINVAL;
+  if ((in.nr_jited_line_info != 0 || in.jited_line_info_rec_size != 0) && in.jited_line_info_rec_size != 8)
+    return -EINVAL;
+  info.func_info_rec_size = sizeof(bpf_func_info);
+  info.line_info_rec_size = sizeof(bpf_line_info);
+  info.jited_line_info_rec_size = 8;
+  info.nr_func_info = static_cast<std::uint32_t>(p.func_info.size());
+  if (info.nr_func_info != 0 && in.nr_func_info != 0) {
+    if (in.func_info == 0) return -EFAULT;
+    std::memcpy(uptr<void>(in.func_info), p.func_info.data(),
+                std::min(info.nr_func_info, in.nr_func_info) * sizeof(bpf_func_info));
+  }
+  info.func_info = in.func_info;
+  info.nr_line_info = static_cast<std::uint32_t>(p.line_info.size());
+  if (info.nr_line_info != 0 && in.nr_line_info != 0) {
+    if (in.line_info == 0) return -EFAULT;
+    std::memcpy(uptr<void>(in.line_info), p.line_info.data(),
+                std::min(info.nr_line_info, in.nr_line_info) * sizeof(bpf_line_info));
+  }
+  info.line_info = in.line_info;
   // xlated: map references as BPF_PSEUDO_MAP_FD / _VALUE with the map's id (bpf_insn_prepare_dump)
   std::vector<isa::Insn> x = p.insns;
   for (isa::Insn& in2 : x) {

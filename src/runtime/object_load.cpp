@@ -2,6 +2,10 @@
 // objects, in libbpf's order: maps (create or reuse pins, initial data,
 // freeze), programs (fd_array = the object's maps in order), program-array
 // initialisers. Handles of everything made are closed again on failure.
+// As libbpf, the object's BTF (after the loader's DATASEC fix-up) is loaded
+// once (BTF_LOAD) and each program is loaded with prog_btf_fd and its
+// func_info / line_info records: the same PROG_LOAD path as the bpf()
+// command (btf_info.cpp checks them and makes the verifier's signatures).
 #include <fmt/format.h>
 #include <linux/bpf.h>
 
@@ -9,8 +13,8 @@
 
 #include "loader/loader.hpp"
 #include "maps/registry.hpp"
-#include "verifier/object_config.hpp"
 #include "runtime/runtime.hpp"
+#include "verifier/object_config.hpp"
 
 namespace userbpf::runtime {
 
@@ -30,11 +34,24 @@ constexpr std::uint32_t kPinByName = 1;  // LIBBPF_PIN_BY_NAME
 
 Result<LoadedObject> Runtime::load_object(const loader::Object& obj) {
   LoadedObject out;
+  int btf_fd = -1;  // the object's BTF, closed at the end (programs and maps keep it by id)
   auto cleanup = [&](Error e) -> Error {
     for (auto& [n, h] : out.progs) (void)close(h);
     for (auto& [n, h] : out.maps) (void)close(h);
+    if (btf_fd >= 0) (void)close(btf_fd);
     return e;
   };
+  std::uint32_t btf_id = 0;
+  if (!obj.btf_data().empty()) {
+    auto b = btf_load(obj.btf_data());
+    if (!b) {
+      Error e = b.error();
+      e.where = fmt::format("{}: BTF", obj.name());
+      return e;
+    }
+    btf_fd = *b;
+    btf_id = get_btf(btf_fd)->id;
+  }
   std::vector<int> fds(obj.maps().size(), -1);
   for (std::size_t i = 0; i < obj.maps().size(); ++i) {
     const loader::Map& lm = obj.maps()[i];
@@ -52,6 +69,7 @@ Result<LoadedObject> Runtime::load_object(const loader::Object& obj) {
     s.map_extra = lm.map_extra;
     s.btf_key_type_id = lm.btf_key_type_id;
     s.btf_value_type_id = lm.btf_value_type_id;
+    s.spin_lock_off = verifier::spin_lock_offset(obj.btf(), lm.btf_value_type_id);
     s.name = kernel_name(lm.name);
     const std::string pin_path = pin_dir_ + "/" + lm.name;
     int h = -1;
@@ -76,6 +94,7 @@ Result<LoadedObject> Runtime::load_object(const loader::Object& obj) {
       }
       h = *created;
       auto m = get_map(h);
+      if (lm.btf_key_type_id != 0 || lm.btf_value_type_id != 0) m->btf_id = btf_id;
       if (!lm.initial_data.empty()) {
         const std::uint32_t zero = 0;
         std::vector<std::uint8_t> v(m->map->value_size(), 0);
@@ -109,7 +128,22 @@ Result<LoadedObject> Runtime::load_object(const loader::Object& obj) {
     s.insns = raw;
     s.fd_array = fds;
     s.log_level = 1;
-    s.funcs = verifier::func_sigs(obj, lp, lp.prog_type);
+    std::vector<bpf_func_info> func_info;
+    for (const loader::FuncInfo& f : lp.func_info)
+      func_info.push_back(bpf_func_info{static_cast<std::uint32_t>(f.insn), f.type_id});
+    std::vector<bpf_line_info> line_info;
+    for (const loader::LineInfo& l : lp.line_info)
+      line_info.push_back(bpf_line_info{static_cast<std::uint32_t>(l.insn), l.file_name_off, l.line_off,
+                                        (l.line << 10) | (l.column & 0x3ff)});
+    if (btf_fd >= 0) {
+      s.btf_fd = static_cast<std::uint32_t>(btf_fd);
+      s.func_info = func_info.data();
+      s.func_info_rec_size = sizeof(bpf_func_info);
+      s.func_info_cnt = static_cast<std::uint32_t>(func_info.size());
+      s.line_info = line_info.data();
+      s.line_info_rec_size = sizeof(bpf_line_info);
+      s.line_info_cnt = static_cast<std::uint32_t>(line_info.size());
+    }
     std::string log;
     auto h = prog_load(s, &log);
     out.log += fmt::format("prog '{}':\n{}", lp.name, log);
@@ -138,6 +172,7 @@ Result<LoadedObject> Runtime::load_object(const loader::Object& obj) {
                                                  lm.name, slot, lm.init_slots[slot])));
     }
   }
+  if (btf_fd >= 0) (void)close(btf_fd);
   return out;
 }
 

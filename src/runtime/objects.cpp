@@ -1,5 +1,7 @@
 // Handles, ids, object creation, pins (design in runtime.hpp).
+#include <bpf/btf.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -45,13 +47,49 @@ std::string inode_key(const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// The soft limit of an rlimit, kUnlimited for RLIM_INFINITY (or if unknown).
+std::uint64_t soft_rlimit(int resource) {
+  rlimit r{};
+  if (::getrlimit(resource, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return Limits::kUnlimited;
+  return static_cast<std::uint64_t>(r.rlim_cur);
+}
+
+Limits resolve_limits(const Options& o) {
+  Limits l = o.limits;
+  if (l.max_insns == 0) l.max_insns = o.privileged ? isa::kMaxInsns : BPF_MAXINSNS;
+  if (l.verifier_insns == 0) l.verifier_insns = 1'000'000;  // BPF_COMPLEXITY_LIMIT_INSNS
+  // Kernels since 5.11 charge maps to the memory cgroup, not RLIMIT_MEMLOCK:
+  // privileged runtimes are unlimited by default; unprivileged ones keep the
+  // older memlock budget, the safer choice for untrusted callers.
+  if (l.map_memory == 0) l.map_memory = o.privileged ? Limits::kUnlimited : soft_rlimit(RLIMIT_MEMLOCK);
+  if (l.max_handles == 0) l.max_handles = soft_rlimit(RLIMIT_NOFILE);
+  return l;
+}
+
+std::string limit_text(std::uint64_t v) { return v == Limits::kUnlimited ? "unlimited" : std::to_string(v); }
+
+}  // namespace
+
+void BtfDeleter::operator()(struct btf* b) const { btf__free(b); }
+
+MapObject::~MapObject() {
+  if (account) {
+    std::lock_guard lock(account->mu);
+    account->used -= charged;
+  }
+}
+
 std::string default_pin_dir() {
   if (const char* e = std::getenv("USERBPF_PIN_DIR"); e != nullptr && *e != '\0') return e;
   if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && *x != '\0') return std::string(x) + "/userbpf";
   return fmt::format("/tmp/userbpf-{}", ::getuid());
 }
 
-Runtime::Runtime(Options opts) : opts_(std::move(opts)) {
+Runtime::Runtime(Options opts)
+    : opts_(std::move(opts)), limits_(resolve_limits(opts_)), memory_(std::make_shared<MemoryAccount>()) {
+  memory_->limit = limits_.map_memory;
   pin_dir_ = opts_.pin_dir.empty() ? default_pin_dir() : opts_.pin_dir;
   while (pin_dir_.size() > 1 && pin_dir_.back() == '/') pin_dir_.pop_back();
   if (mkdirs(pin_dir_)) {
@@ -60,6 +98,7 @@ Runtime::Runtime(Options opts) : opts_(std::move(opts)) {
   if (!slots_) slots_ = maps::CpuSlots::local(opts_.ncpus);
   helpers::register_helpers(helpers_);
   helpers::register_packet_helpers(helpers_);
+  helpers::register_kfuncs(helpers_);  // loaders pass helpers::kfunc_symbols() as ExternOptions::kfuncs
 }
 
 Runtime::~Runtime() {
@@ -90,17 +129,22 @@ void Runtime::register_object(const std::shared_ptr<Object>& obj) {
   ids_[k][obj->id] = obj;
 }
 
-int Runtime::new_handle(std::shared_ptr<Object> obj) {
+Result<int> Runtime::new_handle(std::shared_ptr<Object> obj) {
   std::lock_guard lock(mu_);
-  for (std::size_t h = kFirstHandle; h < handles_.size(); ++h) {
-    if (!handles_[h]) {
-      handles_[h] = std::move(obj);
-      return static_cast<int>(h);
-    }
-  }
-  if (handles_.size() < kFirstHandle) handles_.resize(kFirstHandle);
-  handles_.push_back(std::move(obj));
-  return static_cast<int>(handles_.size() - 1);
+  std::size_t h = kFirstHandle;
+  while (h < handles_.size() && handles_[h]) ++h;
+  if (h >= limits_.max_handles || h > static_cast<std::size_t>(INT32_MAX))
+    return make_error(EMFILE, fmt::format("too many open handles: {} is the limit (Limits::max_handles, default "
+                                          "RLIMIT_NOFILE)",
+                                          limits_.max_handles));
+  if (h >= handles_.size()) handles_.resize(h + 1);
+  handles_[h] = std::move(obj);
+  return static_cast<int>(h);
+}
+
+std::uint64_t Runtime::map_memory_used() const {
+  std::lock_guard lock(memory_->mu);
+  return memory_->used;
 }
 
 std::size_t Runtime::handle_count() const {
@@ -206,9 +250,21 @@ Result<int> Runtime::map_create(const maps::MapSpec& spec) {
   if (!m) return m.error();
   auto obj = std::make_shared<MapObject>();
   obj->map = std::move(*m);
+  {
+    // The kernel's pre-5.11 memlock charge (bpf_map_charge_init): EPERM.
+    const std::uint64_t size = obj->map->file().size();
+    std::lock_guard lock(memory_->mu);
+    if (memory_->limit != Limits::kUnlimited && size > memory_->limit - std::min(memory_->used, memory_->limit))
+      return make_error(EPERM, fmt::format("map '{}': {} bytes of map memory needed, {} of {} in use "
+                                           "(Limits::map_memory; unprivileged default RLIMIT_MEMLOCK)",
+                                           spec.name, size, memory_->used, limit_text(memory_->limit)));
+    memory_->used += size;
+    obj->account = memory_;
+    obj->charged = size;
+  }
   adopt_outer(*this, *obj);
   register_object(obj);
-  return new_handle(obj);
+  return new_handle(obj);  // on EMFILE the object dies here (its id with it)
 }
 
 Result<int> Runtime::btf_load(std::span<const std::uint8_t> blob) {
@@ -218,8 +274,13 @@ Result<int> Runtime::btf_load(std::span<const std::uint8_t> blob) {
   if (magic != 0xeb9f) return make_error(EINVAL, fmt::format("BTF magic 0x{:04x}, expected 0xeb9f", magic));
   auto obj = std::make_shared<BtfObject>();
   obj->data.assign(blob.begin(), blob.end());
+  // libbpf's parser checks the header, the sections and every type record
+  // (the kernel's btf_parse checks more; both refuse with EINVAL).
+  obj->btf.reset(btf__new(obj->data.data(), static_cast<__u32>(obj->data.size())));
+  if (!obj->btf) return make_error(EINVAL, fmt::format("invalid BTF blob ({} bytes): {}", blob.size(),
+                                                       std::strerror(errno)));
   register_object(obj);
-  return new_handle(obj);
+  return new_handle(obj);  // on EMFILE the object dies here (its id with it)
 }
 
 int Runtime::map_update(MapObject& m, const void* key, const void* value, std::uint64_t flags) {
@@ -372,12 +433,15 @@ Status Runtime::pin_prog(ProgObject& p, const std::string& file) {
     }
     paths.push_back(m->hidden_path.substr(pin_dir_.size() + 1));
   }
-  const std::size_t size = sizeof(ProgFileHeader) + p.insns.size() * sizeof(isa::RawInsn) + paths.size() * kPathLen;
+  const std::size_t btf_size = p.btf ? p.btf->data.size() : 0;
+  const std::size_t size = sizeof(ProgFileHeader) + p.insns.size() * sizeof(isa::RawInsn) + paths.size() * kPathLen +
+                           sizeof(ProgFileBtf) + btf_size + p.func_info.size() * sizeof(bpf_func_info) +
+                           p.line_info.size() * sizeof(bpf_line_info);
   auto f = maps::SharedFile::create(pin_dir_, size);
   if (!f) return f.error();
   auto* h = new ((*f)->data()) ProgFileHeader{};
   std::memcpy(h->magic, kProgMagic, sizeof h->magic);
-  h->version = 1;
+  h->version = kProgFileVersion;
   h->type = p.type;
   h->expected_attach_type = p.expected_attach_type;
   h->prog_flags = p.prog_flags;
@@ -394,6 +458,15 @@ Status Runtime::pin_prog(ProgObject& p, const std::string& file) {
     std::memcpy(out, s.data(), std::min(s.size(), kPathLen - 1));
     out += kPathLen;
   }
+  const ProgFileBtf tb{static_cast<std::uint32_t>(btf_size), static_cast<std::uint32_t>(p.func_info.size()),
+                      static_cast<std::uint32_t>(p.line_info.size()), 0};
+  std::memcpy(out, &tb, sizeof tb);
+  out += sizeof tb;
+  if (btf_size != 0) std::memcpy(out, p.btf->data.data(), btf_size);
+  out += btf_size;
+  if (!p.func_info.empty()) std::memcpy(out, p.func_info.data(), p.func_info.size() * sizeof(bpf_func_info));
+  out += p.func_info.size() * sizeof(bpf_func_info);
+  if (!p.line_info.empty()) std::memcpy(out, p.line_info.data(), p.line_info.size() * sizeof(bpf_line_info));
   return (*f)->link(file);
 }
 
@@ -404,8 +477,15 @@ Result<std::shared_ptr<ProgObject>> Runtime::open_prog_file(const std::string& f
   if (size < sizeof(ProgFileHeader)) return make_error(EINVAL, fmt::format("'{}': truncated program pin", file));
   ProgFileHeader h;
   std::memcpy(&h, (*f)->data(), sizeof h);
-  if (h.version != 1 || size != sizeof h + std::size_t{h.insn_cnt} * sizeof(isa::RawInsn) + h.nmaps * kPathLen)
-    return make_error(EINVAL, fmt::format("'{}': program pin of unknown layout", file));
+  const std::size_t base = sizeof h + std::size_t{h.insn_cnt} * sizeof(isa::RawInsn) + std::size_t{h.nmaps} * kPathLen;
+  ProgFileBtf tb{};
+  if (h.version == kProgFileVersion && size >= base + sizeof tb) std::memcpy(&tb, (*f)->data() + base, sizeof tb);
+  const std::size_t btf_end = base + sizeof tb + tb.btf_size;
+  const bool v1 = h.version == 1 && size == base;
+  const bool v2 = h.version == kProgFileVersion && size >= base + sizeof tb &&
+                  size == btf_end + std::size_t{tb.nfunc} * sizeof(bpf_func_info) +
+                              std::size_t{tb.nline} * sizeof(bpf_line_info);
+  if (!v1 && !v2) return make_error(EINVAL, fmt::format("'{}': program pin of unknown layout", file));
   std::vector<isa::RawInsn> raw(h.insn_cnt);
   std::memcpy(raw.data(), (*f)->data() + sizeof h, raw.size() * sizeof(isa::RawInsn));
   const std::uint8_t* paths = (*f)->data() + sizeof h + raw.size() * sizeof(isa::RawInsn);
@@ -443,8 +523,28 @@ Result<std::shared_ptr<ProgObject>> Runtime::open_prog_file(const std::string& f
   spec.name = std::string(h.name, strnlen(h.name, sizeof h.name));
   spec.license = std::string(h.license, strnlen(h.license, sizeof h.license));
   spec.insns = raw;
+  int btf = -1;  // the pin's BTF, loaded for the program (which keeps it)
+  if (v2 && tb.btf_size != 0) {
+    auto b = btf_load({(*f)->data() + base + sizeof tb, tb.btf_size});
+    if (!b) {
+      b.error().where = fmt::format("program pin '{}', BTF", file);
+      return b.error();
+    }
+    btf = *b;
+    spec.btf_fd = static_cast<std::uint32_t>(btf);
+    spec.func_info = (*f)->data() + btf_end;
+    spec.func_info_rec_size = sizeof(bpf_func_info);
+    spec.func_info_cnt = tb.nfunc;
+    spec.line_info = (*f)->data() + btf_end + std::size_t{tb.nfunc} * sizeof(bpf_func_info);
+    spec.line_info_rec_size = sizeof(bpf_line_info);
+    spec.line_info_cnt = tb.nline;
+  }
   std::string log;
   auto p = build_prog(spec, std::move(used), log);
+  if (btf >= 0) {
+    if (p) (*p)->btf_id = (*p)->btf ? (*p)->btf->id : 0;
+    (void)close(btf);
+  }
   if (!p) {
     p.error().where = fmt::format("program pin '{}'", file);
     return p.error();

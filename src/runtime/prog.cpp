@@ -21,6 +21,17 @@
 // references) and ends with the kernel's "processed N insns" line. The
 // command layer applies the kernel's buffer rules (EINVAL for bad
 // sizes/levels, ENOSPC when the log did not fit).
+//
+// BTF func and line info (btf_info.cpp) are checked right after decoding,
+// with the kernel's errno and log texts; the func_info's signatures go to the
+// verifier (global functions, callbacks), the line info annotates the log
+// ("; <source> @ <file>:<line>") and names the source line of a rejection.
+//
+// Limits and privilege (Options::limits, Options::privileged): instructions
+// per program (E2BIG), processed instructions (the verifier's E2BIG),
+// unprivileged loads only for socket filters and cgroup_skb (EPERM), the
+// unprivileged verifier rules, and blinded JIT constants by Options::blinding
+// (the kernel's bpf_jit_harden, 1 by default: unprivileged loads only).
 #include <fmt/format.h>
 #include <linux/bpf.h>
 #include <time.h>
@@ -58,6 +69,12 @@ void compute_tag(const std::vector<isa::Insn>& insns, std::uint8_t tag[8]) {
   std::memcpy(tag, &h, 8);
 }
 
+// The verifier's closing statistics line, for loads it did not run on.
+std::string stats_line(std::size_t processed, std::uint64_t limit) {
+  return fmt::format("processed {} insns (limit {}) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n",
+                     processed, limit);
+}
+
 bool valid_prog_name(const std::string& name) {
   if (name.size() >= BPF_OBJ_NAME_LEN) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
@@ -79,14 +96,33 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
   if (spec.type == BPF_PROG_TYPE_UNSPEC || spec.type > BPF_PROG_TYPE_SYSCALL + 1 /* NETFILTER, newer than this uapi header */)
     return fail(make_error(EINVAL, fmt::format("unknown program type {}", spec.type)));
   if (!valid_prog_name(spec.name)) return fail(make_error(EINVAL, "invalid program name"));
-  if (spec.insns.empty() || spec.insns.size() > isa::kMaxInsns)
-    return fail(make_error(E2BIG, fmt::format("program of {} instructions", spec.insns.size())));
+  if (spec.insns.empty() || spec.insns.size() > limits_.max_insns)
+    return fail(make_error(E2BIG, fmt::format("program of {} instructions: the limit is {} ({})", spec.insns.size(),
+                                              limits_.max_insns,
+                                              opts_.limits.max_insns != 0 ? "Limits::max_insns"
+                                              : opts_.privileged          ? "BPF_COMPLEXITY_LIMIT_INSNS"
+                                                                          : "BPF_MAXINSNS, unprivileged")));
+  // bpf_prog_load: without CAP_BPF only socket filters and cgroup_skb programs, aligned.
+  if (!opts_.privileged && spec.type != BPF_PROG_TYPE_SOCKET_FILTER && spec.type != BPF_PROG_TYPE_CGROUP_SKB)
+    return fail(make_error(EPERM, fmt::format("program type {} needs a privileged runtime "
+                                              "(Options::privileged is false)",
+                                              spec.type)));
+  if (!opts_.privileged && (spec.prog_flags & BPF_F_ANY_ALIGNMENT) != 0)
+    return fail(make_error(EPERM, "BPF_F_ANY_ALIGNMENT needs a privileged runtime (Options::privileged is false)"));
   isa::DecodeOptions dopts;
   dopts.kernel_only = true;
   auto decoded = isa::decode(spec.insns, dopts);
   if (!decoded) return fail(decoded.error());
   std::vector<isa::Insn> insns = std::move(*decoded);
   std::vector<isa::Insn> exec = insns;
+  // BTF func and line info (kernel messages already in the log)
+  auto btf_info = check_btf_info(*this, spec, insns, log);
+  if (!btf_info) {
+    if (spec.log_level != 0) log += stats_line(0, limits_.verifier_insns);  // bpf_check's skip_full_check
+    Error e = btf_info.error();
+    if (e.where.empty() && !spec.name.empty()) e.where = fmt::format("prog '{}'", spec.name);
+    return e;
+  }
 
   auto p = std::make_shared<ProgObject>();
   p->used_maps = std::move(preset_maps);
@@ -105,8 +141,12 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
         return fail(insn_error(EINVAL, pc, helpers::unsupported_helper_message(static_cast<std::uint32_t>(in.imm))));
       continue;
     }
-    if (op == isa::Op::CallKfunc)
-      return fail(insn_error(EINVAL, pc, "calling kernel functions (kfuncs) is not supported"));
+    if (op == isa::Op::CallKfunc) {
+      // host kfuncs (helpers::register_kfuncs) by BTF id; no module BTFs
+      if (in.off != 0 || helpers_.find_kfunc(static_cast<std::uint32_t>(in.imm)) == nullptr)
+        return fail(insn_error(EINVAL, pc, fmt::format("kernel btf_id {} is not a function", static_cast<std::uint32_t>(in.imm))));
+      continue;
+    }
     if (op == isa::Op::LddwBtfId)
       return fail(insn_error(EINVAL, pc, "ld_imm64 of a kernel BTF id (ksym) is not supported"));
     const bool by_fd = op == isa::Op::LddwMapFd || op == isa::Op::LddwMapValue;
@@ -152,18 +192,23 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     // as indexes into the used maps (Config::maps in that order).
     verifier::Config cfg;
     cfg.prog_type = spec.type;
-    cfg.funcs = spec.funcs;
+    cfg.funcs = btf_info->funcs;
+    cfg.privileged = opts_.privileged;
+    cfg.insn_limit = limits_.verifier_insns;
     for (const auto& m : p->used_maps)
       cfg.maps.push_back(verifier::MapDesc{m->map->type(), m->map->key_size(), m->map->value_size(),
-                                           m->map->max_entries(), -1, m->map->name()});
+                                           m->map->max_entries(), -1, m->map->name(), m->btf_id != 0,
+                                           m->map->spin_lock_off()});
     // BPF_LOG_LEVEL2 (2) logs every state, BPF_LOG_LEVEL1 (1) the failing
     // path; BPF_LOG_STATS (4) alone: level 1 gives just the closing
     // statistics for accepted programs.
     cfg.log_level = (spec.log_level & 2) != 0 ? 2 : (spec.log_level & (1 | 4)) != 0 ? 1 : 0;
     verifier::Verdict v = verifier::verify(insns, cfg);
-    if (spec.log_level != 0) log += v.log;
+    if (spec.log_level != 0) log += annotate_log(v.log, *btf_info);
     if (!v.accepted) {
       Error e = insn_error(v.err, v.error_insn, v.message);
+      if (const std::string src = source_line(*btf_info, v.error_insn); !src.empty())
+        e.message += fmt::format(" (at {})", src);
       e.where = fmt::format("prog '{}'", spec.name);
       return e;
     }
@@ -179,6 +224,8 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     // future defence-in-depth mode that checks only what was not proven).
     jit::Options jo;
     jo.checked = opts_.checked && !p->verified;
+    // bpf_jit_harden: 1 blinds unprivileged loads' constants, 2 every load's
+    jo.blinding = opts_.blinding == Blinding::All || (opts_.blinding == Blinding::Unprivileged && !opts_.privileged);
     jo.budget = opts_.budget;
     jo.helpers = &helpers_;
     auto compiled = jit::Program::compile(exec, jo);
@@ -193,6 +240,9 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
   p->name = spec.name;
   p->license = spec.license;
   p->insns = std::move(insns);
+  p->btf = std::move(btf_info->btf);
+  p->func_info = std::move(btf_info->func_info);
+  p->line_info = std::move(btf_info->line_info);
   for (auto& m : p->used_maps) p->map_ptrs.push_back(m->map.get());
   p->exec = std::make_unique<interp::Program>(std::move(*program));
   compute_tag(p->insns, p->tag);
@@ -202,9 +252,7 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     log += fmt::format("userbpf: not verified: decoding, structure, helper ids and map references checked; "
                        "runs are {}\n",
                        opts_.checked ? "bounds-checked" : "unchecked");
-    log += fmt::format("processed {} insns (limit {}) max_states_per_insn 0 total_states 0 peak_states 0 "
-                       "mark_read 0\n",
-                       p->insns.size(), isa::kMaxInsns);
+    log += stats_line(p->insns.size(), limits_.verifier_insns);
   }
   register_object(p);
   return p;
@@ -214,10 +262,7 @@ Result<int> Runtime::prog_load(const ProgSpec& spec, std::string* log) {
   std::string local;
   auto p = build_prog(spec, {}, log != nullptr ? *log : local);
   if (!p) return p.error();
-  if (spec.btf_fd != 0) {
-    if (auto b = get_btf(static_cast<int>(spec.btf_fd))) (*p)->btf_id = b->id;
-    else return make_error(EBADF, fmt::format("prog_btf_fd {} is not a BTF object", spec.btf_fd));
-  }
+  if ((*p)->btf) (*p)->btf_id = (*p)->btf->id;
   return new_handle(std::move(*p));
 }
 

@@ -31,6 +31,12 @@
 // bpf(): the command dispatcher takes the kernel's union bpf_attr and size
 // and returns like the system call (-1 and errno on error).
 //
+// Limits (Options::limits: instructions, verifier work, map memory charged
+// per runtime like the kernel's old memlock accounting, handles) and
+// privilege (Options::privileged: the kernel's unprivileged rules, blinded
+// JIT constants) fail with the kernel's errno; see docs/runtime.md.
+// PROG_LOAD's BTF func/line info: btf_info.cpp.
+//
 // Thread safety: every public member may be called from any thread; the
 // handle and id tables are guarded by one mutex, map operations use the
 // maps' own process-shared locks, runs share nothing but the maps.
@@ -56,6 +62,8 @@
 #include "maps/map.hpp"
 #include "verifier/verifier.hpp"
 
+struct btf;  // libbpf's parsed BTF (bpf/btf.h)
+
 namespace userbpf::loader {
 class Object;
 }
@@ -65,6 +73,35 @@ namespace userbpf::runtime {
 // The engine programs run in. Both give the same results (tests compare them).
 enum class Engine : std::uint8_t { Interpreter, Jit };
 
+// Resource limits (issue 8), each failing with the kernel's errno and a
+// message naming the limit. A field left 0 takes the kernel's default when
+// the Runtime is made (Runtime::limits() has the resolved values).
+struct Limits {
+  static constexpr std::uint64_t kUnlimited = ~std::uint64_t{0};
+  // Instructions per program (PROG_LOAD insn_cnt, E2BIG beyond): 0 = the
+  // kernel's: BPF_COMPLEXITY_LIMIT_INSNS (1,000,000) for privileged loads,
+  // BPF_MAXINSNS (4096) for unprivileged ones.
+  std::uint32_t max_insns = 0;
+  // Instructions the verifier may process per load (E2BIG, "BPF program is
+  // too large"): 0 = the kernel's 1,000,000.
+  std::uint64_t verifier_insns = 0;
+  // Bytes of map memory charged to this runtime's user, as the kernel
+  // charged maps to the user's RLIMIT_MEMLOCK before 5.11: a map is charged
+  // its shared-memory file's size at MAP_CREATE (EPERM beyond the budget)
+  // and uncharged when it is freed. Maps opened from pins are not charged
+  // (their creator was). 0 = unlimited for privileged runtimes (kernels since
+  // 5.11 charge the memory cgroup instead), the process's RLIMIT_MEMLOCK for
+  // unprivileged ones; kUnlimited: none.
+  std::uint64_t map_memory = 0;
+  // Open handles: a new handle's number must stay below this, like a file
+  // descriptor below RLIMIT_NOFILE (EMFILE). 0 = the process's RLIMIT_NOFILE.
+  std::uint64_t max_handles = 0;
+};
+
+// When the JIT blinds constants (the kernel's net.core.bpf_jit_harden:
+// 0 = Off, 1 = Unprivileged, the default here, 2 = All).
+enum class Blinding : std::uint8_t { Off, Unprivileged, All };
+
 struct Options {
   std::string pin_dir;        // empty: default_pin_dir()
   Engine engine = Engine::Jit;  // Jit: ProgObject::jitted is compiled at load and runs
@@ -73,6 +110,14 @@ struct Options {
   bool verify = true;         // PROG_LOAD runs the verifier (false: unverified, checked runs)
   std::uint64_t budget = 0;   // instruction budget per run (0: none)
   helpers::TraceSink* trace = nullptr;  // bpf_trace_printk output (null: stderr)
+  // Loads are privileged (CAP_BPF: the kernel's limits and verifier rules for
+  // root) or not (BPF_MAXINSNS, the unprivileged verifier rules, only socket
+  // filter and cgroup_skb programs, blinded constants). The runtime is the
+  // privilege holder of its own sandbox, so the default is privileged;
+  // embedders running untrusted code set false.
+  bool privileged = true;
+  Blinding blinding = Blinding::Unprivileged;
+  Limits limits;
 };
 
 // USERBPF_PIN_DIR, else $XDG_RUNTIME_DIR/userbpf, else /tmp/userbpf-$UID.
@@ -90,9 +135,23 @@ struct Object {
 };
 
 struct ProgObject;
+struct BtfObject;
+
+// The map-memory budget of one runtime (Limits::map_memory): maps hold a
+// reference and give their charge back when they are freed.
+struct MemoryAccount {
+  std::uint64_t limit = Limits::kUnlimited;
+  std::mutex mu;
+  std::uint64_t used = 0;
+};
 
 struct MapObject final : Object {
   MapObject() : Object(ObjKind::Map) {}
+  ~MapObject() override;
+  MapObject(const MapObject&) = delete;
+  MapObject& operator=(const MapObject&) = delete;
+  std::shared_ptr<MemoryAccount> account;  // charged `charged` bytes at creation (null: not charged)
+  std::uint64_t charged = 0;
   std::unique_ptr<maps::Map> map;
   std::uint32_t btf_id = 0;
   std::string hidden_path;  // link under .objects/ made for a pinned program ("" if none)
@@ -133,11 +192,22 @@ struct ProgObject final : Object {
   std::uint64_t load_time_ns = 0;
   std::uint32_t uid = 0;
   std::uint32_t btf_id = 0;
+  // PROG_LOAD's BTF (kept alive, as the kernel's prog->aux->btf), its func
+  // and line info as checked (kernel record layout), for info and messages.
+  std::shared_ptr<BtfObject> btf;
+  std::vector<bpf_func_info> func_info;
+  std::vector<bpf_line_info> line_info;
+};
+
+// libbpf's parsed BTF, freed with btf__free.
+struct BtfDeleter {
+  void operator()(struct btf* b) const;
 };
 
 struct BtfObject final : Object {
   BtfObject() : Object(ObjKind::Btf) {}
   std::vector<std::uint8_t> data;
+  std::unique_ptr<struct btf, BtfDeleter> btf;  // parsed at BTF_LOAD (never null)
 };
 
 // PROG_LOAD input (the bpf_attr fields, typed).
@@ -150,12 +220,27 @@ struct ProgSpec {
   std::string license = "GPL";
   std::span<const isa::RawInsn> insns;
   std::span<const int> fd_array;  // for BPF_PSEUDO_MAP_IDX / _IDX_VALUE
-  std::uint32_t btf_fd = 0;
   std::uint32_t log_level = 0;
-  // BTF signatures of the program's functions (from func_info), for the
-  // verifier's global-function and callback rules; empty: every function is
-  // verified as a static one and callbacks are refused ("missing btf func_info").
-  std::vector<verifier::FuncSig> funcs;
+  // BTF func and line info, as PROG_LOAD's prog_btf_fd, func_info,
+  // func_info_rec_size, func_info_cnt, line_info, ... (records of rec_size
+  // bytes each, cnt of them; rec_size may differ from the kernel's struct).
+  // Checked with the kernel's rules (btf_info.cpp); the func_info gives the
+  // verifier the functions' BTF signatures (global functions, callbacks),
+  // the line info names source lines in rejections. Without func_info every
+  // function is verified as a static one and callbacks are refused
+  // ("missing btf func_info"). btf_fd is looked at only when there are records.
+  std::uint32_t btf_fd = 0;
+  const void* func_info = nullptr;
+  std::uint32_t func_info_rec_size = 0;
+  std::uint32_t func_info_cnt = 0;
+  const void* line_info = nullptr;
+  std::uint32_t line_info_rec_size = 0;
+  std::uint32_t line_info_cnt = 0;
+  // When a record has nonzero bytes past the kernel's struct (E2BIG), the
+  // record size the kernel expects is stored here (non-null) as the kernel
+  // writes it back to func_info_rec_size / line_info_rec_size.
+  std::uint32_t* func_info_rec_size_out = nullptr;
+  std::uint32_t* line_info_rec_size_out = nullptr;
 };
 
 // PROG_TEST_RUN input/output (typed).
@@ -176,6 +261,9 @@ struct TestRunOutcome {
   std::vector<std::uint8_t> data_out;
   std::vector<std::uint8_t> ctx_out;
   std::uint64_t insns = 0;  // instructions executed by the last repetition (checked/counted runs)
+  // The last repetition's redirect target (bpf_redirect / bpf_redirect_map),
+  // e.g. "devmap[3]", "ifindex 5 (ingress)"; empty when the program did not redirect.
+  std::string redirect;
 };
 
 // What load_object() made: handles by name, in the object's order.
@@ -197,6 +285,10 @@ class Runtime {
 
   [[nodiscard]] const std::string& pin_dir() const { return pin_dir_; }
   [[nodiscard]] const Options& options() const { return opts_; }
+  // The limits in force (Options::limits with the defaults filled in).
+  [[nodiscard]] const Limits& limits() const { return limits_; }
+  // Bytes of map memory charged now (Limits::map_memory).
+  [[nodiscard]] std::uint64_t map_memory_used() const;
   [[nodiscard]] maps::CpuSlots& cpu_slots() { return *slots_; }
   [[nodiscard]] const abi::HelperTable& helper_table() const { return helpers_; }
 
@@ -230,7 +322,9 @@ class Runtime {
   std::shared_ptr<Object> by_id(ObjKind kind, std::uint32_t id) const;
   // Smallest live id > start of `kind`; 0 if none.
   std::uint32_t next_id(ObjKind kind, std::uint32_t start) const;
-  int new_handle(std::shared_ptr<Object> obj);
+  // A handle for `obj`: the lowest free number; EMFILE when it would reach
+  // Limits::max_handles.
+  Result<int> new_handle(std::shared_ptr<Object> obj);
   // Resolves a pin-style path to the file it names (EPERM outside the pin dir).
   Result<std::string> resolve_path(const std::string& path) const;
   std::size_t handle_count() const;
@@ -246,6 +340,8 @@ class Runtime {
   Status pin_prog(ProgObject& p, const std::string& file);
 
   Options opts_;
+  Limits limits_;
+  std::shared_ptr<MemoryAccount> memory_;
   std::string pin_dir_;
   std::unique_ptr<maps::CpuSlots> slots_;
   abi::HelperTable helpers_;

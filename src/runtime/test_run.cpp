@@ -61,6 +61,7 @@ constexpr std::size_t kSkbHeadroom = 64;     // NET_SKB_PAD + NET_IP_ALIGN (x86-
 constexpr std::size_t kSkbMaxData = kPageSize - kSkbHeadroom - kSkbSharedInfo;
 constexpr int kENOTSUPP = 524;
 constexpr std::size_t kMaxFrags = helpers::kXdpMaxFrags;
+constexpr std::uint32_t kLoopbackIfindex = 1;  // the device of the kernel's XDP test runs (init_net's lo)
 
 // Per-thread memory for contexts, packets and fragments: one arena below
 // 2 GiB (unverified programs) and one anywhere (verified programs).
@@ -121,6 +122,9 @@ struct RunLoop {
   const std::uint8_t* packet = nullptr;
   std::uint64_t packet_len = 0;
   std::shared_ptr<Object> pending;  // the tail-call target, held while it runs
+  // The last repetition's redirect target (bpf_redirect / bpf_redirect_map),
+  // as helpers::describe_redirect renders it ("devmap[3]", "ifindex 5"); empty: none.
+  std::string redirect;
 
   // helpers::ProgResolver: keeps the target alive even if the program array
   // slot is cleared while it runs.
@@ -138,6 +142,7 @@ struct RunLoop {
     st.trace = rt.options().trace;
     st.resolve_prog = &resolve_prog;
     st.owner = this;
+    st.prog_type = prog->type;  // bpf_redirect: XDP or tc verdicts
     abi::Env env;
     env.helpers = &rt.helper_table();
     env.options.checked = rt.options().checked && !prog->verified;
@@ -164,6 +169,7 @@ struct RunLoop {
       if (!res.ok()) break;
     }
     total_ns = mono_ns() - t0;
+    redirect = helpers::describe_redirect(st.redirect);
     if (!res.ok() && res.error) {
       Error e = *res.error;
       e.where = fmt::format("prog '{}'", prog->name);
@@ -216,7 +222,7 @@ Result<TestRunOutcome> Runtime::test_run(int prog_handle, const TestRunArgs& arg
   const std::uint32_t mirror = a.low ? 1 : 0;
   const std::uint32_t repeat = args.repeat == 0 ? 1 : args.repeat;
   TestRunOutcome out;
-  RunLoop loop{*this, {}, nullptr, 0, nullptr};
+  RunLoop loop{*this, {}, nullptr, 0, nullptr, {}};
   std::uint8_t* ctx_mem = a.base + Arena::kCtxOff;
   std::uint64_t ns = 0;
 
@@ -235,7 +241,12 @@ Result<TestRunOutcome> Runtime::test_run(int prog_handle, const TestRunArgs& arg
       if (md.egress_ifindex != 0) return make_error(EINVAL, "ctx_in: egress_ifindex must be 0");
       if (md.ingress_ifindex == 0 && md.rx_queue_index != 0)
         return make_error(EINVAL, "ctx_in: rx_queue_index without ingress_ifindex");
-      if (md.ingress_ifindex != 0) return make_error(ENODEV, "ctx_in: no network devices in user space");
+      // the only device is the loopback (ifindex 1, one rx queue), whose
+      // queue 0 the kernel's test run uses when ctx_in names no device
+      if (md.ingress_ifindex != 0 && md.ingress_ifindex != kLoopbackIfindex)
+        return make_error(ENODEV, "ctx_in: no network devices in user space but the loopback (ifindex 1)");
+      if (md.ingress_ifindex == kLoopbackIfindex && md.rx_queue_index != 0)
+        return make_error(EINVAL, "ctx_in: the loopback has one rx queue (rx_queue_index must be 0)");
       meta = md.data;
     }
     // The metadata comes out of the headroom (bpf_prog_test_run_xdp).
@@ -251,7 +262,7 @@ Result<TestRunOutcome> Runtime::test_run(int prog_handle, const TestRunArgs& arg
     std::uint8_t* data_meta = head + headroom;
     std::memcpy(data_meta, args.data_in.data(), linear);
     auto* x = new (ctx_mem) helpers::XdpBuff{};
-    x->md.ingress_ifindex = md.ingress_ifindex;
+    x->md.ingress_ifindex = kLoopbackIfindex;  // the rx queue's device, as the kernel's test run
     x->md.rx_queue_index = md.rx_queue_index;
     x->mirror32 = mirror;
     x->data_meta = addr(data_meta);
@@ -338,6 +349,10 @@ Result<TestRunOutcome> Runtime::test_run(int prog_handle, const TestRunArgs& arg
     sb->data_end = addr(mac + size);
     sb->data_meta = addr(data);
     sb->pkt_len = len;
+    sb->head = addr(head);  // packet page and the pages after it: room for skb_change_head/tail, adjust_room
+    sb->end = addr(a.base + Arena::kSize);
+    sb->mac_off = l2 ? 0 : -ETH_HLEN;
+    sb->net_off = l2 ? ETH_HLEN : 0;
     sb->sync32();
     loop.packet = data;
     loop.packet_len = len;
@@ -347,9 +362,11 @@ Result<TestRunOutcome> Runtime::test_run(int prog_handle, const TestRunArgs& arg
     if (!r) return r.error();
     out.retval = static_cast<std::uint32_t>(r->r0);
     out.insns = r->insns;
-    out.data_out.assign(mac, mac + size);
-    // the kernel pushes the Ethernet header back zeroed for types that start at L3
-    if (!l2) std::fill(out.data_out.begin(), out.data_out.begin() + ETH_HLEN, std::uint8_t{0});
+    // skb->data for skb->len bytes (helpers may have moved and resized the
+    // packet); the kernel pushes the Ethernet header back zeroed for types
+    // that start at L3
+    out.data_out.assign(l2 ? 0 : ETH_HLEN, std::uint8_t{0});
+    out.data_out.insert(out.data_out.end(), at(sb->data), at(sb->data_end));
     if (args.ctx_given) {
       __sk_buff o = in;  // convert_skb_to___skb
       o.mark = skb->mark;
@@ -406,6 +423,7 @@ Result<TestRunOutcome> Runtime::test_run(int prog_handle, const TestRunArgs& arg
     return make_error(kENOTSUPP, fmt::format("test runs of program type {} are not supported", prog->type));
   }
   out.duration_ns = static_cast<std::uint32_t>(std::min<std::uint64_t>(ns / repeat, 0xffffffffu));
+  out.redirect = std::move(loop.redirect);
   return out;
 }
 

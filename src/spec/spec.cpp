@@ -108,10 +108,12 @@ constexpr CtxField kPerfEventCtx[] = {
       H(probe_read_user_str), H(probe_read_kernel_str), H(jiffies64), H(ktime_get_boot_ns), H(ringbuf_output),  \
       H(ringbuf_reserve), H(ringbuf_submit), H(ringbuf_discard), H(ringbuf_query), H(get_current_task_btf),     \
       H(ktime_get_coarse_ns), H(for_each_map_elem), H(snprintf), H(loop), H(strncmp), H(ktime_get_tai_ns), \
-      H(get_current_pid_tgid)
+      H(spin_lock), H(spin_unlock), H(strtol), H(strtoul),                                                                          \
+      H(get_current_pid_tgid), H(get_ns_current_pid_tgid), H(trace_vprintk), H(map_lookup_percpu_elem)
 #define TRACING_HELPERS                                                                                     \
   BASE_HELPERS, H(probe_read), H(probe_read_str), H(get_current_uid_gid),          \
-      H(get_current_comm), H(perf_event_output), H(get_stackid), H(get_stack), H(get_current_cgroup_id)
+      H(get_current_comm), H(perf_event_output), H(get_stackid), H(get_stack), H(get_current_cgroup_id), \
+      H(probe_write_user)
 
 constexpr std::uint32_t kSocketFilterHelpers[] = {BASE_HELPERS, H(skb_load_bytes), H(skb_load_bytes_relative),
                                                   H(get_socket_cookie), H(get_socket_uid), H(perf_event_output)};
@@ -119,14 +121,16 @@ constexpr std::uint32_t kTcHelpers[] = {
     BASE_HELPERS, H(skb_store_bytes), H(skb_load_bytes), H(skb_load_bytes_relative), H(skb_pull_data),
     H(csum_diff), H(l3_csum_replace), H(l4_csum_replace), H(clone_redirect), H(get_cgroup_classid),
     H(skb_vlan_push), H(skb_vlan_pop), H(skb_change_proto), H(skb_change_type), H(skb_adjust_room),
-    H(skb_change_tail), H(redirect), H(get_route_realm), H(get_hash_recalc), H(set_hash_invalid), H(set_hash),
+    H(skb_change_tail), H(skb_change_head), H(csum_update), H(redirect), H(get_route_realm), H(get_hash_recalc), H(set_hash_invalid), H(set_hash),
     H(perf_event_output), H(get_socket_cookie), H(get_socket_uid), H(fib_lookup)};
 constexpr std::uint32_t kXdpHelpers[] = {BASE_HELPERS,        H(perf_event_output), H(csum_diff),
                                          H(xdp_adjust_head),  H(xdp_adjust_meta),   H(redirect),
                                          H(redirect_map),     H(xdp_adjust_tail),   H(fib_lookup)};
 constexpr std::uint32_t kCgroupSkbHelpers[] = {BASE_HELPERS, H(skb_load_bytes), H(skb_load_bytes_relative),
                                                H(get_socket_cookie), H(get_socket_uid), H(perf_event_output)};
-constexpr std::uint32_t kKprobeHelpers[] = {TRACING_HELPERS, H(override_return), H(get_func_ip)};
+// copy_from_user is for sleepable programs in the kernel; userbpf cannot tell a
+// sleepable uprobe (uprobe.s) from a kprobe, so kprobe programs may call it.
+constexpr std::uint32_t kKprobeHelpers[] = {TRACING_HELPERS, H(override_return), H(get_func_ip), H(copy_from_user)};
 constexpr std::uint32_t kTracepointHelpers[] = {TRACING_HELPERS};
 constexpr std::uint32_t kPerfEventHelpers[] = {TRACING_HELPERS, H(perf_prog_read_value)};
 
@@ -168,6 +172,8 @@ constexpr MapType kMapTypes[] = {
     {BPF_MAP_TYPE_LRU_PERCPU_HASH, "lru_percpu_hash", 0, true, false, {}},
     {BPF_MAP_TYPE_DEVMAP, "devmap", 4, false, false, kRedirectHelpers},
     {BPF_MAP_TYPE_CPUMAP, "cpumap", 4, false, false, kRedirectHelpers},
+    {BPF_MAP_TYPE_XSKMAP, "xskmap", 4, false, false, kRedirectHelpers},
+    {BPF_MAP_TYPE_DEVMAP_HASH, "devmap_hash", 4, false, false, kRedirectHelpers},
     {BPF_MAP_TYPE_QUEUE, "queue", 0, false, false, kQueueHelpers},
     {BPF_MAP_TYPE_STACK, "stack", 0, false, false, kQueueHelpers},
     {BPF_MAP_TYPE_RINGBUF, "ringbuf", 0, false, false, kRingbufHelpers},
@@ -218,6 +224,8 @@ std::string_view arg_kind_name(ArgKind k) {
     case ArgKind::Func: return "ARG_PTR_TO_FUNC";
     case ArgKind::ConstStr: return "ARG_PTR_TO_CONST_STR";
     case ArgKind::RingbufMemRelease: return "ARG_PTR_TO_RINGBUF_MEM|OBJ_RELEASE";
+    case ArgKind::SpinLock: return "ARG_PTR_TO_SPIN_LOCK";
+    case ArgKind::PtrToLong: return "ARG_PTR_TO_FIXED_SIZE_MEM|MEM_UNINIT|MEM_WRITE|MEM_ALIGNED";
   }
   return "?";
 }

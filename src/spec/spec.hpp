@@ -42,6 +42,9 @@ enum class ArgKind : std::uint8_t {
   Func,                 // ARG_PTR_TO_FUNC (callbacks)
   ConstStr,             // ARG_PTR_TO_CONST_STR
   RingbufMemRelease,    // ARG_PTR_TO_RINGBUF_MEM | OBJ_RELEASE
+  SpinLock,             // ARG_PTR_TO_SPIN_LOCK: the struct bpf_spin_lock of a map value
+  PtrToLong,            // 8 writable, 8-aligned bytes (6.18: ARG_PTR_TO_FIXED_SIZE_MEM | MEM_UNINIT |
+                        // MEM_WRITE | MEM_ALIGNED, arg size 8; formerly ARG_PTR_TO_LONG)
 };
 enum class RetKind : std::uint8_t {
   Integer,           // RET_INTEGER

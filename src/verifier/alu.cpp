@@ -108,7 +108,9 @@ void Engine::release_reference(State& st, std::uint32_t ref_obj_id) {
 }
 
 void Engine::check_no_refs(const State& st, const char* what) {
+  if (st.lock_map >= 0) reject(EINVAL, fmt::format("{} cannot be used inside bpf_spin_lock-ed region", what));
   if (!st.refs.empty()) reject(EINVAL, fmt::format("{} would lead to reference leak", what));
+  if (st.active_rcu != 0) reject(EINVAL, fmt::format("{} cannot be used inside bpf_rcu_read_lock-ed region", what));
 }
 
 void Engine::find_good_pkt_pointers(State& st, const Reg& pkt, bool right_open) {

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "spec/kfuncs.hpp"
 #include "spec/spec.hpp"
 #include "verifier/state.hpp"
 #include "verifier/verifier.hpp"
@@ -41,6 +42,7 @@ struct Reject {
 // print.cpp
 std::string reg_type_str(const Reg& r);
 std::string reg_str(const Reg& r, const Config& cfg);
+std::string slot_str(const StackSlot& sl, const Config& cfg);
 std::string frame_str(const Frame& f, const Config& cfg, bool only_written);
 std::string frame_diff_str(const Frame& before, const Frame& after, const Config& cfg, unsigned read_mask);
 std::string insn_str(std::span<const isa::Insn> insns, std::size_t pc, const Config& cfg);
@@ -57,6 +59,8 @@ struct CallMeta {
   std::int64_t alloc_size = -1;  // ARG_CONST_ALLOC_SIZE_OR_ZERO value
   std::uint32_t release_ref = 0; // ref_obj_id passed to an OBJ_RELEASE argument
   int callback = -1;             // ARG_PTR_TO_FUNC: the callback subprogram
+  int lock_map = -1;             // ARG_PTR_TO_SPIN_LOCK: the lock's map and value id
+  std::uint32_t lock_id = 0;
 };
 
 class Engine {
@@ -179,6 +183,16 @@ class Engine {
   void check_helper_arg(State& st, const spec::HelperProto& p, unsigned argno, CallMeta& meta);
   void check_helper_mem(State& st, unsigned regno, std::int64_t size, bool zero_ok, bool write, CallMeta* meta);
   void check_map_compat(const spec::HelperProto& p, int map);
+  void spin_lock_call(State& st, const spec::HelperProto& p, const CallMeta& meta);
+  void check_lock_field(const Reg& r, std::int64_t off, std::int64_t size);
+  // ---- kfuncs and open-coded iterators (kfuncs.cpp)
+  void check_kfunc_ids();
+  void do_kfunc_call(State& st, std::size_t idx, const isa::Insn& in);
+  int iter_arg(State& st, std::size_t idx, const spec::KfuncProto& p, unsigned regno);
+  void iter_next(State& st, std::size_t idx, std::size_t frameno, std::size_t spi);
+  const State* find_prev_entry(const State& st, std::size_t idx) const;
+  static bool iter_active(const State& st);  // r1 points to an active iterator (at iter_next)
+  std::vector<bool> iter_next_;  // calls of a KF_ITER_NEXT kfunc (loop heads: forced checkpoints)
   // ---- callbacks (callbacks.cpp)
   void push_callback(State& st, std::size_t idx, const spec::HelperProto& p, const CallMeta& meta);
   long callback_exit(State& st);

@@ -105,7 +105,13 @@ UseDef use_def(const isa::Insn& in) {
       }
       break;
     }
-    case Form::CallLocal: case Form::CallKfunc: case Form::Callx:
+    case Form::CallKfunc:
+      u.def = kCallerSaved;
+      u.use = kCallerSaved & ~1u;
+      if (const spec::KfuncProto* p = in.off == 0 ? spec::kfunc(static_cast<std::uint32_t>(in.imm)) : nullptr)
+        u.use = static_cast<std::uint16_t>(((1u << (p->nargs() + 1)) - 1) & ~1u);
+      break;
+    case Form::CallLocal: case Form::Callx:
       u.def = kCallerSaved;
       u.use = kCallerSaved & ~1u;
       break;

@@ -151,7 +151,7 @@ void Engine::stack_write(State& st, unsigned regno, std::int64_t off, unsigned s
     for (std::int64_t a = lo; a < hi; ++a) {
       const SlotPos p = slot_pos(a);
       StackSlot& s = fr.stack[p.spi];
-      if (s.type[0] == Slot::Spill) {
+      if (s.type[0] == Slot::Spill || s.type[0] == Slot::Iter) {
         for (auto& b : s.type)
           if (b != Slot::Invalid) b = Slot::Misc;
         mark_not_init(s.spilled);
@@ -199,7 +199,7 @@ void Engine::stack_write(State& st, unsigned regno, std::int64_t off, unsigned s
     save_spill(v);
     return;
   }
-  if (s.type[0] == Slot::Spill || s.type[7] == Slot::Spill)
+  if (s.type[0] == Slot::Spill || s.type[7] == Slot::Spill || s.type[0] == Slot::Iter)
     for (auto& b : s.type)
       if (b != Slot::Invalid) b = Slot::Misc;
   mark_not_init(s.spilled);
@@ -399,6 +399,7 @@ void Engine::check_mem_access(State& st, std::size_t idx, unsigned regno, std::i
                                      : r.type == RegType::MapKey ? md->key_size
                                                                  : r.range;
       check_mem_region(st, regno, off, size, mem_size, false);
+      check_lock_field(r, off, size);
       if (t == Access::Read && value_regno >= 0) {
         Reg& d = reg(st, static_cast<unsigned>(value_regno));
         mark_unknown(d);
@@ -528,7 +529,7 @@ namespace {
 bool is_mem_kind(spec::ArgKind k) {
   using K = spec::ArgKind;
   return k == K::MapKey || k == K::MapValue || k == K::UninitMapValue || k == K::Mem || k == K::ReadonlyMem ||
-         k == K::ReadonlyMemOrNull || k == K::MemOrNull || k == K::UninitMem;
+         k == K::ReadonlyMemOrNull || k == K::MemOrNull || k == K::UninitMem || k == K::PtrToLong;
 }
 
 }  // namespace
@@ -661,8 +662,24 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
       if (r.type == RegType::Scalar && r.var_off.equals_const(0)) return;
       if (r.type != RegType::Stack) mismatch("fp");
       return;
+    case K::SpinLock: {
+      // the kernel's process_spin_lock: the map value's struct bpf_spin_lock
+      if (r.type != RegType::MapValue || r.maybe_null) mismatch("map_value, ptr_");
+      if (!r.var_off.is_const())
+        reject(EINVAL, fmt::format("R{} doesn't have constant offset. bpf_spin_lock has to be at the constant offset",
+                                   regno));
+      const MapDesc& md = cfg_.maps[static_cast<std::size_t>(r.map)];
+      if (!md.btf) reject(EINVAL, fmt::format("map '{}' has to have BTF in order to use bpf_spin_lock", md.name));
+      if (md.spin_lock_off < 0) reject(EINVAL, fmt::format("map '{}' has no valid bpf_spin_lock", md.name));
+      const std::int64_t o = static_cast<std::int64_t>(r.var_off.value) + r.off;
+      if (o != md.spin_lock_off)
+        reject(EINVAL, fmt::format("off {} doesn't point to 'struct bpf_spin_lock' that is at {}", o, md.spin_lock_off));
+      meta.lock_map = r.map;
+      meta.lock_id = r.id;
+      return;
+    }
     case K::MapKey: case K::MapValue: case K::UninitMapValue: case K::Mem: case K::ReadonlyMem:
-    case K::ReadonlyMemOrNull: case K::MemOrNull: case K::UninitMem: case K::ConstStr:
+    case K::ReadonlyMemOrNull: case K::MemOrNull: case K::UninitMem: case K::ConstStr: case K::PtrToLong:
       break;
   }
   if (is_mem_kind(kind)) {
@@ -672,6 +689,25 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
                                            r.type == RegType::PacketMeta || r.type == RegType::MapKey ||
                                            r.type == RegType::MapValue || r.type == RegType::Mem);
     if (!ok_type) mismatch("fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_");
+    if (kind == K::PtrToLong) {
+      // a fixed 8-byte result slot, written by the helper (may be
+      // uninitialised), strictly aligned whatever the pointer type (MEM_ALIGNED)
+      constexpr std::int64_t kLong = 8;
+      if (!tnum_add(r.var_off, Tnum::constant(static_cast<std::uint64_t>(r.off))).is_aligned(kLong)) {
+        const char* what = r.type == RegType::Stack ? "stack " : r.type == RegType::MapValue ? "value "
+                           : r.type == RegType::Packet || r.type == RegType::PacketMeta ? "packet " : "";
+        reject(EACCES, fmt::format("misaligned {}access off {}+{}+{} size {}", what, r.var_off.str(), r.off, 0, kLong));
+      }
+      if (r.type == RegType::Mem && r.rdonly) reject(EACCES, fmt::format("R{} cannot write into {}", regno, reg_type_str(r)));
+      CallMeta m2;
+      m2.raw_mode = true;
+      check_helper_mem(st, regno, kLong, false, true, &m2);
+      if (m2.raw_regno >= 0) {
+        meta.raw_regno = m2.raw_regno;
+        meta.raw_size = m2.raw_size;
+      }
+      return;
+    }
     if (kind == K::MapKey || kind == K::MapValue || kind == K::UninitMapValue) {
       if (meta.map < 0) reject(EACCES, kind == K::MapKey ? "invalid map_ptr to access map->key"
                                                          : "invalid map_ptr to access map->value");
@@ -716,8 +752,34 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
   }
 }
 
+// bpf_spin_lock / bpf_spin_unlock: one lock held at a time, unlocked by
+// the same map value (the kernel's process_spin_lock).
+void Engine::spin_lock_call(State& st, const spec::HelperProto& p, const CallMeta& meta) {
+  if (p.id == static_cast<std::uint32_t>(spec::HelperId::spin_lock)) {
+    if (st.lock_map >= 0) reject(EINVAL, "Locking two bpf_spin_locks are not allowed");
+    st.lock_map = meta.lock_map;
+    st.lock_id = meta.lock_id;
+    return;
+  }
+  if (st.lock_map < 0) reject(EINVAL, "bpf_spin_unlock without taking a lock");
+  if (st.lock_map != meta.lock_map || st.lock_id != meta.lock_id) reject(EINVAL, "bpf_spin_unlock of different lock");
+  st.lock_map = -1;
+  st.lock_id = 0;
+}
+
+// Loads and stores must not touch a map value's bpf_spin_lock.
+void Engine::check_lock_field(const Reg& r, std::int64_t off, std::int64_t size) {
+  if (r.type != RegType::MapValue || r.map < 0) return;
+  const std::int32_t lock = cfg_.maps[static_cast<std::size_t>(r.map)].spin_lock_off;
+  if (lock < 0) return;
+  const std::int64_t lo = r.smin + off, hi = static_cast<std::int64_t>(r.umax) + off + size;
+  if (lo < lock + 4 && lock < hi) reject(EACCES, "bpf_spin_lock cannot be accessed directly by load/store");
+}
+
 void Engine::do_helper_call(State& st, std::size_t idx, const isa::Insn& in) {
   const std::int32_t id = in.imm;
+  if (st.lock_map >= 0 && id != static_cast<std::int32_t>(spec::HelperId::spin_unlock))
+    reject(EINVAL, "function calls are not allowed while holding a lock");
   if (id < 0 || static_cast<std::uint32_t>(id) >= spec::helper_id_limit())
     reject(EINVAL, fmt::format("invalid func unknown#{}", id));
   const auto uid = static_cast<std::uint32_t>(id);
@@ -740,6 +802,7 @@ void Engine::do_helper_call(State& st, std::size_t idx, const isa::Insn& in) {
     }
   }
   check_map_compat(*p, meta.map);
+  if (meta.lock_map >= 0) spin_lock_call(st, *p, meta);
   if (meta.callback >= 0) push_callback(st, idx, *p, meta);
   if (uid == static_cast<std::uint32_t>(spec::HelperId::tail_call)) check_no_refs(st, "tail_call");
   if (meta.release_ref != 0) release_reference(st, meta.release_ref);

@@ -13,17 +13,46 @@
 #include <linux/btf.h>
 
 #include <string>
+#include <string_view>
 
 #include "loader/loader.hpp"
+#include "spec/kfuncs.hpp"
 #include "spec/spec.hpp"
 #include "verifier/verifier.hpp"
 
 namespace userbpf::verifier {
 
+// The host kfuncs (spec/kfuncs.def) as the loader's ExternOptions::kfuncs:
+// `extern ... __ksym` functions of an object resolve to userbpf's BTF ids,
+// which the verifier checks and the runtime's helper table implements.
+inline std::vector<loader::HostSymbol> kfunc_symbols() {
+  std::vector<loader::HostSymbol> v;
+  for (const spec::KfuncProto& k : spec::kfuncs()) v.push_back({std::string(k.name), k.btf_id});
+  return v;
+}
+
+// Offset of the struct bpf_spin_lock member of BTF struct `type_id` (-1: none).
+inline std::int32_t spin_lock_offset(const struct btf* btf, std::uint32_t type_id) {
+  const std::int32_t id = btf != nullptr && type_id != 0 ? btf__resolve_type(btf, type_id) : -1;
+  const struct btf_type* t = id > 0 ? btf__type_by_id(btf, static_cast<std::uint32_t>(id)) : nullptr;
+  if (t == nullptr || !btf_is_struct(t)) return -1;
+  const struct btf_member* m = btf_members(t);
+  for (std::uint16_t i = 0; i < btf_vlen(t); ++i) {
+    const std::int32_t mid = btf__resolve_type(btf, m[i].type);
+    const struct btf_type* mt = mid > 0 ? btf__type_by_id(btf, static_cast<std::uint32_t>(mid)) : nullptr;
+    const char* name = mt != nullptr ? btf__name_by_offset(btf, mt->name_off) : nullptr;
+    if (mt != nullptr && btf_is_struct(mt) && name != nullptr && std::string_view(name) == "bpf_spin_lock")
+      return static_cast<std::int32_t>(btf_member_bit_offset(t, i) / 8);
+  }
+  return -1;
+}
+
 inline std::vector<MapDesc> map_table(const loader::Object& obj) {
   std::vector<MapDesc> maps;
   for (const auto& m : obj.maps()) {
     MapDesc d;
+    d.btf = m.btf_value_type_id != 0;
+    d.spin_lock_off = spin_lock_offset(obj.btf(), m.btf_value_type_id);
     d.type = m.type;
     d.key_size = m.key_size;
     d.value_size = m.value_size;

@@ -73,7 +73,7 @@ bool Engine::backtrack_insn(const HistEntry& h, std::uint32_t& regs, std::uint64
     case Form::JmpK: case Form::JmpX:
       if (f == Form::JmpX && ((regs & dst) != 0 || (regs & src) != 0)) regs |= dst | src;
       return true;
-    case Form::Call:
+    case Form::Call: case Form::CallKfunc:
       regs &= ~0x3fu;  // r0 is the result, r1-r5 were clobbered
       return true;
     case Form::LdAbs: case Form::LdInd:
@@ -87,7 +87,7 @@ bool Engine::backtrack_insn(const HistEntry& h, std::uint32_t& regs, std::uint64
     case Form::Atomic: case Form::LoadAcq: case Form::StoreRel:
       if (h.spi >= 0 || (regs & (dst | src | 1u)) != 0) return false;
       return true;
-    case Form::CallLocal: case Form::CallKfunc: case Form::Callx: case Form::Exit:
+    case Form::CallLocal: case Form::Callx: case Form::Exit:
       return false;
   }
   return false;

@@ -107,6 +107,27 @@ std::string reg_str(const Reg& r, const Config& cfg) {
   return reg_type_str(r) + "(" + join(parts) + ")";
 }
 
+// A stack slot as the kernel prints it after "fp-N=": a spilled register,
+// an iterator ("iter_num(ref_id=1,state=active,depth=0)") or the byte types
+// from the highest address ("mmmm????").
+std::string slot_str(const StackSlot& sl, const Config& cfg) {
+  if (sl.type[0] == Slot::Spill) return reg_str(sl.spilled, cfg);
+  if (sl.type[0] == Slot::Iter)
+    return fmt::format("iter_num(ref_id={},state={},depth={})", sl.spilled.ref_obj_id,
+                       sl.iter_state == kIterActive ? "active" : "drained", sl.iter_depth);
+  std::string types;
+  for (int b = 7; b >= 0; --b) {
+    switch (sl.type[static_cast<std::size_t>(b)]) {
+      case Slot::Invalid: types += '?'; break;
+      case Slot::Misc: types += 'm'; break;
+      case Slot::Zero: types += '0'; break;
+      case Slot::Spill: types += 'r'; break;
+      case Slot::Iter: types += 'i'; break;
+    }
+  }
+  return types;
+}
+
 std::string frame_diff_str(const Frame& before, const Frame& after, const Config& cfg, unsigned read_mask) {
   std::string s;
   for (std::size_t i = 0; i < after.regs.size(); ++i) {
@@ -119,18 +140,8 @@ std::string frame_diff_str(const Frame& before, const Frame& after, const Config
   for (int spi = 0; spi < kSlots; ++spi) {
     const StackSlot& sa = after.stack[static_cast<std::size_t>(spi)];
     const StackSlot& sb = before.stack[static_cast<std::size_t>(spi)];
-    if (sa.type == sb.type && (sa.type[0] != Slot::Spill || reg_str(sa.spilled, cfg) == reg_str(sb.spilled, cfg)))
-      continue;
-    if (sa.type[0] == Slot::Spill) {
-      s += fmt::format(" fp{}={}", -(spi + 1) * 8, reg_str(sa.spilled, cfg));
-      continue;
-    }
-    std::string types;
-    for (int b = 7; b >= 0; --b) {
-      const Slot t = sa.type[static_cast<std::size_t>(b)];
-      types += t == Slot::Invalid ? '?' : t == Slot::Misc ? 'm' : t == Slot::Zero ? '0' : 'r';
-    }
-    s += fmt::format(" fp{}={}", -(spi + 1) * 8, types);
+    if (sa.type == sb.type && slot_str(sa, cfg) == slot_str(sb, cfg)) continue;
+    s += fmt::format(" fp{}={}", -(spi + 1) * 8, slot_str(sa, cfg));
   }
   return s;
 }
@@ -148,15 +159,9 @@ std::string frame_str(const Frame& f, const Config& cfg, bool only_written) {
   for (int spi = 0; spi < kSlots; ++spi) {
     const StackSlot& sl = f.stack[static_cast<std::size_t>(spi)];
     bool any = false;
-    std::string types;
-    for (int b = 7; b >= 0; --b) {
-      const Slot t = sl.type[static_cast<std::size_t>(b)];
-      any = any || t != Slot::Invalid;
-      types += t == Slot::Invalid ? '?' : t == Slot::Misc ? 'm' : t == Slot::Zero ? '0' : 'r';
-    }
+    for (const Slot t : sl.type) any = any || t != Slot::Invalid;
     if (!any || only_written) continue;
-    if (sl.type[0] == Slot::Spill) s += fmt::format(" fp{}={}", -(spi + 1) * 8, reg_str(sl.spilled, cfg));
-    else s += fmt::format(" fp{}={}", -(spi + 1) * 8, types);
+    s += fmt::format(" fp{}={}", -(spi + 1) * 8, slot_str(sl, cfg));
   }
   return s;
 }
@@ -209,6 +214,8 @@ std::string insn_str(std::span<const isa::Insn> insns, std::size_t pc, const Con
     case Form::CallLocal:
       return fmt::format("{} call pc{:+}", code, in.imm);
     case Form::CallKfunc:
+      if (const spec::KfuncProto* k = in.off == 0 ? spec::kfunc(static_cast<std::uint32_t>(in.imm)) : nullptr)
+        return fmt::format("{} call {}#{}", code, k->name, in.imm);
       return fmt::format("{} call kernel-function#{}", code, in.imm);
     case Form::Callx:
       return fmt::format("{} callx r{}", code, in.dst);

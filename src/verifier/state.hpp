@@ -13,6 +13,7 @@
 #include <array>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -90,7 +91,7 @@ int branch_taken(const Reg& a, const Reg& b, isa::sem::Cond c, bool is32);
 void refine(Reg& a, Reg& b, isa::sem::Cond c, bool is32, bool taken);
 
 // ---------------------------------------------------------------- stack and frames
-enum class Slot : std::uint8_t { Invalid, Spill, Misc, Zero };
+enum class Slot : std::uint8_t { Invalid, Spill, Misc, Zero, Iter };  // Iter: an open-coded iterator (STACK_ITER)
 
 inline constexpr int kStackSize = 512;
 inline constexpr int kSlots = kStackSize / 8;
@@ -99,7 +100,12 @@ inline constexpr int kMaxFrames = 8;
 struct StackSlot {
   std::array<Slot, 8> type{};  // per byte, index 0 = lowest address
   Reg spilled;                 // valid when all 8 bytes are Spill (or partial scalar spills)
+  // Slot::Iter (all 8 bytes): the iterator's state and loop depth (the
+  // kernel's spilled_ptr.iter); spilled.ref_obj_id is its reference.
+  std::uint8_t iter_state = 0;  // IterState
+  std::uint32_t iter_depth = 0;
 };
+enum IterState : std::uint8_t { kIterNone = 0, kIterActive = 1, kIterDrained = 2 };
 
 struct Frame {
   std::array<Reg, 11> regs{};
@@ -131,6 +137,9 @@ struct State {
   u32 jmp_hist = 0;             // entries of the kernel's jump history since that checkpoint
   u32 may_goto_depth = 0;       // may_goto iterations taken on this path
   u32 dfs_depth = 0;            // pending-branch nesting (a pushed state is one deeper)
+  u32 active_rcu = 0;           // bpf_rcu_read_lock() sections open on this path
+  int lock_map = -1;            // bpf_spin_lock held: the map (Config::maps index) of the lock
+  u32 lock_id = 0;              // ... and the id of the map value register that took it
   [[nodiscard]] Frame& cur() { return frames.back(); }
   [[nodiscard]] const Frame& cur() const { return frames.back(); }
 };
@@ -141,6 +150,9 @@ struct State {
 // Cmp::RangeWithin: like NotExact, but imprecise scalars are compared by
 // range too (callback loops, whose precision marks are not final yet).
 enum class Cmp : std::uint8_t { NotExact, Exact, RangeWithin };
-bool states_equal(const State& old, const State& cur, Cmp mode);
+// Only registers in live_before[idx] (live_before[callsite] for outer
+// frames) are compared; an empty span compares all.
+bool states_equal(const State& old, const State& cur, Cmp mode, std::span<const std::uint16_t> live_before = {},
+                  std::size_t idx = 0);
 
 }  // namespace userbpf::verifier::detail

@@ -87,22 +87,35 @@ bool stacksafe(const Frame& o, const Frame& c, IdMap& ids, Cmp mode) {
       if (ot != ct) return false;
     }
     if (os.type[0] == Slot::Spill && !regsafe(os.spilled, cs.spilled, ids, mode)) return false;
+    if (os.type[0] == Slot::Iter) {
+      // the iterator's depth is ignored, except for the infinite-loop check
+      // (exact): another depth is another iteration (iter_active_depths_differ)
+      if (os.iter_state != cs.iter_state || !ids.check(os.spilled.ref_obj_id, cs.spilled.ref_obj_id)) return false;
+      if (exact && os.iter_depth != cs.iter_depth) return false;
+    }
   }
   return true;
 }
 
 }  // namespace
 
-bool states_equal(const State& old, const State& cur, Cmp mode) {
+bool states_equal(const State& old, const State& cur, Cmp mode, std::span<const std::uint16_t> live_before,
+                  std::size_t idx) {
   if (old.frames.size() != cur.frames.size()) return false;
-  if (old.refs.size() != cur.refs.size()) return false;
+  if (old.refs.size() != cur.refs.size() || old.active_rcu != cur.active_rcu || old.lock_map != cur.lock_map)
+    return false;
   IdMap ids;
+  if (old.lock_map >= 0 && !ids.check(old.lock_id, cur.lock_id)) return false;
   for (std::size_t f = 0; f < old.frames.size(); ++f) {
     const Frame& o = old.frames[f];
     const Frame& c = cur.frames[f];
     if (o.callsite != c.callsite) return false;
+    // only registers live at the frame's instruction count (Linux 6.18:
+    // live_regs_before of the insn, or of the call for an outer frame)
+    const std::size_t at = f + 1 == old.frames.size() ? idx : static_cast<std::size_t>(old.frames[f + 1].callsite);
+    const unsigned live = at < live_before.size() ? live_before[at] | (1u << 10) : 0xffffu;
     for (std::size_t r = 0; r < o.regs.size(); ++r)
-      if (!regsafe(o.regs[r], c.regs[r], ids, mode)) return false;
+      if ((live & (1u << r)) != 0 && !regsafe(o.regs[r], c.regs[r], ids, mode)) return false;
     if (!stacksafe(o, c, ids, mode)) return false;
   }
   for (std::size_t i = 0; i < old.refs.size(); ++i)

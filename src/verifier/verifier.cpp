@@ -5,6 +5,7 @@
 // states); a checkpoint's `branches` counts the paths through it still
 // unexplored, and only checkpoints with branches == 0 prune other paths.
 #include <fmt/format.h>
+#include <linux/bpf.h>
 
 #include <algorithm>
 #include <functional>
@@ -103,6 +104,7 @@ void Engine::check_cfg() {
       continue;
     }
     if (in.op == Op::Call || in.op == Op::CallKfunc) prune_point_[pc + 1] = true;
+    if (iter_next_[pc]) prune_point_[pc] = true;  // an iterator loop's head (a forced checkpoint)
     if (in.op == Op::Call && in.imm >= 0) {
       // helpers calling a callback: the call is a loop head (forced checkpoint)
       if (const spec::HelperProto* hp = spec::helper(static_cast<std::uint32_t>(in.imm)))
@@ -144,7 +146,7 @@ bool Engine::prune_or_checkpoint(State& cur, std::size_t idx) {
   // being explored (a checkpoint at this insn still has pending branches),
   // new checkpoints need 20 jumps or 100 insns. Misses only count when a
   // checkpoint is about to be added.
-  const bool force = cur.jmp_hist > 40 || calls_callback_[idx] || insns_[idx].op == Op::MayGoto;
+  const bool force = cur.jmp_hist > 40 || calls_callback_[idx] || iter_next_[idx] || insns_[idx].op == Op::MayGoto;
   bool add = force || (jmps_ - prev_jmps_ >= 2 && out_.stats.processed - prev_insns_ >= 8);
   auto& list = explored_[idx];
   // fully explored checkpoints forget what no continuation reads (liveness.cpp)
@@ -161,7 +163,7 @@ bool Engine::prune_or_checkpoint(State& cur, std::size_t idx) {
   for (std::size_t k = 0; k < list.size();) {
     Node& node = nodes_[list[k]];
     if (node.branches == 0) {
-      if (states_equal(node.st, cur, Cmp::NotExact)) {
+      if (states_equal(node.st, cur, Cmp::NotExact, live_regs_, idx)) {
         ++node.hit;
         const State old = node.st;
         propagate_precision(cur, old);
@@ -170,17 +172,25 @@ bool Engine::prune_or_checkpoint(State& cur, std::size_t idx) {
     } else {
       if (insns_[idx].op == Op::MayGoto) {
         // another iteration that changed nothing the loop relies on
-        if (node.st.may_goto_depth != cur.may_goto_depth && states_equal(node.st, cur, Cmp::RangeWithin)) {
+        if (node.st.may_goto_depth != cur.may_goto_depth &&
+            states_equal(node.st, cur, Cmp::RangeWithin, live_regs_, idx)) {
+          ++node.hit;
+          return true;
+        }
+      } else if (iter_next_[idx]) {
+        // an iterator loop converged: the same state again at iter_next with
+        // the iterator still active (no infinite-loop check at this insn)
+        if (states_equal(node.st, cur, Cmp::RangeWithin, live_regs_, idx) && iter_active(cur)) {
           ++node.hit;
           return true;
         }
       } else if (calls_callback_[idx]) {
         // a callback loop converged: the same state again at the helper call
-        if (states_equal(node.st, cur, Cmp::RangeWithin)) {
+        if (states_equal(node.st, cur, Cmp::RangeWithin, live_regs_, idx)) {
           ++node.hit;
           return true;
         }
-      } else if (states_equal(node.st, cur, Cmp::Exact)) {
+      } else if (states_equal(node.st, cur, Cmp::Exact, live_regs_, idx)) {
         reject(EINVAL, fmt::format("infinite loop detected at insn {}", idx));
       }
       if (!force && jmps_ - prev_jmps_ < 20 && out_.stats.processed - prev_insns_ < 100) add = false;
@@ -245,6 +255,7 @@ void Engine::run() {
       (void)resolve_lddw(in);
     }
   }
+  check_kfunc_ids();
   check_cfg();
   compute_live_regs();
   explored_.assign(insns_.size(), {});
@@ -459,7 +470,8 @@ long Engine::step(State& st, std::size_t idx) {
     case Form::CallLocal:
       return do_call_local(st, idx, in);
     case Form::CallKfunc:
-      reject(EINVAL, "calling kernel function is not supported without BTF");
+      do_kfunc_call(st, idx, in);
+      return static_cast<long>(idx + 1);
     case Form::Callx:
       reject(EINVAL, fmt::format("unknown opcode {:02x}", in.info().opcode));
     case Form::Exit:
@@ -483,6 +495,14 @@ int Engine::resolve_lddw(const isa::Insn& in) {
   if (m < 0) {
     if (by_idx) reject(EINVAL, fmt::format("fd_idx {} out of range", in.imm));
     reject(EBADF, fmt::format("fd {} is not pointing to valid bpf_map", in.imm));
+  }
+  if (cfg_.maps[static_cast<std::size_t>(m)].spin_lock_off >= 0) {
+    // the kernel's check_map_prog_compatibility
+    const std::uint32_t t = cfg_.prog_type;
+    if (t == BPF_PROG_TYPE_SOCKET_FILTER) reject(EINVAL, "socket filter progs cannot use bpf_spin_lock yet");
+    if (t == BPF_PROG_TYPE_KPROBE || t == BPF_PROG_TYPE_TRACEPOINT || t == BPF_PROG_TYPE_PERF_EVENT ||
+        t == BPF_PROG_TYPE_RAW_TRACEPOINT || t == BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE)
+      reject(EINVAL, "tracing progs cannot use bpf_spin_lock yet");
   }
   if (in.op == Op::LddwMapFd || in.op == Op::LddwMapIdx) return m;
   const MapDesc& md = cfg_.maps[static_cast<std::size_t>(m)];
@@ -529,20 +549,8 @@ long Engine::do_jump(State& st, std::size_t idx, const isa::Insn& in) {
     // imprecise scalars widened against the loop's entry checkpoint.
     State body = st;
     ++body.may_goto_depth;
-    // the loop's previous entry: a checkpoint here still being explored from
-    // a shallower branch (the kernel's find_prev_entry)
-    const auto& list = explored_[idx];
-    for (auto it = list.rbegin(); it != list.rend(); ++it) {
-      const Node& entry = nodes_[*it];
-      if (entry.branches == 0 || entry.st.frames.size() != st.frames.size() || entry.st.dfs_depth >= st.dfs_depth)
-        continue;
-      bool same = true;
-      for (std::size_t f = 1; f < st.frames.size() && same; ++f)
-        same = entry.st.frames[f].callsite == st.frames[f].callsite;
-      if (!same) continue;
-      widen_imprecise(body, entry.st);
-      break;
-    }
+    // the loop's previous entry (the kernel's find_prev_entry)
+    if (const State* prev = find_prev_entry(st, idx)) widen_imprecise(body, *prev);
     push_branch(body, idx + 1, idx);
     return static_cast<long>(target);
   }
@@ -645,7 +653,11 @@ long Engine::do_call_local(State& st, std::size_t idx, const isa::Insn& in) {
     reject(E2BIG, fmt::format("the call stack of {} frames is too deep !", st.frames.size() + 1));
   const auto target = static_cast<std::size_t>(static_cast<std::int64_t>(idx) + 1 + in.imm);
   const auto sub = static_cast<std::size_t>(subprog_of_[target]);
-  if (global_[sub] != nullptr) return call_global(st, idx, sub);
+  if (global_[sub] != nullptr) {
+    if (st.lock_map >= 0)
+      reject(EINVAL, "global function calls are not allowed while holding a lock,\nuse static function instead");
+    return call_global(st, idx, sub);
+  }
   Frame callee;
   callee.callsite = static_cast<int>(idx);
   callee.subprog = subprog_of_[target];
@@ -712,8 +724,13 @@ long Engine::do_exit(State& st, std::size_t idx) {
   const Reg& r0 = reg(st, 0);
   // Linux 6.18 hands an uninitialised r0 of a static subprogram back to the
   // caller; the caller's use of it is what fails
+  if (st.frames.size() == 1 && st.lock_map >= 0)
+    reject(EINVAL, "BPF_EXIT instruction in main prog cannot be used inside bpf_spin_lock-ed region");
   if (st.frames.size() == 1 && !st.refs.empty())
-    reject(EINVAL, fmt::format("Unreleased reference id={} alloc_insn={}", st.refs[0].id, st.refs[0].insn));
+    reject(EINVAL, fmt::format("Unreleased reference id={} alloc_insn={}\nBPF_EXIT instruction in main prog would "
+                               "lead to reference leak", st.refs[0].id, st.refs[0].insn));
+  if (st.frames.size() == 1 && st.active_rcu != 0)
+    reject(EINVAL, "BPF_EXIT instruction in main prog cannot be used inside bpf_rcu_read_lock-ed region");
   if (r0.type == RegType::NotInit && st.frames.size() == 1) reject(EACCES, "R0 !read_ok");
   if (st.frames.size() > 1) {
     if (r0.type == RegType::Stack && r0.frameno == static_cast<int>(st.frames.size()) - 1)

@@ -11,7 +11,8 @@
 // the unprivileged one; Linux 6.18 liveness and pruning, ring buffer
 // reference tracking, bpf_loop / for_each_map_elem callbacks, may_goto,
 // global functions from their BTF signature (Config::funcs). Not yet:
-// kfuncs, spin locks, timers, iterators, dynptrs, socket references.
+// timers, dynptrs, socket references. kfuncs: the host table
+// (spec/kfuncs.def) with open-coded numeric iterators; bpf_spin_lock.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,8 @@ struct MapDesc {
   std::uint32_t max_entries = 0;
   int fd = -1;             // the fd lddw map_fd names; -1: the index in Config::maps
   std::string name;        // for messages ("map=name" in register states)
+  bool btf = false;                // the map has BTF for its value (bpf_spin_lock needs it)
+  std::int32_t spin_lock_off = -1;  // offset of the value's struct bpf_spin_lock (-1: none)
 };
 
 // A function's signature from the program's BTF (func_info + FUNC_PROTO),

@@ -374,6 +374,39 @@ TEST(CbpfRun, RandomProgramsAgreeWithLibpcap) {
 }
 
 // ---------------------------------------------------------------- translation
+// Hoisted bounds checks keep the kernel's semantics: a packet too short for
+// the segment's farthest load still runs the loads before it (and the exit
+// between them) as the classic program does.
+TEST(CbpfTranslate, HoistedChecksKeepEarlyExits) {
+  //   0: ldb [0]   1: jeq #1 jt 2 (-> 4) jf 0   2: ldb [10]   3: ret a   4: ret #7
+  const std::vector<Insn> p = {I(Op::LdBAbs, 0), I(Op::JeqK, 1, 2, 0), I(Op::LdBAbs, 10), I(Op::RetA),
+                               I(Op::RetK, 7)};
+  CheckOptions hoist;
+  hoist.hoist_checks = true;
+  EXPECT_EQ(translate(p)->insns[0].imm, 1);  // off by default: each load checks itself
+  auto t = translate(p, Target::Socket, hoist);
+  ASSERT_TRUE(t.ok()) << t.error().to_string();
+  EXPECT_EQ(t->insns[t->start[0]].op, isa::Op::JltImm);
+  EXPECT_EQ(t->insns[t->start[0]].imm, 11);  // one check for the segment 0-3
+  for (const Engine engine : {Engine::Jit, Engine::Interpreter}) {
+    auto f = Filter::create(p, Target::Socket, hoist, engine);
+    ASSERT_TRUE(f.ok()) << f.error().to_string();
+    std::vector<std::uint8_t> pkt(10, 0);
+    pkt[0] = 1;
+    EXPECT_EQ(f->run_frame(pkt, 10, LinkLayer::Other), 7U);  // short, but the exit comes first
+    pkt[0] = 2;
+    EXPECT_EQ(f->run_frame(pkt, 10, LinkLayer::Other), 0U);  // short: [10] fails
+    pkt.assign(20, 0);
+    pkt[0] = 2;
+    pkt[10] = 42;
+    EXPECT_EQ(f->run_frame(pkt, 20, LinkLayer::Other), 42U);
+    pkt[0] = 1;
+    EXPECT_EQ(f->run_frame(pkt, 20, LinkLayer::Other), 7U);
+    std::vector<std::uint8_t> empty;
+    EXPECT_EQ(f->run_frame(empty, 0, LinkLayer::Other), 0U);
+  }
+}
+
 TEST(CbpfTranslate, StructureAndBlocks) {
   const std::vector<Insn> p = {I(Op::LdHAbs, 12), I(Op::JeqK, 0x800, 0, 3), I(Op::LdxBMsh, 14),
                                I(Op::LdHInd, 16),  I(Op::RetA),               I(Op::RetK, 0)};
@@ -387,21 +420,33 @@ TEST(CbpfTranslate, StructureAndBlocks) {
   ASSERT_EQ(t->start[1] - t->start[0], 3U);
   EXPECT_EQ(t->insns[t->start[0]].op, isa::Op::JltImm);
   EXPECT_EQ(t->insns[t->start[0]].imm, 14);
+  // with hoist_checks, len >= 15 at the head covers [12] and MSH's [14]
+  CheckOptions hoist;
+  hoist.hoist_checks = true;
+  auto th = translate(p, Target::Socket, hoist);
+  ASSERT_TRUE(th.ok());
+  EXPECT_EQ(th->insns[th->start[0]].imm, 15);
+  EXPECT_NE(th->insns[th->start[2]].op, isa::Op::JltImm);
   EXPECT_EQ(t->insns[t->start[0] + 1].op, isa::Op::LdxH);
   EXPECT_EQ(t->insns[t->start[0] + 1].off, 12);
   EXPECT_EQ(t->insns[t->start[0] + 2].op, isa::Op::Be16);
   // the jeq with jt falling through uses the inverse row
   EXPECT_EQ(t->insns[t->start[1]].op, isa::Op::Jne32Imm);
   const std::string text = assembly::disassemble(t->insns);
-  EXPECT_NE(text.find("*(u16 *)(r9 + 0xc)"), std::string::npos) << text;
-  // offsets past a 16-bit field, and the network-header area (LD_IND, out of line)
+  EXPECT_NE(text.find("*(u16 *)(r2 + 0xc)"), std::string::npos) << text;  // the packet stays in r2
+  // offsets past a 16-bit field, and the network-header area (ctx->net_off + k, a direct load too)
   auto far = translate(std::vector<Insn>{I(Op::LdWAbs, 40000), I(Op::RetA)});
   ASSERT_TRUE(far.ok());
-  EXPECT_NE(assembly::disassemble(far->insns).find("r2 += 0x9c40"), std::string::npos)
+  EXPECT_NE(assembly::disassemble(far->insns).find("r5 += 0x9c40"), std::string::npos)
       << assembly::disassemble(far->insns);
   auto net = translate(std::vector<Insn>{I(Op::LdBAbs, static_cast<std::uint32_t>(kSkfNetOff + 9)), I(Op::RetA)});
   ASSERT_TRUE(net.ok());
-  EXPECT_FALSE(net->packet_args);
+  EXPECT_TRUE(net->packet_args);
+  EXPECT_EQ(net->ctx_reads, ctx_bit(offsetof(SkbContext, net_off)));
+  for (const auto& in : net->insns) {
+    const isa::Form f = in.info().form;
+    EXPECT_TRUE(f != isa::Form::LdAbs && f != isa::Form::LdInd) << assembly::disassemble(net->insns);
+  }
   // analysis: X is bounded after MSH, so LD IND has no sign guard; A is dead
   // after MSH (the IND overwrites it), so it is not saved; no ctx, no A/X zeroing
   auto u = translate(std::vector<Insn>{I(Op::LdxBMsh, 14), I(Op::LdHInd, 14), I(Op::RetA)});
@@ -411,7 +456,18 @@ TEST(CbpfTranslate, StructureAndBlocks) {
     EXPECT_NE(in.op, isa::Op::StxW) << assembly::disassemble(u->insns);  // A not saved
     EXPECT_FALSE(in.op == isa::Op::MovReg && in.dst == 6) << assembly::disassemble(u->insns);  // no ctx
   }
-  EXPECT_EQ(u->start[0], 2U);  // r9 = r2, r8 = r3
+  EXPECT_EQ(u->start[0], 0U);  // no helper calls: packet and length stay in r2, r3 (no prologue)
+  for (const auto& in : u->insns) {
+    EXPECT_LT(in.dst, 6) << assembly::disassemble(u->insns);  // r0-r5 only
+    EXPECT_LT(in.src, 6) << assembly::disassemble(u->insns);
+  }
+  // with a helper call (rand), the values live in r6-r9 across it
+  auto h = translate(std::vector<Insn>{I(Op::LdHAbs, 12), I(Op::Tax),
+                                       I(Op::LdWAbs, static_cast<std::uint32_t>(kSkfAdOff + 56)), I(Op::AddX),
+                                       I(Op::RetA)});
+  ASSERT_TRUE(h.ok()) << h.error().to_string();
+  EXPECT_NE(assembly::disassemble(h->insns).find("r9 = r2"), std::string::npos) << assembly::disassemble(h->insns);
+  EXPECT_NE(assembly::disassemble(h->insns).find("w0 += w7"), std::string::npos) << assembly::disassemble(h->insns);
   // ... but with an unknown X the guard is there
   auto v = translate(std::vector<Insn>{I(Op::LdxMem, 0), I(Op::LdHInd, 14), I(Op::RetA)});
   EXPECT_FALSE(v.ok());  // M[0] never written
@@ -603,14 +659,21 @@ TEST(CbpfRegression, NegativeIndOffsetsOutOfLine) {
       EXPECT_EQ(pcap_result(prog, pkt), c.want) << print_tcpdump(prog);
     }
   }
-  // The translation of such a program copies the context (r6 = r1).
+  // The translation of such a program reads the context in its out-of-line
+  // block (ctx->net_off, ll_off): from r1, where it arrives (no helper
+  // call), and Translation::ctx_reads says so (run_frame builds it).
   auto tr = translate(std::vector<Insn>{I(Op::LdImm, 0), I(Op::Tax), I(Op::LdBInd, 4), I(Op::RetA)});
   ASSERT_TRUE(tr.ok());
   bool reads_ctx = false;
-  for (const auto& in : tr->insns) reads_ctx = reads_ctx || (in.op == isa::Op::LdxW && in.src == 6);
+  for (const auto& in : tr->insns) reads_ctx = reads_ctx || (in.op == isa::Op::LdxW && in.src == 1);
   EXPECT_TRUE(reads_ctx) << "the out-of-line block reads ctx->net_off";
-  ASSERT_FALSE(tr->insns.empty());
-  EXPECT_EQ(tr->insns[0], isa::make(isa::Op::MovReg, 6, 1));
+  EXPECT_EQ(tr->ctx_reads, ctx_bit(offsetof(SkbContext, net_off)) | ctx_bit(offsetof(SkbContext, ll_off)));
+  // with a helper call the context is copied to r6 first
+  auto h = translate(std::vector<Insn>{I(Op::LdWAbs, static_cast<std::uint32_t>(kSkfAdOff + 56)), I(Op::Tax),
+                                       I(Op::LdBInd, 4), I(Op::RetA)});
+  ASSERT_TRUE(h.ok());
+  ASSERT_FALSE(h->insns.empty());
+  EXPECT_EQ(h->insns[0], isa::make(isa::Op::MovReg, 6, 1));
 }
 
 // fuzz/regressions/cbpf/ldabs_out_of_packet and the general rule: a packet

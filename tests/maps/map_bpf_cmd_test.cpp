@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "../runtime/test_util.hpp"
+#include "bpf_sides.hpp"
 #include "kernel_maps.hpp"
 #include "map_spec.hpp"
 #include "maps/map.hpp"
@@ -19,33 +20,16 @@ using userbpf::testing::TempDir;
 
 namespace {
 
-// Runs `fn` with a bpf() of the kernel and with userbpf's, compares the errno sequence.
-struct Side {
-  std::function<int(int, bpf_attr&)> bpf;  // returns 0 / fd or -errno
-  std::function<void(int)> close;
-};
+// The script's results on one side (the kernel's bpf() or userbpf's).
+using maps::test::Side;
 
 std::vector<long> script(const Side& s) {
   std::vector<long> out;
+  const maps::test::MapOps ops{s};
   auto create = [&](std::uint32_t type, std::uint32_t ks, std::uint32_t vs, std::uint32_t max, std::uint32_t flags,
-                    int inner) {
-    bpf_attr a{};
-    a.map_type = type;
-    a.key_size = ks;
-    a.value_size = vs;
-    a.max_entries = max;
-    a.map_flags = flags;
-    a.inner_map_fd = static_cast<std::uint32_t>(inner);
-    return s.bpf(BPF_MAP_CREATE, a);
-  };
+                    int inner) { return ops.create(type, ks, vs, max, flags, inner); };
   auto op = [&](int cmd, int fd, const void* key, void* value, std::uint64_t flags) {
-    bpf_attr a{};
-    a.map_fd = static_cast<std::uint32_t>(fd);
-    a.key = reinterpret_cast<std::uint64_t>(key);
-    a.value = reinterpret_cast<std::uint64_t>(value);
-    a.flags = flags;
-    const int r = s.bpf(cmd, a);
-    return r < 0 ? r : 0;
+    return ops.op(cmd, fd, key, value, flags);
   };
   const int inner = create(BPF_MAP_TYPE_HASH, 4, 8, 8, 0, -1);
   const int other = create(BPF_MAP_TYPE_ARRAY, 4, 8, 8, 0, -1);
@@ -111,16 +95,8 @@ TEST(MapBpfCommands, SameAsKernel) {
   runtime::Options o = userbpf::testing::rt_options();
   o.pin_dir = d.path();
   runtime::Runtime rt(o);
-  Side kernel{[](int cmd, bpf_attr& a) {
-                const long r = maps::test::kbpf(cmd, a);
-                return r < 0 ? -errno : static_cast<int>(r);
-              },
-              [](int fd) { ::close(fd); }};
-  Side ours{[&](int cmd, bpf_attr& a) {
-              const int r = rt.bpf(cmd, &a, sizeof a);
-              return r < 0 ? -errno : r;
-            },
-            [&](int fd) { (void)rt.close(fd); }};
+  const Side kernel = maps::test::kernel_side();
+  const Side ours = maps::test::user_side(rt);
   const auto k = script(kernel);
   EXPECT_EQ(script(ours), k);
   // the script did something: maps created, ids found, 5 LPM keys batched

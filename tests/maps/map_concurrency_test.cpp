@@ -24,7 +24,7 @@ using userbpf::maps::test::spec;
 
 namespace {
 
-std::unique_ptr<Map> make(const TempDir& d, const MapSpec& s) { return test::make_in(d.path(), s); }
+using userbpf::maps::test::make;
 
 #if defined(__SANITIZE_THREAD__)
 constexpr int kScale = 10;

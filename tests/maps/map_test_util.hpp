@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "../runtime/test_util.hpp"
 #include "maps/map.hpp"
 #include "map_spec.hpp"
 
@@ -23,5 +24,9 @@ inline int create_errno_in(const std::string& dir, const MapSpec& s) {
   auto m = create_map(s, dir);
   return m.ok() ? 0 : m.error().code;
 }
+
+// The same in a test's temporary directory.
+inline std::unique_ptr<Map> make(const userbpf::testing::TempDir& d, const MapSpec& s) { return make_in(d.path(), s); }
+inline int create_errno(const userbpf::testing::TempDir& d, const MapSpec& s) { return create_errno_in(d.path(), s); }
 
 }  // namespace userbpf::maps::test

@@ -34,9 +34,9 @@ using userbpf::maps::test::spec;
 
 namespace {
 
-std::unique_ptr<Map> make(const TempDir& d, const MapSpec& s) { return test::make_in(d.path(), s); }
+using userbpf::maps::test::make;
 
-int create_errno(const TempDir& d, const MapSpec& s) { return test::create_errno_in(d.path(), s); }
+using userbpf::maps::test::create_errno;
 
 std::set<std::uint32_t> keys_u32(const Map& m) {
   std::set<std::uint32_t> out;

@@ -27,9 +27,9 @@ using userbpf::maps::test::spec;
 
 namespace {
 
-std::unique_ptr<Map> make(const TempDir& d, const MapSpec& s) { return test::make_in(d.path(), s); }
+using userbpf::maps::test::make;
 
-int create_errno(const TempDir& d, const MapSpec& s) { return test::create_errno_in(d.path(), s); }
+using userbpf::maps::test::create_errno;
 
 }  // namespace
 

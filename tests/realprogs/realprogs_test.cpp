@@ -93,6 +93,14 @@ std::vector<Expected> read_expected() {
 
 std::string obj_path(const std::string& object) { return std::string(REALPROGS_DIR) + "/" + object + ".bpf.o"; }
 
+// Opens an object with the host kfuncs as its .ksyms functions (as a
+// runtime embedding userbpf would).
+Result<loader::Object> open_object(const std::string& path) {
+  loader::OpenOptions oo;
+  oo.externs.kfuncs = verifier::kfunc_symbols();
+  return loader::Object::open(path, oo);
+}
+
 struct Ours {
   bool opened = false;
   std::string open_error;
@@ -103,7 +111,7 @@ struct Ours {
 
 Ours run_ours(const std::string& object, const std::string& program, unsigned log_level = 1, int repeat = 1) {
   Ours r;
-  auto obj = loader::Object::open(obj_path(object));
+  auto obj = open_object(obj_path(object));
   if (!obj.ok()) {
     r.open_error = obj.error().to_string();
     return r;
@@ -225,7 +233,7 @@ TEST(RealProgs, ExpectedCoversEveryProgram) {
   ASSERT_GE(objects.size(), 4u) << "the realprogs objects were not built into " << REALPROGS_DIR;
   std::size_t programs = 0;
   for (const auto& o : objects) {
-    auto obj = loader::Object::open(obj_path(o));
+    auto obj = open_object(obj_path(o));
     ASSERT_TRUE(obj.ok()) << o << ": " << obj.error().to_string();
     for (const auto& p : obj->programs()) {
       ++programs;
@@ -235,7 +243,7 @@ TEST(RealProgs, ExpectedCoversEveryProgram) {
     }
   }
   for (const auto& e : expected) {
-    auto obj = loader::Object::open(obj_path(e.object));
+    auto obj = open_object(obj_path(e.object));
     ASSERT_TRUE(obj.ok()) << "expected.txt:" << e.line << ": " << obj.error().to_string();
     EXPECT_NE(obj->find_program(e.program), nullptr)
         << "expected.txt:" << e.line << ": no program " << e.program << " in " << e.object;

@@ -31,10 +31,13 @@ std::uint64_t ptr(T* p) {
 }
 
 // One side of the comparison: bpf() and close() of the kernel or of a Runtime.
-struct Side {
-  std::function<int(int, bpf_attr&)> bpf;
-  std::function<void(int)> close;
+struct Side : userbpf::testing::BpfSide {
   std::vector<std::string> trace;
+  Side& operator=(const userbpf::testing::BpfSide& s) {
+    bpf = s.bpf;
+    close = s.close;
+    return *this;
+  }
 
   // Records "cmd -> ok" / "cmd -> errno NAME" and returns the result.
   int rec(const std::string& what, int cmd, bpf_attr& a) {
@@ -117,10 +120,8 @@ class KernelDiff : public ::testing::Test {
     runtime::Options o = userbpf::testing::rt_options();
     o.pin_dir = dir_.path();
     rt_ = std::make_unique<runtime::Runtime>(o);
-    kernel_.bpf = [](int cmd, bpf_attr& a) { return userbpf::testing::sys_bpf(cmd, &a, sizeof a); };
-    kernel_.close = [](int fd) { ::close(fd); };
-    user_.bpf = [this](int cmd, bpf_attr& a) { return rt_->bpf(cmd, &a, sizeof a); };
-    user_.close = [this](int fd) { (void)rt_->close(fd); };
+    kernel_ = userbpf::testing::kernel_side();
+    user_ = userbpf::testing::runtime_side(*rt_);
   }
   void TearDown() override {
     for (int fd : kernel_fds_) ::close(fd);

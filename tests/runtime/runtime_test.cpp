@@ -833,16 +833,22 @@ TEST(Runtime, PinnedProgramAndMapAcrossProcesses) {
 
 TEST(Runtime, BtfLoadAndBind) {
   Fixture f;
-  std::vector<std::uint8_t> blob(24, 0);
+  // the smallest valid BTF: a header, no types, a string section of "\0"
+  std::vector<std::uint8_t> blob(25, 0);
   blob[0] = 0x9f;
   blob[1] = 0xeb;
   blob[2] = 1;
   blob[4] = 24;
+  blob[20] = 1;  // str_len
   bpf_attr a{};
   a.btf = ptr(blob.data());
   a.btf_size = static_cast<std::uint32_t>(blob.size());
   const int b = f.call(BPF_BTF_LOAD, a);
-  ASSERT_GE(b, 0);
+  ASSERT_GE(b, 0) << std::strerror(errno);
+  a.btf_size = 24;  // no string section: refused as the kernel's btf_parse does
+  EXPECT_EQ(f.call(BPF_BTF_LOAD, a), -1);
+  EXPECT_EQ(errno, EINVAL);
+  a.btf_size = 25;
   blob[0] = 0;
   EXPECT_EQ(f.call(BPF_BTF_LOAD, a), -1);
   EXPECT_EQ(errno, EINVAL);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -111,6 +112,32 @@ class Asm {
 // The kernel's bpf(2).
 inline int sys_bpf(int cmd, union bpf_attr* attr, unsigned size) {
   return static_cast<int>(::syscall(__NR_bpf, cmd, attr, size));
+}
+
+// A Runtime of the test engine over a fresh pin directory; `edit` adjusts the options.
+struct TestRuntime {
+  TempDir dir;
+  std::unique_ptr<runtime::Runtime> rt;
+  explicit TestRuntime(const std::function<void(runtime::Options&)>& edit = {}) {
+    runtime::Options o = rt_options();
+    o.pin_dir = dir.path();
+    if (edit) edit(o);
+    rt = std::make_unique<runtime::Runtime>(o);
+  }
+  int call(int cmd, bpf_attr& a) { return rt->bpf(cmd, &a, sizeof a); }
+};
+
+// bpf() and close() of one side of a differential test: the kernel's or a
+// Runtime's (result, or -1 with errno).
+struct BpfSide {
+  std::function<int(int cmd, bpf_attr& attr)> bpf;
+  std::function<void(int fd)> close;
+};
+inline BpfSide kernel_side() {
+  return {[](int cmd, bpf_attr& a) { return sys_bpf(cmd, &a, sizeof a); }, [](int fd) { ::close(fd); }};
+}
+inline BpfSide runtime_side(runtime::Runtime& rt) {
+  return {[&rt](int cmd, bpf_attr& a) { return rt.bpf(cmd, &a, sizeof a); }, [&rt](int fd) { (void)rt.close(fd); }};
 }
 
 }  // namespace userbpf::testing

@@ -10,7 +10,8 @@
 // File format (one or more cases per file):
 //   === name
 //   type: xdp                       program type (spec name)
-//   map: array key=4 value=8 entries=1   (repeatable; lddw map_fd(N) names map N)
+//   map: array key=4 value=8 entries=1   (repeatable; lddw map_fd(N) names map N;
+//                                   lock=OFF: value BTF with a struct bpf_spin_lock at OFF)
 //   unpriv: yes                     (optional)
 //   expect: accept | reject EACCES|EINVAL|E2BIG|EBADF
 //   error: substring of the error lines (ours and the kernel's)
@@ -20,7 +21,9 @@
 //   processed: kernel               (optional) the processed-instruction and
 //                                   total_states counts must equal the kernel's
 //   ---
-//   assembly (kernel syntax), until the next "===" or the end of the file
+//   assembly (kernel syntax), until the next "===" or the end of the file;
+//   `call kfunc(NAME)` calls a host kfunc by name: userbpf's BTF id for our
+//   verifier, the running kernel's vmlinux BTF id for the kernel's
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <linux/btf.h>
@@ -36,10 +39,12 @@
 #include <optional>
 #include <sstream>
 
+#include <bpf/btf.h>
 #include <fmt/format.h>
 
 #include "asm/asm.hpp"
 #include "oracle/oracle.hpp"
+#include "spec/kfuncs.hpp"
 #include "spec/spec.hpp"
 #include "verifier/verifier.hpp"
 
@@ -74,6 +79,8 @@ std::vector<std::size_t> subprog_starts(const std::vector<isa::Insn>& p) {
   return s;
 }
 
+std::vector<std::uint8_t> btf_blob(const std::vector<std::uint32_t>& types, const std::string& strs);
+
 // A minimal BTF: [1] int, [2] int (void), [3..] static FUNC "fN" of type 2.
 std::vector<std::uint8_t> minimal_btf(std::size_t nfuncs) {
   std::vector<std::uint32_t> types;
@@ -89,6 +96,30 @@ std::vector<std::uint8_t> minimal_btf(std::size_t nfuncs) {
     strs += '\0';
     types.insert(types.end(), {name, (BTF_KIND_FUNC << 24) | BTF_FUNC_STATIC, 2});
   }
+  return btf_blob(types, strs);
+}
+
+// A map value with a struct bpf_spin_lock at `lock_off`: [1] int,
+// [2] struct bpf_spin_lock { int val; }, [3] struct val { lock } of value_size.
+std::vector<std::uint8_t> lock_btf(std::uint32_t value_size, std::uint32_t lock_off) {
+  std::string strs(1, '\0');
+  auto name = [&](const char* n) {
+    const auto off = static_cast<std::uint32_t>(strs.size());
+    strs += n;
+    strs += '\0';
+    return off;
+  };
+  const auto int_name = name("int"), lock_name = name("bpf_spin_lock"), val_name = name("val"),
+             value_name = name("value"), lock_member = name("lock");
+  std::vector<std::uint32_t> types = {
+      int_name,   BTF_KIND_INT << 24,          4,          32,                // [1] int
+      lock_name,  (BTF_KIND_STRUCT << 24) | 1, 4,          val_name, 1, 0,    // [2] struct bpf_spin_lock
+      value_name, (BTF_KIND_STRUCT << 24) | 1, value_size, lock_member, 2, lock_off * 8,  // [3] struct value
+  };
+  return btf_blob(types, strs);
+}
+
+std::vector<std::uint8_t> btf_blob(const std::vector<std::uint32_t>& types, const std::string& strs) {
   btf_header h{};
   h.magic = BTF_MAGIC;
   h.version = BTF_VERSION;
@@ -104,11 +135,8 @@ std::vector<std::uint8_t> minimal_btf(std::size_t nfuncs) {
   return out;
 }
 
-// BPF_PROG_LOAD with BTF func_info (the oracle's load has no BTF).
-oracle::LoadResult load_with_btf(std::span<const isa::RawInsn> raw, std::uint32_t type, std::uint32_t log_level,
-                                 const std::vector<std::size_t>& starts) {
-  oracle::LoadResult r;
-  const auto btf = minimal_btf(starts.size());
+// BPF_BTF_LOAD: an fd, or -1 with errno and the BTF log in `log`.
+int load_btf(const std::vector<std::uint8_t>& btf, std::string& log) {
   std::vector<char> blog(1 << 16);
   union bpf_attr ba;
   std::memset(&ba, 0, sizeof(ba));
@@ -117,10 +145,35 @@ oracle::LoadResult load_with_btf(std::span<const isa::RawInsn> raw, std::uint32_
   ba.btf_log_buf = reinterpret_cast<std::uint64_t>(blog.data());
   ba.btf_log_size = static_cast<std::uint32_t>(blog.size());
   ba.btf_log_level = 1;
-  const int btf_fd = static_cast<int>(syscall(__NR_bpf, BPF_BTF_LOAD, &ba, sizeof(ba)));
+  const int fd = static_cast<int>(syscall(__NR_bpf, BPF_BTF_LOAD, &ba, sizeof(ba)));
+  if (fd < 0) log = std::string("BTF_LOAD failed: ") + blog.data();
+  return fd;
+}
+
+// A map whose value has BTF with a struct bpf_spin_lock at md.spin_lock_off.
+Result<oracle::Fd> create_lock_map(const verifier::MapDesc& md) {
+  std::string log;
+  const int btf_fd = load_btf(lock_btf(md.value_size, static_cast<std::uint32_t>(md.spin_lock_off)), log);
+  if (btf_fd < 0) return make_error(errno, log);
+  union bpf_attr a = oracle::map_create_attr({md.type, md.key_size, md.value_size, md.max_entries, 0});
+  a.btf_fd = static_cast<std::uint32_t>(btf_fd);
+  a.btf_key_type_id = 1;
+  a.btf_value_type_id = 3;
+  std::memcpy(a.map_name, md.name.data(), std::min<std::size_t>(md.name.size(), sizeof(a.map_name) - 1));
+  const int fd = static_cast<int>(syscall(__NR_bpf, BPF_MAP_CREATE, &a, sizeof(a)));
+  const int err = errno;
+  close(btf_fd);
+  if (fd < 0) return make_error(err, fmt::format("BPF_MAP_CREATE with a bpf_spin_lock: {}", std::strerror(err)));
+  return oracle::Fd(fd);
+}
+
+// BPF_PROG_LOAD with BTF func_info (the oracle's load has no BTF).
+oracle::LoadResult load_with_btf(std::span<const isa::RawInsn> raw, std::uint32_t type, std::uint32_t log_level,
+                                 const std::vector<std::size_t>& starts) {
+  oracle::LoadResult r;
+  const int btf_fd = load_btf(minimal_btf(starts.size()), r.log);
   if (btf_fd < 0) {
     r.err = errno;
-    r.log = std::string("BTF_LOAD failed: ") + blog.data();
     return r;
   }
   std::vector<bpf_func_info> fi;
@@ -177,6 +230,7 @@ int errno_of(const std::string& n) {
   if (n == "E2BIG") return E2BIG;
   if (n == "EBADF") return EBADF;
   if (n == "EFAULT") return EFAULT;
+  if (n == "EPERM") return EPERM;
   if (n == "ENOTSUPP" || n == "ENOTSUP") return 524;
   return -1;
 }
@@ -253,6 +307,10 @@ std::vector<Case> load_cases() {
           if (k == "key") md.key_size = n;
           else if (k == "value") md.value_size = n;
           else if (k == "entries") md.max_entries = n;
+          else if (k == "lock") {  // value BTF with a struct bpf_spin_lock at offset n
+            md.btf = true;
+            md.spin_lock_off = static_cast<std::int32_t>(n);
+          }
         }
         cur->maps.push_back(md);
       } else {
@@ -276,14 +334,36 @@ std::optional<std::int64_t> resolve(std::string_view name) {
   return std::nullopt;
 }
 
-int create_map(const verifier::MapDesc& md) {
-  union bpf_attr attr;
-  std::memset(&attr, 0, sizeof(attr));
-  attr.map_type = md.type;
-  attr.key_size = md.key_size;
-  attr.value_size = md.value_size;
-  attr.max_entries = md.max_entries;
-  return static_cast<int>(syscall(__NR_bpf, BPF_MAP_CREATE, &attr, sizeof(attr)));
+// `kfunc(NAME)` -> `kfunc(ID)`: userbpf's id, or the running kernel's
+// (vmlinux BTF); nullopt when a name is unknown there.
+std::optional<std::string> bind_kfuncs(const std::string& code, bool kernel) {
+  static btf* vmlinux = kernel ? btf__load_vmlinux_btf() : nullptr;
+  if (kernel && vmlinux == nullptr) vmlinux = btf__load_vmlinux_btf();
+  std::string out;
+  std::size_t pos = 0;
+  for (;;) {
+    const auto k = code.find("kfunc(", pos);
+    if (k == std::string::npos) break;
+    const auto close = code.find(')', k);
+    const std::string name = code.substr(k + 6, close - k - 6);
+    out += code.substr(pos, k + 6 - pos);
+    pos = close;
+    if (!name.empty() && std::isdigit(static_cast<unsigned char>(name[0]))) {
+      out += name;
+      continue;
+    }
+    std::int64_t id = -1;
+    if (!kernel) {
+      if (const spec::KfuncProto* p = spec::kfunc_by_name(name)) id = p->btf_id;
+      else id = 1;  // not ours: an id that is no kfunc
+    } else if (vmlinux != nullptr) {
+      id = btf__find_by_name_kind(vmlinux, name.c_str(), BTF_KIND_FUNC);
+    }
+    if (id < 0) return std::nullopt;
+    out += std::to_string(id);
+  }
+  out += code.substr(pos);
+  return out;
 }
 
 std::string case_label(const Case& c) { return fmt::format("{}:{} '{}'", c.file, c.line, c.name); }
@@ -296,7 +376,9 @@ TEST_P(VerifierCase, MatchesExpectationAndKernel) {
   assembly::AsmOptions ao;
   ao.dialect = assembly::Dialect::Kernel;
   ao.resolve_symbol = resolve;
-  auto prog = assembly::assemble(c.code, ao);
+  const auto ours_code = bind_kfuncs(c.code, false);
+  ASSERT_TRUE(ours_code.has_value());
+  auto prog = assembly::assemble(*ours_code, ao);
   ASSERT_TRUE(prog.ok()) << prog.error().to_string();
   const spec::ProgType* pt = spec::prog_type_by_name(c.type);
   ASSERT_NE(pt, nullptr) << "unknown program type " << c.type;
@@ -322,22 +404,23 @@ TEST_P(VerifierCase, MatchesExpectationAndKernel) {
   if (c.unpriv) GTEST_SKIP() << "kernel part skipped: unprivileged profile cannot be loaded by this root test";
   const auto& avail = oracle::available();
   if (!avail.ok) GTEST_SKIP() << "kernel part skipped: " << avail.reason;
-  std::vector<int> fds;
+  std::vector<oracle::Fd> fds;
   for (const auto& md : c.maps) {
-    const int fd = create_map(md);
-    ASSERT_GE(fd, 0) << "BPF_MAP_CREATE failed: " << std::strerror(errno);
-    fds.push_back(fd);
+    auto fd = md.btf ? create_lock_map(md) : oracle::create_map({md.type, md.key_size, md.value_size, md.max_entries, 0});
+    ASSERT_TRUE(fd.ok()) << fd.error().message;
+    fds.push_back(std::move(*fd));
   }
-  std::vector<isa::Insn> kprog = *prog;
-  for (auto& in : kprog)
-    if ((in.op == isa::Op::LddwMapFd || in.op == isa::Op::LddwMapValue) && in.imm >= 0 &&
-        static_cast<std::size_t>(in.imm) < fds.size())
-      in.imm = fds[static_cast<std::size_t>(in.imm)];
+  const auto kernel_code = bind_kfuncs(c.code, true);
+  if (!kernel_code) GTEST_SKIP() << "kernel part skipped: a kfunc of the case is not in the kernel's vmlinux BTF";
+  auto kprog_asm = assembly::assemble(*kernel_code, ao);
+  ASSERT_TRUE(kprog_asm.ok()) << kprog_asm.error().to_string();
+  std::vector<isa::Insn> kprog = *kprog_asm;
+  oracle::bind_maps(kprog, fds);
   const auto raw = isa::encode(kprog);
   const char* verbose = std::getenv("VERIFIER_CASES_VERBOSE");
   const bool level2 = verbose != nullptr && std::string(verbose) == "2";
   auto lr = c.btf ? load_with_btf(raw, pt->id, level2 ? 2 : 1, starts) : oracle::load(raw, pt->id, level2 ? 2 : 1);
-  for (int fd : fds) close(fd);
+  fds.clear();
   const bool k_accept = static_cast<bool>(lr.prog);
   if (level2) {
     verifier::Config cfg2 = cfg;

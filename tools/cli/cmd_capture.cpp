@@ -85,10 +85,10 @@ class PacketFilter {
 class ClassicFilter final : public PacketFilter {
  public:
   ClassicFilter(cbpf::Filter f, int linktype, std::string expr)
-      : f_(std::move(f)), link_(hooks::link_layer(linktype)), poff_(f_.reads_payload_offset()), expr_(std::move(expr)) {}
+      : f_(std::move(f)), link_(hooks::link_layer(linktype)), expr_(std::move(expr)) {}
   Verdict run(const hooks::Packet& p) override {
     Verdict v;
-    v.rc = f_.run(p.data, hooks::skb_context(p, link_, poff_));
+    v.rc = hooks::run_classic(f_, p, link_);
     v.keep = v.rc != 0;
     v.name = hooks::classic_verdict(v.rc);
     v.out = p.data.first(std::min<std::size_t>(p.data.size(), v.rc));
@@ -102,7 +102,6 @@ class ClassicFilter final : public PacketFilter {
  private:
   cbpf::Filter f_;
   cbpf::LinkLayer link_;
-  bool poff_;
   std::string expr_;
 };
 
@@ -147,27 +146,18 @@ Result<std::unique_ptr<PacketFilter>> object_filter(const CaptureOptions& o) {
   if (!std::filesystem::exists(o.prog, ec)) return make_error(ENOENT, fmt::format("{}: no such file", o.prog));
   auto ob = loader::Object::open(o.prog);
   if (!ob.ok()) return make_error(ob.error().code, fmt::format("{}: {}", o.prog, ob.error().to_string()));
-  std::vector<const loader::Program*> hits;
-  std::string all;
-  for (const auto& p : ob->programs()) {
-    all += fmt::format("{}{} (SEC(\"{}\"))", all.empty() ? "" : ", ", p.name, p.section);
-    if ((o.program.empty() || p.name == o.program) && (o.section.empty() || p.section == o.section) &&
-        hooks::is_packet_program(p.prog_type))
-      hits.push_back(&p);
-  }
-  if (hits.size() != 1)
-    return make_error(hits.empty() ? ENOENT : EINVAL,
-                      fmt::format("{}: {} packet program{} match{}; choose one with --section S or --program NAME "
-                                  "(the object has: {})",
-                                  o.prog, hits.size(), hits.size() == 1 ? "" : "s", hits.size() == 1 ? "es" : "",
-                                  all.empty() ? "no programs" : all));
+  auto hit = obj::pick_program(
+      *ob, o.program, o.section, o.prog, [](const loader::Program& p) { return hooks::is_packet_program(p.prog_type); },
+      "packet program");
+  if (!hit.ok()) return hit.error();
+  const loader::Program* picked = *hit;
   auto s = std::make_unique<obj::Session>();
   auto loaded = s->rt->load_object(*ob);
   if (!loaded.ok()) return make_error(loaded.error().code, fmt::format("{}: load: {}", o.prog, loaded.error().to_string()));
   for (const auto& [name, h] : loaded->progs)
-    if (name == hits[0]->name)
-      return std::unique_ptr<PacketFilter>(std::make_unique<ObjectFilter>(std::move(s), h, *hits[0], o.prog));
-  return make_error(ENOENT, fmt::format("{}: program {} was not loaded (autoload off?)", o.prog, hits[0]->name));
+    if (name == picked->name)
+      return std::unique_ptr<PacketFilter>(std::make_unique<ObjectFilter>(std::move(s), h, *picked, o.prog));
+  return make_error(ENOENT, fmt::format("{}: program {} was not loaded (autoload off?)", o.prog, picked->name));
 }
 
 Result<std::unique_ptr<PacketFilter>> make_filter(const CaptureOptions& o, int linktype) {

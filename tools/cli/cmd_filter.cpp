@@ -6,7 +6,8 @@
 // (tests/cbpf compares them over a corpus of expressions).
 //
 // -d prints the classic program as `tcpdump -d` does, --ebpf the translated
-// eBPF (kernel syntax). --program FILE takes a classic program (any text
+// eBPF (kernel syntax), --jit its native code. Packets run through
+// hooks::run_classic: the JIT's direct entry where the filter allows it. --program FILE takes a classic program (any text
 // form of src/cbpf, or binary struct sock_filter) instead of EXPR.
 // Packets come from src/hooks (open_file: pcap and pcapng) and go out
 // through hooks::PcapWriter; the filter runs in the JIT (--interpret: the
@@ -40,6 +41,7 @@ struct FilterOptions {
   bool count = false;
   bool dump = false;
   bool ebpf = false;
+  bool jit = false;
   bool no_optimize = false;
   bool interpret = false;
 };
@@ -93,8 +95,14 @@ int run_filter(const FilterOptions& o) {
     dopts.hex_imm = false;
     std::cout << assembly::disassemble(filter->ebpf(), dopts);
   }
+  if (o.jit) {
+    const auto insns = filter->ebpf();
+    std::cout << (filter->engine() == cbpf::Engine::Jit ? "" : "(no native code: --interpret)\n")
+              << filter->native_listing([&](std::size_t pc) { return assembly::disassemble_one(insns[pc], pc); });
+    std::cout << fmt::format("; direct entry: {}\n", filter->direct() ? "yes" : "no (helper call or loop)");
+  }
   if (!in) {
-    if (!o.dump && !o.ebpf) return fail("nothing to do: give -r IN.pcap, -d or --ebpf");
+    if (!o.dump && !o.ebpf && !o.jit) return fail("nothing to do: give -r IN.pcap, -d, --ebpf or --jit");
     return tools::kExitOk;
   }
 
@@ -105,7 +113,6 @@ int run_filter(const FilterOptions& o) {
     out.emplace(std::move(*w));
   }
   const cbpf::LinkLayer link = hooks::link_layer(in->linktype());
-  const bool poff = filter->reads_payload_offset();
   std::uint64_t total = 0, kept = 0;
   hooks::Packet pkt;
   for (;;) {
@@ -113,7 +120,7 @@ int run_filter(const FilterOptions& o) {
     if (!n.ok()) return fail(n.error().message);
     if (*n != hooks::Next::Packet) break;
     ++total;
-    if (filter->run(pkt.data, hooks::skb_context(pkt, link, poff)) == 0) continue;
+    if (hooks::run_classic(*filter, pkt, link) == 0) continue;
     ++kept;
     if (out) out->write(pkt);
   }
@@ -141,6 +148,7 @@ void register_filter_commands(Registry& r) {
   cmd.add_flag("-c,--count", o->count, "Print only the number of matching packets");
   cmd.add_flag("-d", o->dump, "Print the classic program (tcpdump -d format)");
   cmd.add_flag("--ebpf", o->ebpf, "Print the translated eBPF program");
+  cmd.add_flag("--jit", o->jit, "Print the JIT's x86-64 code for the translated program");
   cmd.add_option("--linktype", o->linktype,
                  "Link type to compile for (name like EN10MB, RAW, LINUX_SLL, or DLT number; default: the "
                  "capture's, or EN10MB)")

@@ -51,6 +51,7 @@
 #include "common/tool_io.hpp"
 #include "loader/btf_format.hpp"
 #include "loader/loader.hpp"
+#include "verifier/object_config.hpp"
 
 namespace userbpf::cli {
 namespace {
@@ -84,6 +85,7 @@ Result<loader::Object> open_object(const std::string& path) {
   if (!fs::exists(path, ec)) return make_error(ENOENT, fmt::format("{}: no such file", path));
   loader::OpenOptions oo;
   oo.externs.kconfig_path = g_kconfig;
+  oo.externs.kfuncs = verifier::kfunc_symbols();  // __ksym functions: the host kfuncs
   auto o = loader::Object::open(path, oo);
   if (!o.ok()) {
     Error e = o.error();
@@ -95,30 +97,9 @@ Result<loader::Object> open_object(const std::string& path) {
   return o;
 }
 
-std::string program_names(const loader::Object& o) {
-  std::string s;
-  for (const auto& p : o.programs()) s += fmt::format("{}{} (SEC(\"{}\"))", s.empty() ? "" : ", ", p.name, p.section);
-  return s;
-}
-
 // The program chosen by --section / --program, or the only program.
 Result<const loader::Program*> pick_program(const loader::Object& o, const ProgOptions& opt, const std::string& path) {
-  std::vector<const loader::Program*> hits;
-  for (const auto& p : o.programs()) {
-    if (!opt.program.empty() && p.name != opt.program) continue;
-    if (!opt.section.empty() && p.section != opt.section) continue;
-    hits.push_back(&p);
-  }
-  if (o.programs().empty()) return make_error(ENOENT, fmt::format("{}: the object has no programs", path));
-  if (hits.empty()) {
-    const std::string what = !opt.program.empty() ? fmt::format("program '{}'", opt.program)
-                                                  : fmt::format("section '{}'", opt.section);
-    return make_error(ENOENT, fmt::format("{}: no {}; the object has: {}", path, what, program_names(o)));
-  }
-  if (hits.size() > 1)
-    return make_error(EINVAL, fmt::format("{}: {} programs match; choose one with --program NAME or --section S: {}", path,
-                                          hits.size(), program_names(o)));
-  return hits[0];
+  return obj::pick_program(o, opt.program, opt.section, path);
 }
 
 bool file_is_elf(const std::string& path) {
@@ -480,8 +461,10 @@ int prog_run(const ProgOptions& o) {
       j["duration_ns"] = r->duration_ns;
       j["len_out"] = r->data_out.size();
       j["modified"] = changed;
+      if (!r->redirect.empty()) j["redirect"] = r->redirect;
       if (!o.json)
-        std::cout << fmt::format("packet {:>4}: {:>4} bytes  {}{}\n", i, pk.bytes.size(), verdict,
+        std::cout << fmt::format("packet {:>4}: {:>4} bytes  {}{}{}\n", i, pk.bytes.size(), verdict,
+                                 r->redirect.empty() ? "" : " -> " + r->redirect,
                                  changed ? fmt::format("  (packet modified, {} bytes out)", r->data_out.size()) : "");
       if (!o.pcap_out.empty()) out.write(r->data_out, pk);
     }

@@ -243,7 +243,9 @@ int run_verify(const VerifyOptions& o, bool log_level_given) {
       return tools::kExitUsage;
     }
   }
-  auto obj = loader::Object::open(o.object);
+  loader::OpenOptions oo;
+  oo.externs.kfuncs = verifier::kfunc_symbols();  // __ksym functions: the host kfuncs
+  auto obj = loader::Object::open(o.object, oo);
   if (!obj.ok()) return tools::report_error(obj.error(), src);
 
   std::vector<const loader::Program*> selected;

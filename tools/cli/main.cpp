@@ -42,6 +42,21 @@ int main(int argc, char** argv) {
   userbpf::cli::Registry registry(app);
   for (const GroupFn group : kGroups) group(registry);
 
+  // An unknown command or option before any command: name it (CLI11 would
+  // only say that a subcommand is required).
+  if (argc > 1) {
+    const std::string first = argv[1];
+    const bool known_flag = first == "-h" || first == "--help" || first == "--version";
+    bool known_command = false;
+    for (const CLI::App* sub : app.get_subcommands({}))
+      known_command = known_command || sub->check_name(first);
+    if (!known_flag && !known_command) {
+      std::cerr << "userbpf: error: unknown " << (first.starts_with('-') ? "option" : "command") << " '" << first
+                << "'\n";
+      std::cerr << "Run 'userbpf --help' for the list of commands.\n";
+      return userbpf::tools::kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version

@@ -396,4 +396,38 @@ int fail(bool json, const std::string& message) {
   return tools::kExitError;
 }
 
+std::string program_names(const loader::Object& o) {
+  std::string s;
+  for (const auto& p : o.programs()) s += fmt::format("{}{} (SEC(\"{}\"))", s.empty() ? "" : ", ", p.name, p.section);
+  return s;
+}
+
+Result<const loader::Program*> pick_program(const loader::Object& o, const std::string& program,
+                                            const std::string& section, const std::string& path,
+                                            const std::function<bool(const loader::Program&)>& accept,
+                                            std::string_view kind) {
+  if (o.programs().empty()) return make_error(ENOENT, fmt::format("{}: the object has no programs", path));
+  std::vector<const loader::Program*> hits;
+  for (const auto& p : o.programs()) {
+    if (!program.empty() && p.name != program) continue;
+    if (!section.empty() && p.section != section) continue;
+    if (accept && !accept(p)) continue;
+    hits.push_back(&p);
+  }
+  if (hits.empty()) {
+    std::string what;
+    if (!program.empty())
+      what = fmt::format("{} '{}'{}", kind, program, section.empty() ? "" : fmt::format(" in section '{}'", section));
+    else if (!section.empty())
+      what = kind == "program" ? fmt::format("section '{}'", section) : fmt::format("{} in section '{}'", kind, section);
+    else
+      what = kind;
+    return make_error(ENOENT, fmt::format("{}: no {}; the object has: {}", path, what, program_names(o)));
+  }
+  if (hits.size() > 1)
+    return make_error(EINVAL, fmt::format("{}: {} {}s match; choose one with --program NAME or --section S: {}", path,
+                                          hits.size(), kind, program_names(o)));
+  return hits[0];
+}
+
 }  // namespace userbpf::cli::obj

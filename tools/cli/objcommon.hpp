@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <nlohmann/json.hpp>
@@ -27,6 +28,7 @@ struct btf;
 namespace userbpf::loader {
 class Object;
 struct Map;
+struct Program;
 }  // namespace userbpf::loader
 
 namespace userbpf::cli::obj {
@@ -113,5 +115,17 @@ std::string prog_info_text(const runtime::ProgObject& p, const std::vector<std::
 // Prints an error (text to stderr, and a JSON object on stdout with --json)
 // and returns kExitError.
 int fail(bool json, const std::string& message);
+
+// "name (SEC("section")), ..." for every program of the object.
+std::string program_names(const loader::Object& o);
+// The one program that --program NAME and --section S (each optional)
+// choose among the object's programs that `accept` takes (all when it is
+// empty); `kind` names those in messages ("program", "packet program").
+// Errors name `path`, say what did not match or how many did, and list the
+// object's programs. Used by `prog` (cmd_prog.cpp) and `capture --prog`.
+Result<const loader::Program*> pick_program(const loader::Object& o, const std::string& program,
+                                            const std::string& section, const std::string& path,
+                                            const std::function<bool(const loader::Program&)>& accept = {},
+                                            std::string_view kind = "program");
 
 }  // namespace userbpf::cli::obj

@@ -1,0 +1,57 @@
+// Whole-program facts the x86-64 JIT's code generator uses (internal to
+// src/jit; see the design comment in analysis.cpp).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "isa/isa.hpp"
+
+namespace userbpf::jit::detail {
+
+inline constexpr std::uint8_t kAllCalleeSaved = 0xf;  // BPF r6-r9
+
+// Whether an instruction writes r10 (the interpreter allows it).
+bool writes_r10(const isa::Insn& in);
+// Which of r6-r9 (bits 0-3) an instruction writes.
+std::uint8_t callee_saved_written(const isa::Insn& in);
+// Per function entry pc: the r6-r9 the function or anything it calls may write.
+std::vector<std::uint8_t> callee_saved_masks(std::span<const isa::Insn> insns, const std::vector<bool>& is_entry,
+                                             bool structured);
+
+// What bpf-to-bpf calls need at run time (all false / empty: the general code).
+struct CallFacts {
+  // No call can exceed isa::kMaxCallFrames: the call graph is acyclic and
+  // its longest chain fits, and nothing enters a function another way
+  // (no helper or kfunc call, hence no callback, and no callx).
+  bool static_depth = false;
+  // No code calls into C (helpers, kfuncs, callx, LD_ABS/LD_IND): in
+  // unchecked variants rsp alignment does not matter.
+  bool no_c_calls = false;
+  // By function entry pc: the function or one it calls reads r10 (the frame
+  // pointer). Meaningful only with static_depth.
+  std::vector<bool> uses_frame;
+};
+CallFacts call_facts(std::span<const isa::Insn> insns, const std::vector<bool>& is_entry, bool structured);
+
+// Liveness: per pc, the BPF registers (bit i = ri) that may be read after
+// the instruction before being written again. Conservative: calls and
+// exits of functions other than the main program read every register, r10
+// is always live. Without kernel_structure every register is live
+// everywhere (no facts).
+std::vector<std::uint16_t> live_out(std::span<const isa::Insn> insns, const std::vector<bool>& is_entry,
+                                    bool structured);
+
+// Known widths: per BPF register, an upper bound w of its value's
+// significant bits (value < 2^w; 64 = nothing known). The code generator
+// keeps one set along straight-line code and forgets it at jump targets;
+// it drops zero-extensions and masks the widths prove to be no-ops.
+using Widths = std::array<std::uint8_t, isa::kNumRegs>;
+inline void forget_widths(Widths& w) { w.fill(64); }
+// Updates w to the state after `in` executed (and fell through).
+void track_widths(Widths& w, const isa::Insn& in);
+
+}  // namespace userbpf::jit::detail
