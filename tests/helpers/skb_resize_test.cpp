@@ -2,6 +2,9 @@
 // skb_vlan_pop (src/helpers/skb_resize.cpp): unit tests on an SkBuff over a
 // buffer, in the three execution modes (the kernel comparison is
 // skb_resize_kernel_test.cpp).
+#include <array>
+#include <new>
+
 #include "skb_resize_util.hpp"
 
 namespace userbpf::helpers::test {
@@ -149,11 +152,15 @@ TEST(SkbResize, AdjustRoom) {
 }
 
 TEST(SkbResize, WrongContextFails) {
-  XdpBuff x;
+  // An XDP context where an skb one is expected. Contexts live in the
+  // runtime's arena (a page), so the helper may read the SkBuff-sized tag
+  // position past the smaller XdpBuff: give it the same room here.
+  alignas(16) std::array<std::uint8_t, 4096> arena{};
+  auto* x = new (arena.data()) XdpBuff{};
   Runner r;
   Prog p;
   call(p, BPF_FUNC_skb_change_tail).exit();
-  const auto res = r.run(p.v, Mode::Fast, {reinterpret_cast<u64>(&x)});
+  const auto res = r.run(p.v, Mode::Fast, {reinterpret_cast<u64>(x)});
   ASSERT_FALSE(res.ok());
   EXPECT_NE(res.error->message.find("bpf_skb_change_tail"), std::string::npos) << res.error->message;
 }
