@@ -11,8 +11,11 @@
 # Environment: BUILD (default build-fuzz: clang, -DUSERBPF_FUZZ=ON, ASan+UBSan;
 # configured and built here when missing), JOBS (ninja -j, default 2),
 # FUZZ_ARGS (extra libFuzzer flags).
+# FUZZ_CPU (pin the fuzzer and its children to these CPUs, taskset -c; e.g. 1),
+# FUZZ_NO_BUILD=1 (run the binaries as they are, without rebuilding them first).
 # Working corpora and crash artifacts live in $BUILD/fuzz/{corpus,artifacts}/<target>;
-# CPU seconds per run are appended to $BUILD/fuzz/runs.csv. A crash prints the
+# each run appends `target,start,wall seconds,CPU seconds` to $BUILD/fuzz/runs.csv
+# (CPU: user + system of the fuzzer and every child it ran, /usr/bin/time). A crash prints the
 # command that reproduces it; store the input under fuzz/regressions/<target>/
 # with a NAME.txt description (see docs/fuzzing.md).
 set -euo pipefail
@@ -26,6 +29,7 @@ configure() {
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
       -DUSERBPF_FUZZ=ON -DUSERBPF_SANITIZE=address,undefined -DUSERBPF_BUILD_BENCH=OFF >/dev/null
   fi
+  [ "${FUZZ_NO_BUILD:-0}" = 1 ] && return 0
   local t=()
   for x in "$@"; do t+=("fuzz_$x"); done
   nice -n 19 ninja -C "$BUILD" -j"$JOBS" "${t[@]}" userbpf_fuzz_seeds userbpf-fuzz-gen >/dev/null
@@ -70,12 +74,17 @@ for t in "${TARGETS[@]}"; do
   start=$(date +%s)
   set +e
   # -fork=1 keeps fuzzing after a crash (each crash is saved in $art).
-  nice -n 19 "$BUILD/bin/fuzz_$t" -max_total_time="$SECONDS_PER" -timeout=30 -rss_limit_mb=2048 \
+  pin=()
+  [ -n "${FUZZ_CPU:-}" ] && pin=(taskset -c "$FUZZ_CPU")
+  nice -n 19 /usr/bin/time -f '%U %S' -o "$BUILD/fuzz/$t.cpu" "${pin[@]}" "$BUILD/bin/fuzz_$t" \
+    -max_total_time="$SECONDS_PER" -timeout=30 -rss_limit_mb=2048 \
     -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 -artifact_prefix="$art/" "${dict[@]}" \
     ${FUZZ_ARGS:-} "$work" "${seeds[@]}" >"$log" 2>&1
   set -e
   end=$(date +%s)
-  echo "$t,$start,$((end - start))" >>"$BUILD/fuzz/runs.csv"
+  cpu=$(tail -1 "$BUILD/fuzz/$t.cpu" | awk '{printf "%.0f", $1 + $2}')
+  echo "$t,$start,$((end - start)),$cpu" >>"$BUILD/fuzz/runs.csv"
+  echo "   wall $((end - start)) s, CPU $cpu s"
   grep -E "^#[0-9]+.*(DONE|pulse|NEW)" "$log" | tail -1 || true
   crashes=$(find "$art" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
   if [ "$crashes" -gt 0 ]; then

@@ -31,6 +31,7 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}
 TARGETS=(map_concurrency_test maps_test map_types_test interp_test jit_test helpers_test)
 [ "${TSAN_QUICK:-0}" = 1 ] || TARGETS+=(runtime_test)
 TESTS='^(MapConcurrency\.|Maps\.(Threads|TwoProcessesShareAPinnedMap|CpuSlotsAreExclusive)|MapTypes\.(RingBuf|SpinLockValues|PerfEventArrayAndPerfBuffer)|InterpThreads\.|JitThreads\.|Process\.|Runtime\.(ThreadsRunOneProgramLosingNoUpdate|PerCpuMapsFromPrograms|PinnedProgramAndMapAcrossProcesses))'
+[ "${TSAN_QUICK:-0}" = 1 ] || { TARGETS+=(timer_run_test); TESTS="${TESTS%)}|TimerRun\.(Interpreter|Jit))"; }  # bpf_timer thread (docs/timers.md)
 
 start=$(date +%s)
 if [ ! -f "$BUILD/build.ninja" ]; then

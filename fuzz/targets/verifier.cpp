@@ -1,9 +1,10 @@
 // Fuzz target: the verifier on raw instruction bytes, with a program type
 // and log level taken from the first bytes. Checks: no crash; every run
 // ends (the processed-instruction limit is lowered to 200k so that one
-// input stays within libFuzzer's time bound); a rejection carries an errno
-// and a message; an accepted program passes the structural check every
-// executor applies.
+// input stays within libFuzzer's time bound) within a memory bound (stored
+// states limited to 64 MiB, Config::memory_limit, ENOMEM beyond); a
+// rejection carries an errno and a message; an accepted program passes the
+// structural check every executor applies and stayed within both limits.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -26,6 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   cfg.log_level = (sel >> 4) % 3;
   cfg.privileged = (sel & 0x80) == 0;
   cfg.insn_limit = 200000;
+  cfg.memory_limit = std::uint64_t{64} << 20;
   cfg.maps.push_back({1, 4, 16, 8, -1, "hash0"});
   cfg.maps.push_back({2, 4, 16, 4, -1, "array1"});
   cfg.maps.push_back({3, 4, 4, 4, -1, "progs"});
@@ -45,5 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::fail("verifier", "accepted a program that fails isa::check_program", fuzz::listing(*dec));
   if (v.stats.processed > cfg.insn_limit + 1)
     fuzz::fail("verifier", "processed more instructions than the limit", fuzz::listing(*dec));
+  if (v.stats.peak_state_bytes > cfg.memory_limit)
+    fuzz::fail("verifier", "stored more state bytes than the memory limit", fuzz::listing(*dec));
   return 0;
 }

@@ -29,7 +29,7 @@ class Runtime;
 }
 
 struct RuntimeOptions {
-  std::string pin_dir;      // empty: $USERBPF_PIN_DIR, $XDG_RUNTIME_DIR/userbpf, /tmp/userbpf-$UID
+  std::string pin_dir;      // empty: $USERBPF_PIN_DIR, $XDG_RUNTIME_DIR/userbpf, /dev/shm/userbpf-$UID, /tmp/userbpf-$UID
   std::uint32_t ncpus = 0;  // per-CPU slots (0: possible CPUs)
   bool checked = true;      // bounds-check every memory access of unverified runs
   bool jit = true;          // run programs in the JIT (false: the interpreter)
@@ -42,6 +42,7 @@ struct RuntimeOptions {
   std::uint32_t max_insns = 0;        // instructions per program (E2BIG)
   std::uint64_t map_memory = 0;       // bytes of map memory (EPERM; default: unlimited privileged, RLIMIT_MEMLOCK unprivileged)
   std::uint64_t max_handles = 0;      // open handles (EMFILE; default RLIMIT_NOFILE)
+  std::uint64_t verifier_memory = 0;  // bytes of verifier states per load (ENOMEM; default 1 GiB, 256 MiB unprivileged)
 };
 
 class MapRef {

@@ -173,20 +173,20 @@ class Matcher {
   }
 
  private:
-  std::size_t skip_ws(std::size_t p) const {
+  [[nodiscard]] std::size_t skip_ws(std::size_t p) const {
     while (p < line_.size() && is_space(line_[p])) ++p;
     return p;
   }
 
   // Literal text; a space inside `lit` needs at least one blank in the line.
-  std::optional<std::size_t> literal(std::string_view lit, std::size_t p) const {
-    for (std::size_t i = 0; i < lit.size(); ++i) {
-      if (lit[i] == ' ') {
+  [[nodiscard]] std::optional<std::size_t> literal(std::string_view lit, std::size_t p) const {
+    for (const char ch : lit) {
+      if (ch == ' ') {
         if (p >= line_.size() || !is_space(line_[p])) return std::nullopt;
         p = skip_ws(p);
         continue;
       }
-      if (p >= line_.size() || line_[p] != lit[i]) return std::nullopt;
+      if (p >= line_.size() || line_[p] != ch) return std::nullopt;
       ++p;
     }
     return p;
@@ -212,7 +212,7 @@ class Matcher {
             Capture c2 = cap;
             c2.op = op;
             if (run(ti, *np, c2)) {
-              cap = std::move(c2);
+              cap = c2;
               return true;
             }
           }
@@ -509,7 +509,7 @@ std::optional<Matched> match_dialect(std::string_view line, std::size_t pos, Dia
           continue;
         }
       }
-      return Matched{row, std::move(cap)};
+      return Matched{row, cap};
     }
     if (cap.psrc.set) {
       fail.note(

@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -104,6 +105,8 @@ struct Filter::Impl {
   std::unique_ptr<interp::Program> interp;
   abi::Env env;
   bool loops = false;  // backward ja: runs need the Env's budget
+  std::optional<BatchCode> batch;  // JIT socket filters the batch compiler accepts
+  std::string batch_note;          // why batch is empty
 
   abi::RunResult run(std::uint64_t ctx, std::uint64_t data = 0, std::uint64_t len = 0) {
     const std::array<std::uint64_t, 3> a = {ctx, data, len};
@@ -143,12 +146,51 @@ Result<Filter> Filter::create(std::span<const Insn> prog, Target target, const C
             : reads == ctx_bit(offsetof(SkbContext, len))       ? ContextNeed::Len
             : (reads & ctx_bit(offsetof(SkbContext, pay_offset))) != 0 ? ContextNeed::Payload
                                                                 : ContextNeed::Fields;
+  if (engine == Engine::Jit && target == Target::Socket && !f.impl_->loops) {
+    auto b = BatchCode::compile(prog);
+    if (b.ok())
+      f.impl_->batch.emplace(std::move(*b));
+    else
+      f.impl_->batch_note = b.error().to_string();
+  } else {
+    f.impl_->batch_note = engine != Engine::Jit        ? "the interpreter runs per packet"
+                          : target != Target::Socket ? "seccomp filters are not batched"
+                                                     : "backward jumps: not batched";
+  }
   f.set_direct(true);
   return f;
 }
 
 void Filter::set_direct(bool on) {
   leaf_ = on && impl_->jit && !impl_->loops ? impl_->jit->leaf() : jit::Program::Leaf{};
+  set_batched(on && impl_->classic.size() <= kBatchPreferred);
+}
+
+bool Filter::batchable() const { return impl_->batch.has_value(); }
+
+void Filter::set_batched(bool on) { batch_ = on && impl_->batch ? &*impl_->batch : nullptr; }
+
+std::string Filter::batch_note() const { return impl_->batch_note; }
+
+std::size_t Filter::run_batch(std::span<const Frame> frames, std::span<std::uint32_t> out, LinkLayer link) {
+  const std::size_t n = std::min(frames.size(), out.size());
+  if (batch_ != nullptr) {
+    std::array<std::uint32_t, kBatch> punts;
+    for (std::size_t i = 0; i < n; i += kBatch) {
+      const std::size_t m = std::min(kBatch, n - i);
+      const std::size_t np = batch_->run(frames.data() + i, m, out.data() + i, punts.data());
+      for (std::size_t j = 0; j < np; ++j) {  // X + k in the context's areas: the per-packet path
+        const Frame& fr = frames[i + punts[j]];
+        out[i + punts[j]] = run_frame_slow({fr.data, fr.caplen}, fr.wirelen, link);
+      }
+    }
+  } else {
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = run_frame({frames[i].data, frames[i].caplen}, frames[i].wirelen, link);
+  }
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < n; ++i) kept += static_cast<std::size_t>(out[i] != 0);
+  return kept;
 }
 
 std::uint32_t Filter::run(std::span<const std::uint8_t> packet, const SkbContext& ctx) {

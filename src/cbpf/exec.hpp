@@ -17,6 +17,13 @@
 // would refuse. run_frame() also builds the SkbContext only as far
 // as the program reads it (context_need()). Both paths give the same value
 // (the tests compare them: set_direct(false) forces the Env path).
+//
+// Batched runs: with the JIT, a socket filter without ancillary loads,
+// negative offsets and backward jumps is also compiled by batch.cpp into
+// branch-free native code that filters a whole array of packets in one call
+// (run_batch, batched()); packets it cannot decide (an [x + k] reaching the
+// context's areas) are rerun on the per-packet path. Same values as
+// run_frame for every packet (tests/cbpf/cbpf_batch_test.cpp).
 #pragma once
 
 #include <cstdint>
@@ -28,6 +35,7 @@
 
 #include "abi/abi.hpp"
 #include "base/error.hpp"
+#include "cbpf/batch.hpp"
 #include "cbpf/cbpf.hpp"
 #include "isa/isa.hpp"
 #include "jit/jit.hpp"
@@ -80,6 +88,12 @@ class Filter {
       return static_cast<std::uint32_t>(leaf_(0, reinterpret_cast<std::uintptr_t>(packet.data()), packet.size()));
     return run_frame_slow(packet, wirelen, link);
   }
+  // out[i] = run_frame(frames[i]...) for every frame (out.size() >=
+  // frames.size()); returns how many are non-zero (kept). Batched native
+  // code where batched(), else one run_frame per packet.
+  std::size_t run_batch(std::span<const Frame> frames, std::span<std::uint32_t> out, LinkLayer link);
+  // Packets per native batch call (run_batch splits larger arrays).
+  static constexpr std::size_t kBatch = 256;
   // Seccomp: the filter's return value (action | data).
   std::uint32_t run_seccomp(const SeccompData& data);
 
@@ -96,9 +110,24 @@ class Filter {
   [[nodiscard]] ContextNeed context_need() const { return need_; }
   // Whether runs use the JIT's direct entry (see the top of this file).
   [[nodiscard]] bool direct() const { return static_cast<bool>(leaf_); }
+  // Whether run_batch uses batched native code (see the top of this file).
+  // By default only programs of at most kBatchPreferred classic
+  // instructions do: the batch evaluates every instruction for every
+  // packet, and longer programs measured slower batched than per packet
+  // (docs/cbpf.md). set_batched(true) uses it for every batchable program.
+  [[nodiscard]] bool batched() const { return batch_ != nullptr; }
+  [[nodiscard]] bool batchable() const;
+  static constexpr std::size_t kBatchPreferred = 30;
+  // Why the program is not batched ("" when it is or could be): the
+  // compiler's message, e.g. "insn 3: ancillary load: not batched ...".
+  [[nodiscard]] std::string batch_note() const;
   // false: every run goes through the Env path (tests, benchmarks); true:
-  // the direct entry again where the program is eligible.
+  // the direct entry again where the program is eligible, and batched code
+  // where it is preferred (as after create).
   void set_direct(bool on);
+  // Batched code for every batchable program (true) or none (false; run_batch
+  // then runs per packet).
+  void set_batched(bool on);
 
  private:
   struct Impl;
@@ -106,6 +135,7 @@ class Filter {
   std::uint32_t run_frame_slow(std::span<const std::uint8_t> packet, std::uint32_t wirelen, LinkLayer link);
   std::unique_ptr<Impl> impl_;
   jit::Program::Leaf leaf_;  // set iff direct()
+  const BatchCode* batch_ = nullptr;  // set iff batched()
   ContextNeed need_ = ContextNeed::Payload;
 };
 

@@ -113,18 +113,15 @@ u64 map_lookup_percpu_elem(abi::Env& env, u64 map, u64 key, u64 cpu, u64, u64) {
                                                 static_cast<std::uint32_t>(cpu)));
 }
 
-maps::RingBuf* arg_ringbuf(abi::Env& env, u64 map) { return dynamic_cast<maps::RingBuf*>(arg_map(env, map)); }
+maps::RingBuf* arg_ringbuf(abi::Env& env, u64 map) { return maps::RingBuf::from(arg_map(env, map)); }
 
 // The ring buffer a sample pointer (from ringbuf_reserve) belongs to.
 maps::RingBuf* ringbuf_of(abi::Env& env, u64 sample) {
   const RunState* s = state(env);
   if (s == nullptr) return nullptr;
   for (maps::Map* m : s->maps) {
-    auto* rb = dynamic_cast<maps::RingBuf*>(m);
-    if (rb == nullptr) continue;
-    const auto area = rb->program_area();
-    const auto lo = reinterpret_cast<u64>(area.data());
-    if (sample >= lo + maps::kRingHdrSize && sample < lo + area.size()) return rb;
+    maps::RingBuf* rb = maps::RingBuf::from(m);
+    if (rb != nullptr && rb->holds_sample(reinterpret_cast<const void*>(sample))) return rb;  // NOLINT
   }
   return nullptr;
 }

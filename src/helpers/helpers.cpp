@@ -112,7 +112,8 @@ using namespace detail;  // NOLINT(google-build-using-namespace)
 u64 map_lookup_elem(abi::Env& env, u64 r1, u64 r2, u64, u64, u64) {
   maps::Map* m = arg_map(env, r1);
   if (m == nullptr || !mem_ok(env, r2, m->key_size(), false)) return 0;
-  return reinterpret_cast<u64>(m->prog_lookup(reinterpret_cast<const void*>(r2), cpu_for(env, *m)));
+  // the type's direct lookup (no virtual dispatch; hash, LRU and LPM: lock-free)
+  return reinterpret_cast<u64>(m->lookup_from_prog(reinterpret_cast<const void*>(r2), cpu_for(env, *m)));
 }
 
 u64 map_update_elem(abi::Env& env, u64 r1, u64 r2, u64 r3, u64 r4, u64) {
@@ -208,7 +209,8 @@ const std::vector<Entry>& all_entries() {
   static const std::vector<Entry> all = [] {
     std::vector<Entry> v;
     for (auto list : {core_entries(), process_entries(), memory_entries(), format_entries(), callback_entries(),
-                      skb_entries(), resize_entries(), stack_entries()})
+                      skb_entries(), resize_entries(), stack_entries(), timer_entries(),
+                      socket_entries(), dynptr_entries()})
       v.insert(v.end(), list.begin(), list.end());
     std::sort(v.begin(), v.end(), [](const Entry& a, const Entry& b) { return a.id < b.id; });
     return v;

@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -61,6 +62,8 @@ TraceSink& stderr_sink();
 
 inline constexpr std::uint32_t kMaxTailCalls = 33;  // MAX_TAIL_CALL_CNT
 
+class TimerService;  // bpf_timer (timer.cpp), declared below
+
 // Resolves a program id found in a program array to an opaque program the
 // run loop understands (nullptr: no such program here).
 using ProgResolver = const void* (*)(void* owner, std::uint32_t prog_id);
@@ -75,6 +78,14 @@ struct RunState {
   const void* tail_target = nullptr;          // set by bpf_tail_call, consumed by the run loop
   std::uint64_t func_ip = 0;                  // bpf_get_func_ip: the hooked function's address (0: none)
   std::uint32_t prog_type = 0;                // enum bpf_prog_type (bpf_redirect: XDP or tc semantics)
+  // bpf_timer_* (timer.cpp): the runtime's timer service (null: the helpers
+  // return -EOPNOTSUPP), the program running now (what AsyncRunner::hold
+  // takes; the run loop updates it on tail calls) and how many instructions
+  // precede the program's own in the code this run executes (a timer
+  // callback's entry code; func_addr values are shifted by it).
+  TimerService* timers = nullptr;
+  const void* prog = nullptr;
+  std::uint64_t func_base = 0;
   // bpf_redirect / bpf_redirect_map's record (the kernel's
   // bpf_redirect_info): the target of the last successful call, for test
   // runs to report (describe_redirect). bpf_redirect sets ifindex (map =
@@ -108,6 +119,48 @@ struct RunState {
 // "devmap (broadcast, exclude ingress)", "ifindex 5" or "ifindex 5
 // (ingress)"; empty when nothing was recorded.
 std::string describe_redirect(const RunState::Redirect& r);
+
+// ---- bpf_timer (timer.cpp; docs/timers.md)
+// The embedder's side of timers: it keeps the program that set a timer's
+// callback alive and runs that callback when the timer fires.
+class AsyncRunner {
+ public:
+  virtual ~AsyncRunner() = default;
+  // A strong reference to `prog` (a RunState::prog value) for as long as
+  // the result lives; null when the program is gone.
+  virtual std::shared_ptr<const void> hold(const void* prog) = 0;
+  // Runs function `fn` (abi::func_addr of the function's first instruction
+  // in the program's own numbering) of `prog` with r1..r3 in a fresh run on
+  // the calling thread (the timer thread); `extra` are regions a checked
+  // run must also allow (the key). Returns r0 (a fault ends the callback).
+  virtual std::uint64_t run_function(const void* prog, std::uint64_t fn, std::uint64_t r1, std::uint64_t r2,
+                                     std::uint64_t r3, std::span<const abi::Region> extra) = 0;
+};
+
+// The timers of one runtime: a thread that fires them in deadline order and
+// runs their callbacks through the AsyncRunner. The timer itself is the
+// 16-byte struct bpf_timer in a map value; see timer.cpp for the design.
+class TimerService {
+ public:
+  explicit TimerService(AsyncRunner& runner);
+  // Cancels every timer of this service, waits for a running callback and
+  // joins the thread; the programs held are released.
+  ~TimerService();
+  TimerService(const TimerService&) = delete;
+  TimerService& operator=(const TimerService&) = delete;
+  struct Counts {
+    std::uint64_t timers = 0;  // initialised timers this service owns
+    std::uint64_t armed = 0;   // of which armed
+    std::uint64_t fired = 0;   // callbacks run so far
+    std::uint64_t dropped = 0; // timers found deleted/overwritten (cancelled) when they expired
+  };
+  [[nodiscard]] Counts counts() const;
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  friend struct TimerAccess;
+};
 
 // Fills `table` with every helper of this library under its kernel id.
 void register_helpers(abi::HelperTable& table);

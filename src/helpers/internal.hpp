@@ -66,6 +66,9 @@ std::span<const Entry> callback_entries(); // callbacks.cpp: loop, for_each_map_
 std::span<const Entry> skb_entries();      // skb.cpp: checksum replacement, redirect
 std::span<const Entry> resize_entries();   // skb_resize.cpp: change_head/tail, adjust_room, vlan push/pop
 std::span<const Entry> stack_entries();    // stack.cpp: get_stackid, get_stack (user stacks)
+std::span<const Entry> socket_entries();   // sockets.cpp: sk_lookup_*, sk_release, casts (no kernel sockets: NULL)
+std::span<const Entry> dynptr_entries();   // dynptr.cpp: dynptr_from_mem, ringbuf dynptrs, read/write/data
+std::span<const Entry> timer_entries();    // timer.cpp: timer_init, set_callback, start, cancel
 // (packet.cpp, the runtime's, registers its own through register_packet_helpers)
 
 // The run's context of kind `kind` passed as r1, or null after env.fail(EINVAL,

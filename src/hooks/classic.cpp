@@ -58,6 +58,42 @@ std::uint32_t run_classic(cbpf::Filter& f, const Packet& p, cbpf::LinkLayer link
   return f.run(p.data, skb_context(p, link, f.reads_payload_offset()));
 }
 
+Result<std::size_t> PacketBatch::fill(PacketSource& src, std::size_t max, int timeout_ms) {
+  bytes_.clear();
+  offsets_.clear();
+  packets_.clear();
+  frames_.clear();
+  Packet p;
+  while (packets_.size() < max) {
+    auto n = src.next(p, timeout_ms);
+    if (!n.ok()) return n.error();
+    if (*n != Next::Packet) break;
+    offsets_.push_back(bytes_.size());
+    bytes_.insert(bytes_.end(), p.data.begin(), p.data.end());
+    packets_.push_back(p);
+  }
+  // The bytes are in place now (the vector no longer grows): point at them.
+  for (std::size_t i = 0; i < packets_.size(); ++i) {
+    Packet& q = packets_[i];
+    q.data = {bytes_.data() + offsets_[i], q.data.size()};
+    frames_.push_back({q.data.data(), static_cast<std::uint32_t>(q.data.size()), q.wirelen});
+  }
+  return packets_.size();
+}
+
+std::size_t run_classic_batch(cbpf::Filter& f, const PacketBatch& b, std::span<std::uint32_t> out,
+                              cbpf::LinkLayer link) {
+  bool live = false;
+  for (std::size_t i = 0; i < b.size(); ++i) live = live || b.packet(i).meta.live;
+  if (!live) return f.run_batch(b.frames(), out, link);
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    out[i] = run_classic(f, b.packet(i), link);
+    kept += static_cast<std::size_t>(out[i] != 0);
+  }
+  return kept;
+}
+
 std::string classic_verdict(std::uint32_t ret) { return ret == 0 ? "DROP" : fmt::format("KEEP {}", ret); }
 
 }  // namespace userbpf::hooks

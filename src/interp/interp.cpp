@@ -33,9 +33,11 @@
 // Unchecked mode is NOT memory-safe for an unverified program (like the
 // kernel's interpreter): use checked mode for untrusted code.
 //
-// Frame layout: one run owns a 4 KiB stack on the C++ stack (8 frames x 512
-// bytes). Frame d's 512 bytes end at top - d * 512, so r10 of the callee is
-// the caller's r10 - 512 and the live frames are one contiguous range
+// Frame layout: one run owns a 4 KiB stack (8 frames x 512 bytes) between
+// two PROT_NONE guard pages (base::StackLease: per-thread areas reused across
+// runs, so an unchecked program that runs off its stack faults instead of
+// corrupting the host stack). Frame d's 512 bytes end at top - d * 512, so
+// r10 of the callee is the caller's r10 - 512 and the live frames are one contiguous range
 // [r10 - 512, top): a pointer into a caller's frame stays valid in the
 // callee, a pointer into a returned frame (stale) or below r10 - 512 is a
 // violation in checked mode. In checked mode the stack is zeroed at the start
@@ -102,6 +104,8 @@
 #include <mutex>
 #include <optional>
 #include <string_view>
+
+#include "base/guarded_stack.hpp"
 
 namespace userbpf::interp {
 
@@ -288,6 +292,18 @@ template <unsigned kSize>
 UBPF_INLINE void store(u64 addr, u64 value) {
   const auto v = static_cast<typename UType<kSize>::T>(value);
   std::memcpy(reinterpret_cast<void*>(addr), &v, kSize);  // NOLINT(performance-no-int-to-ptr)
+}
+// load-acquire / store-release (BPF_LOAD_ACQ / BPF_STORE_REL)
+template <unsigned kSize>
+UBPF_INLINE u64 load_acquire(u64 addr) {
+  using T = typename UType<kSize>::T;
+  return __atomic_load_n(reinterpret_cast<const T*>(addr), __ATOMIC_ACQUIRE);  // NOLINT(performance-no-int-to-ptr)
+}
+template <unsigned kSize>
+UBPF_INLINE void store_release(u64 addr, u64 value) {
+  using T = typename UType<kSize>::T;
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): BPF addresses are host addresses
+  __atomic_store_n(reinterpret_cast<T*>(addr), static_cast<T>(value), __ATOMIC_RELEASE);
 }
 
 // Ldx: zero- or sign-extending load (kop "s8"/"s16"/"s32" sign-extends).
@@ -497,7 +513,8 @@ abi::RunResult exec(const ProgramView* prog, abi::Env& env, std::span<const u64>
   const Slot* const code = prog->code;
   const Slot* pc = code;
   u64 r[isa::kNumRegs] = {};
-  alignas(16) u8 stack[kStackBytes];
+  // the run's stack between guard pages (callbacks use their caller's: no lease)
+  const base::StackLease stack_lease(nested == nullptr ? kStackBytes : 0);
   Frame frames[isa::kMaxCallFrames];
   const unsigned base_depth = nested != nullptr ? nested->depth : 0;
   unsigned depth = base_depth;
@@ -505,13 +522,13 @@ abi::RunResult exec(const ProgramView* prog, abi::Env& env, std::span<const u64>
   u64 count = nested != nullptr ? nested->count : 0;
   const u64 budget = env.options.budget > 0 ? env.options.budget : std::numeric_limits<u64>::max();
 
-  const u64 stack_top = nested != nullptr ? nested->stack_top : reinterpret_cast<u64>(stack + kStackBytes);
+  const u64 stack_top = nested != nullptr ? nested->stack_top : reinterpret_cast<u64>(stack_lease.top());
   u64 live_lo = stack_top - (depth + 1) * kFrameBytes;  // lowest live stack byte (checked mode)
   std::optional<StackRegion> own_region;
   StackRegion* stack_region = nullptr;
   if constexpr (kCheck) {
     if (nested == nullptr) {
-      std::memset(stack, 0, sizeof stack);
+      std::memset(stack_lease.top() - kStackBytes, 0, kStackBytes);
       stack_region = &own_region.emplace(env, live_lo, stack_top);
     } else {
       stack_region = nested->region;
@@ -735,23 +752,21 @@ abi::RunResult exec(const ProgramView* prog, abi::Env& env, std::span<const u64>
     ++pc;                                                   \
     NEXT();                                                 \
   }
-#define HANDLE_LoadAcq(name)                                                           \
-  L_##name : {                                                                         \
-    const u64 addr = r[pc->src] + isa::sem::imm64(pc->off);                            \
-    CHECK_MEM(addr, isa::access_size(Op::name), false);                                \
-    using T_ = UType<isa::access_size(Op::name)>::T;                                   \
-    r[pc->dst] = __atomic_load_n(reinterpret_cast<const T_*>(addr), __ATOMIC_ACQUIRE); \
-    ++pc;                                                                              \
-    NEXT();                                                                            \
+#define HANDLE_LoadAcq(name)                                        \
+  L_##name : {                                                      \
+    const u64 addr = r[pc->src] + isa::sem::imm64(pc->off);         \
+    CHECK_MEM(addr, isa::access_size(Op::name), false);             \
+    r[pc->dst] = load_acquire<isa::access_size(Op::name)>(addr);    \
+    ++pc;                                                           \
+    NEXT();                                                         \
   }
-#define HANDLE_StoreRel(name)                                                                     \
-  L_##name : {                                                                                    \
-    const u64 addr = r[pc->dst] + isa::sem::imm64(pc->off);                                       \
-    CHECK_MEM(addr, isa::access_size(Op::name), true);                                            \
-    using T_ = UType<isa::access_size(Op::name)>::T;                                              \
-    __atomic_store_n(reinterpret_cast<T_*>(addr), static_cast<T_>(r[pc->src]), __ATOMIC_RELEASE); \
-    ++pc;                                                                                         \
-    NEXT();                                                                                       \
+#define HANDLE_StoreRel(name)                                       \
+  L_##name : {                                                      \
+    const u64 addr = r[pc->dst] + isa::sem::imm64(pc->off);         \
+    CHECK_MEM(addr, isa::access_size(Op::name), true);              \
+    store_release<isa::access_size(Op::name)>(addr, r[pc->src]);    \
+    ++pc;                                                           \
+    NEXT();                                                         \
   }
 
   // shared state of the call paths

@@ -78,7 +78,7 @@ struct OpInfo {
 
 inline constexpr std::array<OpInfo, kOpCount> kOps = {{
 #define UBPF_OP(name, byte, sel, selval, form, kop, mnem, ver, group, kern) \
-  {Op::name, #name, byte, Sel::sel, selval, Form::form, kop, mnem, ver, Group::group, kern != 0},
+  {Op::name, #name, byte, Sel::sel, selval, Form::form, kop, mnem, ver, Group::group, (kern) != 0},
 #include "isa/opcodes.def"
 #undef UBPF_OP
 }};

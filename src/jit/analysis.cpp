@@ -67,25 +67,60 @@ bool writes_r10(const Insn& in) {
   return false;
 }
 
-// Which of r6-r9 (bits 0-3) an instruction writes.
-u8 callee_saved_written(const Insn& in) {
-  u8 r = 0xff;  // the register written, if any
+int written_reg(const Insn& in) {
   switch (in.info().form) {
     case Form::AluK: case Form::AluX: case Form::Neg: case Form::End: case Form::MovSx:
     case Form::Lddw: case Form::Ldx: case Form::LoadAcq:
-      r = in.dst;
-      break;
+      return in.dst;
     case Form::Atomic: {
       const s32 sel = in.info().sel_value;
-      if ((sel & isa::sem::kAtomicFetch) != 0 && sel != static_cast<s32>(isa::sem::AtomicOp::Cmpxchg) + 1) r = in.src;
-      break;
+      if ((sel & isa::sem::kAtomicFetch) != 0 && sel != static_cast<s32>(isa::sem::AtomicOp::Cmpxchg) + 1) return in.src;
+      return -1;
     }
     case Form::Ja: case Form::Gotol: case Form::JmpK: case Form::JmpX: case Form::Call: case Form::CallLocal:
     case Form::CallKfunc: case Form::Callx: case Form::Exit: case Form::MayGoto: case Form::LdAbs:
     case Form::LdInd: case Form::St: case Form::Stx: case Form::StoreRel:
       break;
   }
+  return -1;
+}
+
+// Which of r6-r9 (bits 0-3) an instruction writes.
+u8 callee_saved_written(const Insn& in) {
+  const int r = written_reg(in);
   return r >= 6 && r <= 9 ? static_cast<u8>(1u << (r - 6)) : 0;
+}
+
+std::optional<std::uint64_t> lddw_constant(std::span<const Insn> insns, const std::vector<bool>& is_target,
+                                           const std::vector<bool>& is_entry, std::size_t pc, int reg) {
+  // Back through pc's basic block (no instruction in (k, pc] is entered
+  // from elsewhere), following register moves.
+  for (std::size_t k = pc; !is_target[k] && !is_entry[k] && k > 0;) {
+    const Insn& in = insns[--k];
+    if (in.op == Op::LddwTail) continue;
+    const Form f = in.info().form;
+    if (f == Form::CallLocal || f == Form::Callx) return std::nullopt;  // the callee may write r0-r5
+    const bool c_call = f == Form::Call || f == Form::CallKfunc || f == Form::LdAbs || f == Form::LdInd;
+    if (c_call && reg <= 5) return std::nullopt;  // r0 written, r1-r5 unreadable after it (verified)
+    if (written_reg(in) != reg) continue;
+    if (in.op == Op::Lddw) return in.imm64();
+    if (in.op != Op::MovReg) return std::nullopt;
+    reg = in.src;  // `r = r` keeps reg
+  }
+  if (reg < 6 || reg > 9) return std::nullopt;
+  // r6-r9 are not arguments: in a verified function every read follows a
+  // write of the function itself (callees save and restore them). If every
+  // write is the same lddw, the register holds that value wherever it is read.
+  std::size_t lo = pc;
+  while (!is_entry[lo]) --lo;  // is_entry[0] holds
+  std::optional<std::uint64_t> value;
+  for (std::size_t k = lo; k < insns.size() && (k == lo || !is_entry[k]); ++k) {
+    const Insn& in = insns[k];
+    if (in.op == Op::LddwTail || written_reg(in) != reg) continue;
+    if (in.op != Op::Lddw || (value && *value != in.imm64())) return std::nullopt;
+    value = in.imm64();
+  }
+  return value;
 }
 
 // Per function entry: the r6-r9 that the function or anything it calls may

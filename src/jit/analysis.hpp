@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -16,6 +17,9 @@ inline constexpr std::uint8_t kAllCalleeSaved = 0xf;  // BPF r6-r9
 
 // Whether an instruction writes r10 (the interpreter allows it).
 bool writes_r10(const isa::Insn& in);
+// The register an instruction may write (-1: none; calls are not counted:
+// they write r0, and bpf-to-bpf calls whatever the callee leaves in r0-r5).
+int written_reg(const isa::Insn& in);
 // Which of r6-r9 (bits 0-3) an instruction writes.
 std::uint8_t callee_saved_written(const isa::Insn& in);
 // Per function entry pc: the r6-r9 the function or anything it calls may write.
@@ -36,6 +40,15 @@ struct CallFacts {
   std::vector<bool> uses_frame;
 };
 CallFacts call_facts(std::span<const isa::Insn> insns, const std::vector<bool>& is_entry, bool structured);
+
+// The 64-bit constant register `reg` holds before instruction pc when it
+// comes from a plain lddw: traced back through register moves inside pc's
+// basic block and, for r6-r9, to their writes in pc's function when all of
+// them are the same lddw. Only for verified programs with kernel_structure
+// (every register read follows a write on every path; functions are the
+// ranges between entries). nullopt: not known.
+std::optional<std::uint64_t> lddw_constant(std::span<const isa::Insn> insns, const std::vector<bool>& is_target,
+                                           const std::vector<bool>& is_entry, std::size_t pc, int reg);
 
 // Liveness: per pc, the BPF registers (bit i = ri) that may be read after
 // the instruction before being written again. Conservative: calls and

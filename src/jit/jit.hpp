@@ -49,6 +49,26 @@ struct Options {
   // bounds check for those instructions; indexes past the end count as
   // unproven. Unchecked variants ignore it.
   std::vector<bool> proven_safe;
+  // Inline array-map lookups (as the kernel's array_map_gen_lookup). A call
+  // of helper BPF_FUNC_map_lookup_elem whose r1 provably holds the `map`
+  // value of an entry here (detail::lddw_constant: a plain lddw in the same
+  // basic block, through register moves, or an r6-r9 whose every write in
+  // the function is that lddw) is compiled as
+  //   i = *(u32 *)r2;  r0 = i < max_entries ? values + i * stride : 0
+  // with r1-r5 kept, in variants that call Options::helpers directly (not
+  // checked) and without blinding; other variants call the helper. The
+  // caller guarantees what the helper would otherwise check: the program
+  // is verified (r1 is that map and r2 points to its key at every such
+  // call), Options::helpers' BPF_FUNC_map_lookup_elem is the lookup of
+  // these maps, and the values stay mapped while the Program lives.
+  // Requires kernel_structure.
+  struct ArrayMap {
+    std::uint64_t map = 0;     // the map pointer a relocated lddw loads
+    std::uint64_t values = 0;  // address of element 0's value
+    std::uint64_t stride = 0;  // bytes from one element's value to the next (< 2^31)
+    std::uint32_t max_entries = 0;
+  };
+  std::vector<ArrayMap> array_maps;
   // Use BMI2 shifts (shlx/shrx/sarx) where the CPU has them; false forces the
   // cl-based sequence (the tests cover both).
   bool bmi2 = true;

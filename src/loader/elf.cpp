@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "loader/internal.hpp"
@@ -66,6 +67,14 @@ Result<std::unique_ptr<ElfFile>> ElfFile::open(std::vector<std::uint8_t> bytes, 
   if (eh.e_type != ET_REL) return elf_error(where, fmt::format("not a relocatable object (e_type {})", eh.e_type));
   if (eh.e_machine != EM_BPF && eh.e_machine != EM_NONE)
     return elf_error(where, fmt::format("not a BPF object (e_machine {})", eh.e_machine));
+  // libelf reads section headers at sizeof(Elf64_Shdr) strides whatever
+  // e_shentsize says: a different size is a damaged header, not a format.
+  if (eh.e_shoff != 0 && eh.e_shentsize != sizeof(Elf64_Shdr)) {
+    Error e = elf_error(where, fmt::format("ELF header: e_shentsize {} is not the size of a section header ({})",
+                                           eh.e_shentsize, sizeof(Elf64_Shdr)));
+    e.offset = offsetof(Elf64_Ehdr, e_shentsize);
+    return e;
+  }
   // Section headers must lie inside the file (libelf checks too, we give the byte offset).
   if (eh.e_shnum != 0 && (eh.e_shoff > f->bytes_.size() ||
                           static_cast<std::uint64_t>(eh.e_shnum) * eh.e_shentsize > f->bytes_.size() - eh.e_shoff)) {

@@ -148,6 +148,10 @@ Status Opener::collect_sections() {
       btf_shndx_ = s.index;
     } else if (s.name == ".BTF.ext") {
       btf_ext_shndx_ = s.index;
+    } else if (s.type == SHT_NOBITS && (s.name.starts_with(".rel") || (s.flags & SHF_INFO_LINK) != 0)) {
+      // a relocation section without data would silently drop its relocations
+      return err(fmt::format("section '{}' (#{}): relocation section of type SHT_NOBITS (expected SHT_REL)", s.name,
+                             s.index));
     } else if (s.type == SHT_REL) {
       if (s.info == 0 || s.info >= elf_->sections().size())
         return err(fmt::format("section '{}': relocated section index {} out of range", s.name, s.info));

@@ -54,7 +54,11 @@ class ArrayBase : public Map {
     if (i >= max_entries()) return E2BIG;
     if ((flags & ~std::uint64_t{BPF_F_LOCK}) == BPF_NOEXIST) return EEXIST;
     if (cpu >= ncpus()) return EINVAL;
-    std::memcpy(slot_ptr(i, cpu), value, value_size());
+    if (!percpu() && (spin_lock_off() >= 0 || timer_off() >= 0)) {
+      copy_value_in(slot_ptr(i, 0), value);  // keeps the lock word, resets the timer (copy_map_value)
+      return 0;
+    }
+    store_words(slot_ptr(i, cpu), value, value_size());  // 8-byte atomic stores (slots are round8 apart)
     return 0;
   }
   int prog_delete(const void* /*key*/) override { return EINVAL; }

@@ -91,7 +91,11 @@ void HashBase::init(std::uint8_t* body, const MapSpec& s, std::uint32_t ncpus) {
     L->lock.init();
     L->head = L->tail = kNil;
   }
-  for (std::uint32_t i = 0; i < g.nlocks; ++i) (new (body + g.locks_off + std::size_t{i} * 64) SharedSpinLock{})->init();
+  for (std::uint32_t i = 0; i < g.nlocks; ++i) {
+    auto* slot = new (body + g.locks_off + std::size_t{i} * 64) BucketSeq{};
+    slot->lock.init();
+    slot->seq.store(0, std::memory_order_relaxed);
+  }
   auto* heads = reinterpret_cast<std::uint32_t*>(body + g.buckets_off);
   for (std::uint32_t i = 0; i < g.nbuckets; ++i) heads[i] = kNil;
   for (std::uint32_t i = 0; i < s.max_entries; ++i) {
@@ -107,6 +111,7 @@ HashBase::HashBase(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc) : 
   locks_ = body() + body_->locks_off;
   buckets_ = reinterpret_cast<std::uint32_t*>(body() + body_->buckets_off);
   elems_ = body() + body_->elems_off;
+  elem_size_ = body_->elem_size;
   key_stride_ = round8(key_size());
   value_stride_ = round8(value_size());
   seed_ = header().hash_seed;
@@ -114,38 +119,91 @@ HashBase::HashBase(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc) : 
   bucket_mask_ = body_->nbuckets - 1;
   ks_ = key_size();
   lru_ = body_->nlists != 0;
+  special_fields_ = spin_lock_off() >= 0 || timer_off() >= 0;
+  set_prog_lookup_fn(&lookup_direct);
   hdr_ = lru_ ? kLruElemHeader : kElemHeader;
 }
 
-std::uint32_t HashBase::hash_of(const void* key) const {
-  std::uint64_t h;
-  if (ks_ == 4) {  // the common u32 key, without the generic loop
-    std::uint32_t k;
-    std::memcpy(&k, key, 4);
-    h = (seed_ ^ k) * 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    return static_cast<std::uint32_t>(h ^ (h >> 32));
-  }
-  if (ks_ == 8) {
-    h = (seed_ ^ load64(static_cast<const std::uint8_t*>(key))) * 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    return static_cast<std::uint32_t>(h ^ (h >> 32));
-  }
-  return static_cast<std::uint32_t>(hash_bytes(key, ks_, seed_));
+
+HashBase::ChainEdit::ChainEdit(std::atomic<std::uint32_t>& seq) : seq_(seq) {
+  s_ = seq_.load(std::memory_order_relaxed);
+  s_ += s_ & 1;  // odd: the previous holder died mid-change (its lock was taken over)
+  seq_.store(s_ + 1, std::memory_order_relaxed);  // ordered before the chain's release stores
+}
+
+void HashBase::store_key(std::uint32_t i, const void* key, std::uint32_t hash) const {
+  store_words(key_of(i), key, ks_);
+  elem(i).hash.store(hash, std::memory_order_release);
+}
+
+bool HashBase::key_equal(std::uint32_t i, const void* key) const {
+  const auto* stored = reinterpret_cast<const std::uint64_t*>(key_of(i));
+  const auto* k = static_cast<const std::uint8_t*>(key);
+  std::uint32_t n = ks_;
+  for (; n >= 8; n -= 8, k += 8, ++stored)
+    if (std::atomic_ref<const std::uint64_t>(*stored).load(std::memory_order_acquire) != load64(k)) return false;
+  return n == 0 || std::atomic_ref<const std::uint64_t>(*stored).load(std::memory_order_acquire) == load_padded(k, n);
 }
 
 std::uint32_t HashBase::find(std::uint32_t bucket, std::uint32_t hash, const void* key, std::uint32_t* prev) const {
   std::uint32_t p = kNil;
-  for (std::uint32_t i = buckets_[bucket]; i != kNil; i = elem(i).next.load(std::memory_order_relaxed)) {
-    if (elem(i).hash == hash && std::memcmp(key_of(i), key, ks_) == 0) {
+  for (std::uint32_t i = head(bucket); i != kNil; i = elem(i).next.load(std::memory_order_acquire)) {
+    if (elem(i).hash.load(std::memory_order_acquire) == hash && key_equal(i, key)) {
       if (prev != nullptr) *prev = p;
       return i;
     }
     p = i;
   }
   return kNil;
+}
+
+// The lock-free walk (design in hash_table.hpp); `eq(i)` compares element
+// i's key with atomic loads.
+template <class Eq>
+[[gnu::always_inline]] inline std::uint32_t HashBase::find_unlocked_with(std::uint32_t hash, const void* key,
+                                                                          Eq eq) const {
+  const std::uint32_t b = hash & bucket_mask_;
+  std::atomic<std::uint32_t>& seq = slot_for(b).seq;
+  const std::uint32_t limit = max_entries();
+  // locals: the acquire loads below would make the compiler reload members
+  std::uint8_t* const elems = elems_;
+  const std::size_t esz = elem_size_;
+  std::atomic_ref<std::uint32_t> head_ref(buckets_[b]);
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const std::uint32_t s1 = seq.load(std::memory_order_acquire);
+    if ((s1 & 1) != 0) [[unlikely]] {
+      __builtin_ia32_pause();
+      continue;
+    }
+    std::uint32_t found = kNil;
+    std::uint32_t steps = 0;
+    for (std::uint32_t i = head_ref.load(std::memory_order_acquire); i != kNil && steps <= limit; ++steps) {
+      const Elem& e = *reinterpret_cast<const Elem*>(elems + std::size_t{i} * esz);
+      if (e.hash.load(std::memory_order_acquire) == hash && eq(i)) {
+        found = i;
+        break;
+      }
+      i = e.next.load(std::memory_order_acquire);
+    }
+    // the loads above are acquire loads: this one cannot move before them
+    if (seq.load(std::memory_order_acquire) == s1) [[likely]]
+      return found;
+  }
+  Guard lock(lock_for(b));  // writers keep changing this bucket (or one died mid-change)
+  return find(b, hash, key, nullptr);
+}
+
+[[gnu::always_inline]] inline std::uint32_t HashBase::find_unlocked(std::uint32_t hash, const void* key) const {
+  if (ks_ == 4 || ks_ == 8) {  // the common keys: one 8-byte word (stored zero-padded)
+    const std::uint64_t w = load_padded(key, ks_);
+    const std::uint8_t* const keys = elems_ + hdr_;
+    const std::size_t esz = elem_size_;
+    return find_unlocked_with(hash, key, [=](std::uint32_t i) {
+      return std::atomic_ref<const std::uint64_t>(*reinterpret_cast<const std::uint64_t*>(keys + std::size_t{i} * esz))
+                 .load(std::memory_order_acquire) == w;
+    });
+  }
+  return find_unlocked_with(hash, key, [&](std::uint32_t i) { return key_equal(i, key); });
 }
 
 std::uint32_t HashBase::pop_free() {
@@ -162,6 +220,7 @@ std::uint32_t HashBase::pop_free() {
 }
 
 void HashBase::push_free(std::uint32_t i) {
+  if (!percpu()) free_fields(value_of(i, 0));  // cancels a bpf_timer in the value
   std::uint64_t head = body_->free_head.load(std::memory_order_acquire);
   for (;;) {
     elem(i).next.store(static_cast<std::uint32_t>(head), std::memory_order_relaxed);
@@ -174,8 +233,8 @@ void HashBase::push_free(std::uint32_t i) {
 
 void HashBase::unlink(std::uint32_t bucket, std::uint32_t i, std::uint32_t prev) {
   const std::uint32_t next = elem(i).next.load(std::memory_order_relaxed);
-  if (prev == kNil) buckets_[bucket] = next;
-  else elem(prev).next.store(next, std::memory_order_relaxed);
+  if (prev == kNil) set_head(bucket, next);
+  else elem(prev).next.store(next, std::memory_order_release);
 }
 
 void HashBase::copy_out(std::uint32_t i, void* value) const {
@@ -189,7 +248,9 @@ void HashBase::copy_out(std::uint32_t i, void* value) const {
 
 void HashBase::write_value(std::uint32_t i, const void* value, std::uint32_t cpu, bool fresh) {
   const auto* in = static_cast<const std::uint8_t*>(value);
-  if (!percpu()) {
+  if (!percpu() && !special_fields_) {
+    store_words(value_of(i, 0), value, value_size());  // whole 8-byte words for lock-free readers
+  } else if (!percpu()) {
     if (fresh) copy_value_out(value_of(i, 0), value);  // a new value starts unlocked
     else copy_value_in(value_of(i, 0), value);  // an existing value keeps its bpf_spin_lock
   } else if (cpu == kAllCpus) {
@@ -217,13 +278,12 @@ int HashBase::upsert(const void* key, const void* value, std::uint64_t flags, st
   if (fresh) {
     i = pop_free();
     if (i == kNil) return E2BIG;
-    std::memcpy(key_of(i), key, key_size());
-    elem(i).hash = h;
+    store_key(i, key, h);
   }
   write_value(i, value, cpu, fresh);
   if (fresh) {
-    elem(i).next.store(buckets_[b], std::memory_order_relaxed);
-    buckets_[b] = i;
+    ChainEdit edit(slot_for(b).seq);
+    link_head(b, i);
     body_->count.fetch_add(1, std::memory_order_relaxed);
   }
   return 0;
@@ -240,13 +300,14 @@ int HashBase::prog_update(const void* key, const void* value, std::uint64_t flag
 
 void* HashBase::prog_lookup(const void* key, std::uint32_t cpu) {
   if (cpu >= ncpus()) return nullptr;
-  const std::uint32_t h = hash_of(key);
-  const std::uint32_t b = h & bucket_mask_;
-  Guard lock(lock_for(b));
-  const std::uint32_t i = find(b, h, key, nullptr);
+  const std::uint32_t i = find_unlocked(hash_of(key), key);
   if (i == kNil) return nullptr;
   touch(i);
   return value_of(i, cpu);
+}
+
+void* HashBase::lookup_direct(Map& map, const void* key, std::uint32_t cpu) {
+  return static_cast<HashBase&>(map).HashBase::prog_lookup(key, cpu);
 }
 
 void* HashBase::lookup_percpu(const void* key, std::uint32_t cpu) {
@@ -260,12 +321,12 @@ long HashBase::for_each_elem(std::uint32_t cpu, ElemVisitor visit, void* ctx) {
   long n = 0;
   std::vector<std::uint32_t> chain;
   for (std::uint32_t b = 0; b < body_->nbuckets; ++b) {
-    if (buckets_[b] == kNil) continue;  // racy peek; a bucket filled meanwhile may be missed, as under RCU
+    if (head(b) == kNil) continue;  // unlocked peek; a bucket filled meanwhile may be missed, as under RCU
     chain.clear();
     {
       // snapshot the chain: the callback runs without the lock (it may use this map)
       Guard lock(lock_for(b));
-      for (std::uint32_t i = buckets_[b]; i != kNil; i = elem(i).next.load(std::memory_order_relaxed))
+      for (std::uint32_t i = head(b); i != kNil; i = elem(i).next.load(std::memory_order_relaxed))
         chain.push_back(i);
     }
     for (const std::uint32_t i : chain) {
@@ -295,6 +356,7 @@ int HashBase::do_delete(const void* key) {
     std::uint32_t prev = kNil;
     i = find(b, h, key, &prev);
     if (i == kNil) return ENOENT;
+    ChainEdit edit(slot_for(b).seq);
     unlink(b, i, prev);
     set_live(i, false);
     body_->count.fetch_sub(1, std::memory_order_relaxed);
@@ -313,6 +375,7 @@ int HashBase::do_lookup_and_delete(const void* key, void* value) {
     i = find(b, h, key, &prev);
     if (i == kNil) return ENOENT;
     copy_out(i, value);
+    ChainEdit edit(slot_for(b).seq);
     unlink(b, i, prev);
     set_live(i, false);
     body_->count.fetch_sub(1, std::memory_order_relaxed);
@@ -324,7 +387,7 @@ int HashBase::do_lookup_and_delete(const void* key, void* value) {
 int HashBase::first_from(std::uint32_t b, void* next_key) const {
   for (; b < body_->nbuckets; ++b) {
     Guard lock(lock_for(b));
-    const std::uint32_t i = buckets_[b];
+    const std::uint32_t i = head(b);
     if (i != kNil) {
       std::memcpy(next_key, key_of(i), key_size());
       return 0;
@@ -373,19 +436,20 @@ int HashBase::do_lookup_batch(bool /*first*/, std::uint32_t& token, void* keys, 
     {
       Guard lock(lock_for(b));
       std::uint32_t cnt = 0;
-      for (std::uint32_t i = buckets_[b]; i != kNil; i = elem(i).next.load(std::memory_order_relaxed)) ++cnt;
+      for (std::uint32_t i = head(b); i != kNil; i = elem(i).next.load(std::memory_order_relaxed)) ++cnt;
       if (cnt > max - total) {
         if (total == 0) err = ENOSPC;
         break;
       }
-      for (std::uint32_t i = buckets_[b]; i != kNil; i = elem(i).next.load(std::memory_order_relaxed)) {
+      for (std::uint32_t i = head(b); i != kNil; i = elem(i).next.load(std::memory_order_relaxed)) {
         std::memcpy(k + std::size_t{total} * key_size(), key_of(i), key_size());
         copy_out(i, v + total * vs);
         ++total;
       }
       if (and_delete) {
-        std::uint32_t i = buckets_[b];
-        buckets_[b] = kNil;
+        std::uint32_t i = head(b);
+        ChainEdit edit(slot_for(b).seq);
+        set_head(b, kNil);
         while (i != kNil) {
           const std::uint32_t n = elem(i).next.load(std::memory_order_relaxed);
           body_->count.fetch_sub(1, std::memory_order_relaxed);

@@ -23,8 +23,22 @@
 //     hlist_nulls_add_head), so get_next_key walks buckets in index order
 //     and each chain from its head; a key that is not in the map restarts
 //     the walk at the first element, as the kernel does.
-// Lookups take the bucket lock too (no RCU in user space); updates of an
-// existing key copy the value in place under the lock.
+// Readers: program lookups (prog_lookup, lookup_percpu) take no lock. Each
+// lock slot also holds a sequence counter (BucketSeq, next to the lock word
+// in the same cache line) that writers make odd before changing a chain
+// (linking, unlinking) and even again after; a reader walks the chain with
+// acquire loads (chain links, stored hashes and key words are atomics) and
+// accepts the result only if the counter was even and unchanged around the
+// walk, else retries (a few times, then takes the bucket lock: a writer that
+// died mid-change leaves the counter odd, and the next lock holder makes it
+// even). Because elements are never freed, a reader holding a stale index
+// only reads a reused element's fields, which the counter check rejects. The
+// walk is bounded (max_entries steps) against cycles seen through torn
+// snapshots. Host lookups, updates and deletes take the bucket lock; updates
+// of an existing key copy the value in place (without touching the counter)
+// with 8-byte atomic stores, so a reader of an 8-byte value sees a whole
+// value written by one update (larger values may be torn, as the kernel's
+// in-place BPF_F_LOCK-free updates of array values).
 //
 // LRU variants (BPF_MAP_TYPE_LRU_HASH / LRU_PERCPU_HASH, lru.cpp): each
 // element also has an LruNode (list links, a reference bit, live / in-list
@@ -102,7 +116,24 @@ class HashBase : public Map {
  private:
   struct Elem {
     std::atomic<std::uint32_t> next;
-    std::uint32_t hash;
+    std::atomic<std::uint32_t> hash;
+  };
+  // A lock slot (64 bytes): the bucket lock and the chains' sequence counter.
+  struct BucketSeq {
+    SharedSpinLock lock;
+    std::atomic<std::uint32_t> seq;  // odd while a chain of this slot changes
+  };
+  // Under the bucket lock, around a change of the chains of a lock slot.
+  class ChainEdit {
+   public:
+    explicit ChainEdit(std::atomic<std::uint32_t>& seq);
+    ~ChainEdit() { seq_.store(s_ + 2, std::memory_order_release); }
+    ChainEdit(const ChainEdit&) = delete;
+    ChainEdit& operator=(const ChainEdit&) = delete;
+
+   private:
+    std::atomic<std::uint32_t>& seq_;
+    std::uint32_t s_;
   };
   // LRU maps: after Elem (elements are then 24 bytes of header).
   struct LruNode {
@@ -123,7 +154,7 @@ class HashBase : public Map {
 
   // ---- LRU (lru.cpp)
   [[nodiscard]] LruNode& node(std::uint32_t i) const {
-    return *reinterpret_cast<LruNode*>(elems_ + std::size_t{i} * body_->elem_size + kElemHeader);
+    return *reinterpret_cast<LruNode*>(elems_ + std::size_t{i} * elem_size_ + kElemHeader);
   }
   [[nodiscard]] LruList& lru_list(std::uint32_t l) const {
     return *reinterpret_cast<LruList*>(body() + body_->lists_off + std::size_t{l} * 64);
@@ -137,22 +168,53 @@ class HashBase : public Map {
   // Frees an element that is no longer in a bucket (no bucket lock held).
   void release(std::uint32_t i);
   void touch(std::uint32_t i) const {
-    if (lru_) node(i).ref.store(1, std::memory_order_relaxed);
+    // as the kernel's bpf_lru_node_set_ref: no store (no cache-line transfer) when already set
+    if (lru_ && node(i).ref.load(std::memory_order_relaxed) == 0) node(i).ref.store(1, std::memory_order_relaxed);
   }
   void set_live(std::uint32_t i, bool live) const {
     if (lru_) node(i).live.store(live ? 1 : 0, std::memory_order_relaxed);
   }
   void write_value(std::uint32_t i, const void* value, std::uint32_t cpu, bool fresh);
 
-  [[nodiscard]] std::uint32_t hash_of(const void* key) const;
-  [[nodiscard]] SharedSpinLock& lock_for(std::uint32_t bucket) const {
-    return *reinterpret_cast<SharedSpinLock*>(locks_ + std::size_t{bucket & lock_mask_} * 64);
+  [[nodiscard]] std::uint32_t hash_of(const void* key) const {
+    if (ks_ == 4 || ks_ == 8) {  // the common keys, without the generic loop
+      std::uint64_t h = (seed_ ^ load_padded(key, ks_)) * 0x94d049bb133111ebULL;
+      h ^= h >> 31;
+      h *= 0xbf58476d1ce4e5b9ULL;
+      return static_cast<std::uint32_t>(h ^ (h >> 32));
+    }
+    return static_cast<std::uint32_t>(hash_bytes(key, ks_, seed_));
   }
+  [[nodiscard]] BucketSeq& slot_for(std::uint32_t bucket) const {
+    return *reinterpret_cast<BucketSeq*>(locks_ + std::size_t{bucket & lock_mask_} * 64);
+  }
+  [[nodiscard]] SharedSpinLock& lock_for(std::uint32_t bucket) const { return slot_for(bucket).lock; }
+  // Bucket heads: written under the bucket lock, read by lock-free readers.
+  [[nodiscard]] std::uint32_t head(std::uint32_t bucket) const {
+    return std::atomic_ref<std::uint32_t>(buckets_[bucket]).load(std::memory_order_acquire);
+  }
+  void set_head(std::uint32_t bucket, std::uint32_t i) const {
+    std::atomic_ref<std::uint32_t>(buckets_[bucket]).store(i, std::memory_order_release);
+  }
+  // Links element i at the head of bucket b (bucket lock held, inside a ChainEdit).
+  void link_head(std::uint32_t b, std::uint32_t i) const {
+    elem(i).next.store(head(b), std::memory_order_release);
+    set_head(b, i);
+  }
+  // Stores the key of a fresh element (8-byte atomic words; padding zero).
+  void store_key(std::uint32_t i, const void* key, std::uint32_t hash) const;
+  // Whether element i holds `key` (atomic loads: safe against a concurrent reuse).
+  [[nodiscard]] bool key_equal(std::uint32_t i, const void* key) const;
+  // The lock-free lookup: the element holding `key`, or kNil.
+  [[nodiscard]] std::uint32_t find_unlocked(std::uint32_t hash, const void* key) const;
+  template <class Eq>
+  [[nodiscard]] std::uint32_t find_unlocked_with(std::uint32_t hash, const void* key, Eq eq) const;
+  static void* lookup_direct(Map& map, const void* key, std::uint32_t cpu);
   [[nodiscard]] Elem& elem(std::uint32_t i) const {
-    return *reinterpret_cast<Elem*>(elems_ + std::size_t{i} * body_->elem_size);
+    return *reinterpret_cast<Elem*>(elems_ + std::size_t{i} * elem_size_);
   }
   [[nodiscard]] std::uint8_t* key_of(std::uint32_t i) const {
-    return elems_ + std::size_t{i} * body_->elem_size + hdr_;
+    return elems_ + std::size_t{i} * elem_size_ + hdr_;
   }
   [[nodiscard]] std::uint8_t* value_of(std::uint32_t i, std::uint32_t cpu) const {
     return key_of(i) + key_stride_ + std::size_t{cpu} * value_stride_;
@@ -173,6 +235,7 @@ class HashBase : public Map {
   std::uint8_t* locks_;
   std::uint32_t* buckets_;
   std::uint8_t* elems_;
+  std::uint32_t elem_size_;  // body_->elem_size (fixed)
   std::size_t key_stride_;
   std::size_t value_stride_;
   std::uint64_t seed_;
@@ -181,6 +244,7 @@ class HashBase : public Map {
   std::uint32_t ks_;
   std::size_t hdr_;  // element header: kElemHeader, or kLruElemHeader for LRU maps
   bool lru_;
+  bool special_fields_;  // the value has a bpf_spin_lock or bpf_timer (copied around them)
 };
 
 // LRU types: MAP_CREATE checks.

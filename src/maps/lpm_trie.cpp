@@ -21,11 +21,21 @@
 // over at the first node for a missing or invalid key, exactly the kernel's
 // order. Keys are stored with all their data bytes as given by the last
 // update (bits beyond the prefix included), as the kernel.
-// One SharedSpinLock per map serialises all operations (threads and
-// processes); lookups take it too.
+// One SharedSpinLock per map serialises updates and deletes (threads and
+// processes). Lookups take no lock: writers make LpmCtl::seq odd for the
+// whole operation and even after it; a reader walks with acquire loads
+// (every field a reader looks at - root, child links, prefixlen, flags, key
+// data words - is stored with release stores) and keeps its result only if
+// seq was even and unchanged around the walk, else retries (a few times,
+// then takes the lock). Nodes live in the pool for the map's lifetime, so a
+// reader that follows a stale link reads a released or reused node, never
+// unmapped memory; it bounds the walk by the key length and checks node
+// indexes and prefix lengths before using them. The key's data bits are
+// compared 64 at a time (big-endian words built once per operation).
 #include <linux/bpf.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstring>
 
@@ -45,6 +55,7 @@ constexpr std::size_t kNodeHdr = 16;
 
 struct LpmCtl {
   SharedSpinLock lock;
+  std::atomic<std::uint32_t> seq;  // odd while an update or delete runs
   std::uint32_t root;
   std::uint32_t n_entries;  // real nodes
   std::uint32_t pool;       // nodes in the pool
@@ -52,6 +63,7 @@ struct LpmCtl {
   std::uint32_t free_head;
   std::uint32_t node_size;
 };
+static_assert(sizeof(LpmCtl) <= kCtlSize);
 
 struct Node {
   std::uint32_t child[2];
@@ -64,6 +76,39 @@ std::uint32_t pool_size(const MapSpec& s) {
 }
 std::size_t node_size(const MapSpec& s) { return kNodeHdr + round8(s.key_size - 4) + round8(s.value_size); }
 
+std::uint32_t load_u32(const std::uint32_t& v) {
+  return std::atomic_ref<const std::uint32_t>(v).load(std::memory_order_acquire);
+}
+void store_u32(std::uint32_t& v, std::uint32_t x) { std::atomic_ref<std::uint32_t>(v).store(x, std::memory_order_release); }
+
+// A key's data as big-endian 64-bit words (bit 0 = the most significant bit
+// of word 0), built once per operation.
+struct Probe {
+  std::uint32_t plen;
+  std::uint32_t nwords;
+  std::uint64_t w[32];  // up to 256 data bytes
+  [[nodiscard]] std::uint32_t bit(std::uint32_t index) const {
+    return static_cast<std::uint32_t>(w[index / 64] >> (63 - index % 64)) & 1u;
+  }
+};
+
+// Around an update or delete (under the map lock).
+class SeqEdit {
+ public:
+  explicit SeqEdit(std::atomic<std::uint32_t>& seq) : seq_(seq) {
+    s_ = seq_.load(std::memory_order_relaxed);
+    s_ += s_ & 1;  // a writer died mid-change: its lock was taken over
+    seq_.store(s_ + 1, std::memory_order_relaxed);  // ordered before the release stores that follow
+  }
+  ~SeqEdit() { seq_.store(s_ + 2, std::memory_order_release); }
+  SeqEdit(const SeqEdit&) = delete;
+  SeqEdit& operator=(const SeqEdit&) = delete;
+
+ private:
+  std::atomic<std::uint32_t>& seq_;
+  std::uint32_t s_;
+};
+
 class LpmTrieMap final : public Map {
  public:
   LpmTrieMap(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc) : Map(std::move(file), desc) {
@@ -73,11 +118,26 @@ class LpmTrieMap final : public Map {
     max_prefixlen_ = data_size_ * 8;
     node_size_ = ctl_->node_size;
     value_off_ = kNodeHdr + round8(data_size_);
+    set_prog_lookup_fn([](Map& m, const void* key, std::uint32_t cpu) {
+      return static_cast<LpmTrieMap&>(m).LpmTrieMap::prog_lookup(key, cpu);
+    });
   }
 
   void* prog_lookup(const void* key, std::uint32_t /*cpu*/) override {
-    Guard g(ctl_->lock);
-    const std::uint32_t n = longest_match(key);
+    if (key_prefixlen(key) > max_prefixlen_) return nullptr;  // as the kernel's trie_lookup_elem
+    const Probe p = probe(key);
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      const std::uint32_t s1 = ctl_->seq.load(std::memory_order_acquire);
+      if ((s1 & 1) != 0) {
+        __builtin_ia32_pause();
+        continue;
+      }
+      const std::uint32_t n = longest_match(p);
+      // the walk's loads are acquire loads: this one cannot move before them
+      if (ctl_->seq.load(std::memory_order_acquire) == s1) return n == kNil ? nullptr : value(n);
+    }
+    Guard g(ctl_->lock);  // writers keep changing the trie (or one died mid-change)
+    const std::uint32_t n = longest_match(p);
     return n == kNil ? nullptr : value(n);
   }
   int prog_update(const void* key, const void* val, std::uint64_t flags, std::uint32_t /*cpu*/) override {
@@ -90,8 +150,10 @@ class LpmTrieMap final : public Map {
 
  protected:
   int do_lookup(const void* key, void* out) const override {
+    if (key_prefixlen(key) > max_prefixlen_) return ENOENT;
+    const Probe p = probe(key);
     Guard g(ctl_->lock);
-    const std::uint32_t n = longest_match(key);
+    const std::uint32_t n = longest_match(p);
     if (n == kNil) return ENOENT;
     std::memcpy(out, value(n), value_size());
     return 0;
@@ -115,35 +177,60 @@ class LpmTrieMap final : public Map {
   static std::uint32_t bit(const std::uint8_t* data, std::uint32_t index) {
     return (data[index / 8] >> (7 - index % 8)) & 1u;
   }
-  // Leading bits node i and the key share, at most min(both prefix lengths).
-  [[nodiscard]] std::uint32_t match(std::uint32_t i, const void* key) const {
-    const std::uint32_t limit = std::min(node(i).prefixlen, key_prefixlen(key));
-    const std::uint8_t* a = ndata(i);
-    const std::uint8_t* b = key_data(key);
+  [[nodiscard]] Probe probe(const void* key) const {
+    Probe p;
+    p.plen = key_prefixlen(key);
+    p.nwords = (data_size_ + 7) / 8;
+    const std::uint8_t* d = key_data(key);
+    for (std::uint32_t w = 0; w < p.nwords; ++w) {
+      const std::uint32_t off = w * 8;
+      p.w[w] = __builtin_bswap64(load_padded(d + off, std::min<std::uint32_t>(8, data_size_ - off)));  // first byte most significant
+    }
+    return p;
+  }
+  // Leading bits node i (of prefix length `plen`) and the key share, at
+  // most min(both prefix lengths). The node's padding bytes are never
+  // counted: the limit is at most the data's bit length.
+  [[nodiscard]] std::uint32_t match(std::uint32_t i, std::uint32_t plen, const Probe& key) const {
+    return match_data(reinterpret_cast<const std::uint64_t*>(ndata(i)), plen, key);
+  }
+  static std::uint32_t match_data(const std::uint64_t* a, std::uint32_t plen, const Probe& key) {
+    const std::uint32_t limit = std::min(plen, key.plen);
     std::uint32_t n = 0;
-    for (std::uint32_t off = 0; n < limit && off < data_size_; off += 8) {
-      std::uint64_t x = 0, y = 0;
-      const std::uint32_t len = std::min<std::uint32_t>(8, data_size_ - off);
-      std::memcpy(&x, a + off, len);
-      std::memcpy(&y, b + off, len);
-      const std::uint64_t d = __builtin_bswap64(x ^ y);  // first byte most significant
-      if (d != 0) {
+    for (std::uint32_t w = 0; n < limit && w < key.nwords; ++w, n += 64) {
+      const std::uint64_t x = __builtin_bswap64(std::atomic_ref<const std::uint64_t>(a[w]).load(std::memory_order_acquire));
+      if (const std::uint64_t d = x ^ key.w[w]; d != 0) {
         n += static_cast<std::uint32_t>(std::countl_zero(d));
         break;
       }
-      n += len * 8;
     }
     return std::min(n, limit);
   }
-  [[nodiscard]] std::uint32_t longest_match(const void* key) const {
+  [[nodiscard]] std::uint32_t match(std::uint32_t i, const Probe& key) const {
+    return match(i, load_u32(node(i).prefixlen), key);
+  }
+  // The deepest real node matching the key (key.plen <= max_prefixlen_).
+  // Safe without the lock: every index and prefix length read is checked
+  // before use and the walk is bounded (prefix lengths increase on a
+  // consistent path); the caller validates the result with seq.
+  [[nodiscard]] std::uint32_t longest_match(const Probe& key) const {
+    // locals: the acquire loads below would make the compiler reload members
+    const std::uint8_t* const pool = pool_;
+    const std::size_t nsz = node_size_;
+    const std::uint32_t pool_count = ctl_->pool;
+    const std::uint32_t max_plen = max_prefixlen_;
     std::uint32_t found = kNil;
-    if (key_prefixlen(key) > max_prefixlen_) return kNil;  // as the kernel's trie_lookup_elem
-    for (std::uint32_t n = ctl_->root; n != kNil;) {
-      const std::uint32_t m = match(n, key);
-      if (m < node(n).prefixlen) break;
-      if ((node(n).flags & kImFlag) == 0) found = n;
-      if (m == max_prefixlen_) break;
-      n = node(n).child[bit(key_data(key), node(n).prefixlen)];
+    std::uint32_t steps = 0;
+    for (std::uint32_t n = load_u32(ctl_->root); n < pool_count && steps <= max_plen; ++steps) {
+      const std::uint8_t* at = pool + std::size_t{n} * nsz;
+      const Node& nd = *reinterpret_cast<const Node*>(at);
+      const std::uint32_t plen = load_u32(nd.prefixlen);
+      if (plen > max_plen) break;  // a torn view of a reused node
+      const std::uint32_t m = match_data(reinterpret_cast<const std::uint64_t*>(at + kNodeHdr), plen, key);
+      if (m < plen) break;
+      if ((load_u32(nd.flags) & kImFlag) == 0) found = n;
+      if (m == max_plen) break;
+      n = load_u32(nd.child[key.bit(plen)]);
     }
     return found;
   }
@@ -156,22 +243,25 @@ class LpmTrieMap final : public Map {
       i = ctl_->next_unused++;
     }
     Node& n = node(i);
-    n.child[0] = n.child[1] = kNil;
-    n.flags = 0;
+    store_u32(n.child[0], kNil);
+    store_u32(n.child[1], kNil);
+    store_u32(n.flags, 0);
     return i;
   }
   void release(std::uint32_t i) {
-    node(i).child[0] = ctl_->free_head;
-    node(i).flags = kImFlag;
+    store_u32(node(i).child[0], ctl_->free_head);
+    store_u32(node(i).flags, kImFlag);
     ctl_->free_head = i;
   }
+  void set_data(std::uint32_t i, const std::uint8_t* data) const { store_words(ndata(i), data, data_size_); }
+  void set_value(std::uint32_t i, const void* val) const { store_words(value(i), val, value_size()); }
   // A new real node for `key` (the caller has checked capacity).
   std::uint32_t make_real(const void* key, const void* val) {
     const std::uint32_t i = alloc();
     if (i == kNil) return kNil;
-    node(i).prefixlen = key_prefixlen(key);
-    std::memcpy(ndata(i), key_data(key), data_size_);
-    std::memcpy(value(i), val, value_size());
+    store_u32(node(i).prefixlen, key_prefixlen(key));
+    set_data(i, key_data(key));
+    set_value(i, val);
     return i;
   }
   // First node of the subtree at i in post-order.
@@ -201,7 +291,9 @@ int LpmTrieMap::do_update(const void* key, const void* val, std::uint64_t flags)
   if (flags > BPF_EXIST) return EINVAL;
   const std::uint32_t plen = key_prefixlen(key);
   if (plen > max_prefixlen_) return EINVAL;
+  const Probe p = probe(key);
   Guard g(ctl_->lock);
+  SeqEdit edit(ctl_->seq);
   // Checks for a key that is not in the trie yet.
   auto can_add = [&]() -> int {
     if (flags == BPF_EXIST) return ENOENT;
@@ -212,21 +304,21 @@ int LpmTrieMap::do_update(const void* key, const void* val, std::uint64_t flags)
   std::uint32_t n = kNil;
   std::uint32_t m = 0;
   while ((n = *slot) != kNil) {
-    m = match(n, key);
+    m = match(n, p);
     if (node(n).prefixlen != m || node(n).prefixlen == plen || node(n).prefixlen == max_prefixlen_) break;
-    slot = &node(n).child[bit(key_data(key), node(n).prefixlen)];
+    slot = &node(n).child[p.bit(node(n).prefixlen)];
   }
   if (n != kNil && node(n).prefixlen == plen && m == plen) {  // same prefix
     if ((node(n).flags & kImFlag) == 0) {
       if (flags == BPF_NOEXIST) return EEXIST;
-      std::memcpy(ndata(n), key_data(key), data_size_);
-      std::memcpy(value(n), val, value_size());
+      set_data(n, key_data(key));
+      set_value(n, val);
       return 0;
     }
     if (const int e = can_add(); e != 0) return e;
-    node(n).flags = 0;  // the branch point becomes a real node
-    std::memcpy(ndata(n), key_data(key), data_size_);
-    std::memcpy(value(n), val, value_size());
+    set_data(n, key_data(key));
+    set_value(n, val);
+    store_u32(node(n).flags, 0);  // the branch point becomes a real node
     ++ctl_->n_entries;
     return 0;
   }
@@ -234,15 +326,15 @@ int LpmTrieMap::do_update(const void* key, const void* val, std::uint64_t flags)
   if (n == kNil) {  // an empty slot
     const std::uint32_t nn = make_real(key, val);
     if (nn == kNil) return ENOMEM;
-    *slot = nn;
+    store_u32(*slot, nn);
     ++ctl_->n_entries;
     return 0;
   }
   if (m == plen) {  // the new key is a prefix of n: it goes above n
     const std::uint32_t nn = make_real(key, val);
     if (nn == kNil) return ENOMEM;
-    node(nn).child[bit(ndata(n), m)] = n;
-    *slot = nn;
+    store_u32(node(nn).child[bit(ndata(n), m)], n);
+    store_u32(*slot, nn);
     ++ctl_->n_entries;
     return 0;
   }
@@ -254,13 +346,13 @@ int LpmTrieMap::do_update(const void* key, const void* val, std::uint64_t flags)
     release(im);
     return ENOMEM;
   }
-  node(im).prefixlen = m;
-  node(im).flags = kImFlag;
-  std::memcpy(ndata(im), ndata(n), data_size_);
-  const std::uint32_t kb = bit(key_data(key), m);
-  node(im).child[kb] = nn;
-  node(im).child[1 - kb] = n;
-  *slot = im;
+  store_u32(node(im).prefixlen, m);
+  store_u32(node(im).flags, kImFlag);
+  set_data(im, ndata(n));
+  const std::uint32_t kb = p.bit(m);
+  store_u32(node(im).child[kb], nn);
+  store_u32(node(im).child[1 - kb], n);
+  store_u32(*slot, im);
   ++ctl_->n_entries;
   return 0;
 }
@@ -268,36 +360,38 @@ int LpmTrieMap::do_update(const void* key, const void* val, std::uint64_t flags)
 int LpmTrieMap::do_delete(const void* key) {
   const std::uint32_t plen = key_prefixlen(key);
   if (plen > max_prefixlen_) return EINVAL;
+  const Probe p = probe(key);
   Guard g(ctl_->lock);
+  SeqEdit edit(ctl_->seq);
   std::uint32_t* slot = &ctl_->root;
   std::uint32_t* parent_slot = nullptr;
   std::uint32_t parent = kNil;
   std::uint32_t n = ctl_->root;
   std::uint32_t m = 0;
   while (n != kNil) {
-    m = match(n, key);
+    m = match(n, p);
     if (node(n).prefixlen != m || node(n).prefixlen == plen) break;
     parent = n;
     parent_slot = slot;
-    slot = &node(n).child[bit(key_data(key), node(n).prefixlen)];
+    slot = &node(n).child[p.bit(node(n).prefixlen)];
     n = *slot;
   }
   if (n == kNil || node(n).prefixlen != plen || m != plen || (node(n).flags & kImFlag) != 0) return ENOENT;
   --ctl_->n_entries;
   Node& d = node(n);
   if (d.child[0] != kNil && d.child[1] != kNil) {  // still a branch point
-    d.flags = kImFlag;
+    store_u32(d.flags, kImFlag);
     return 0;
   }
   if (parent != kNil && (node(parent).flags & kImFlag) != 0 && d.child[0] == kNil && d.child[1] == kNil) {
     // a leaf under a branch point: the branch point is not needed any more
-    const Node& p = node(parent);
-    *parent_slot = p.child[0] == n ? p.child[1] : p.child[0];
+    const Node& pn = node(parent);
+    store_u32(*parent_slot, pn.child[0] == n ? pn.child[1] : pn.child[0]);
     release(parent);
     release(n);
     return 0;
   }
-  *slot = d.child[0] != kNil ? d.child[0] : d.child[1];
+  store_u32(*slot, d.child[0] != kNil ? d.child[0] : d.child[1]);
   release(n);
   return 0;
 }
@@ -312,20 +406,21 @@ int LpmTrieMap::do_get_next_key(const void* key, void* next_key) const {
   }
   // the path to the node holding exactly `key`
   const std::uint32_t plen = key_prefixlen(key);
+  const Probe p = probe(key);
   std::uint32_t path[2048 + 2];
   std::uint32_t depth = 0;
   std::uint32_t n = root;
   bool found = false;
   while (n != kNil && depth < 2050) {
     path[depth++] = n;
-    const std::uint32_t m = match(n, key);
+    const std::uint32_t m = match(n, p);
     if (m < node(n).prefixlen) break;
     if (node(n).prefixlen == plen) {
       found = (node(n).flags & kImFlag) == 0;
       break;
     }
     if (node(n).prefixlen > plen) break;
-    n = node(n).child[bit(key_data(key), node(n).prefixlen)];
+    n = node(n).child[p.bit(node(n).prefixlen)];
   }
   if (!found) {
     copy_key(leftmost(root), next_key);
@@ -335,12 +430,12 @@ int LpmTrieMap::do_get_next_key(const void* key, void* next_key) const {
   // or is itself a real node
   for (std::uint32_t k = depth - 1; k > 0; --k) {
     const std::uint32_t child = path[k];
-    const Node& p = node(path[k - 1]);
-    if (p.child[0] == child && p.child[1] != kNil) {
-      copy_key(leftmost(p.child[1]), next_key);
+    const Node& pn = node(path[k - 1]);
+    if (pn.child[0] == child && pn.child[1] != kNil) {
+      copy_key(leftmost(pn.child[1]), next_key);
       return 0;
     }
-    if ((p.flags & kImFlag) == 0) {
+    if ((pn.flags & kImFlag) == 0) {
       copy_key(path[k - 1], next_key);
       return 0;
     }
@@ -368,6 +463,7 @@ const MapTypeDesc kLpmTrieDesc = {
     [](std::uint8_t* body, const MapSpec& s, std::uint32_t) {
       auto* c = new (body) LpmCtl{};
       c->lock.init();
+      c->seq.store(0, std::memory_order_relaxed);
       c->root = kNil;
       c->free_head = kNil;
       c->pool = pool_size(s);

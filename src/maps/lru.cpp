@@ -93,12 +93,13 @@ std::uint32_t HashBase::lru_evict_from(std::uint32_t l) {
     }
     bool taken = false;
     {
-      const std::uint32_t b = elem(v).hash & bucket_mask_;
+      const std::uint32_t b = elem(v).hash.load(std::memory_order_relaxed) & bucket_mask_;
       Guard bl(lock_for(b));  // lock order: list, then bucket
       if (node(v).live.load(std::memory_order_relaxed) != 0) {
         std::uint32_t prev = kNil;
-        for (std::uint32_t i = buckets_[b]; i != kNil && i != v; i = elem(i).next.load(std::memory_order_relaxed))
+        for (std::uint32_t i = head(b); i != kNil && i != v; i = elem(i).next.load(std::memory_order_relaxed))
           prev = i;
+        ChainEdit edit(slot_for(b).seq);
         unlink(b, v, prev);
         node(v).live.store(0, std::memory_order_relaxed);
         body_->count.fetch_sub(1, std::memory_order_relaxed);
@@ -145,12 +146,13 @@ int HashBase::lru_upsert(const void* key, const void* value, std::uint64_t flags
         return ENOENT;
       }
       if (spare != kNil) {
-        std::memcpy(key_of(spare), key, key_size());
-        elem(spare).hash = h;
+        store_key(spare, key, h);
         node(spare).ref.store(0, std::memory_order_relaxed);
         write_value(spare, value, cpu, true);
-        elem(spare).next.store(buckets_[b], std::memory_order_relaxed);
-        buckets_[b] = spare;
+        {
+          ChainEdit edit(slot_for(b).seq);
+          link_head(b, spare);
+        }
         node(spare).live.store(1, std::memory_order_relaxed);
         body_->count.fetch_add(1, std::memory_order_relaxed);
         break;

@@ -6,6 +6,7 @@
 #include <linux/bpf.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <random>
 
@@ -17,17 +18,19 @@
 namespace userbpf::maps {
 
 Map::Map(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc)
-    : file_(std::move(file)), header_(reinterpret_cast<MapHeader*>(file_->data())), desc_(&desc) {}
+    : file_(std::move(file)),
+      header_(reinterpret_cast<MapHeader*>(file_->data())),
+      desc_(&desc),
+      key_size_(header_->key_size),
+      value_size_(header_->value_size),
+      max_entries_(header_->max_entries),
+      ncpus_(header_->ncpus),
+      percpu_(desc.percpu) {}
 
 Map::~Map() = default;
 
 std::uint32_t Map::type() const { return header_->map_type; }
-std::uint32_t Map::key_size() const { return header_->key_size; }
-std::uint32_t Map::value_size() const { return header_->value_size; }
-std::uint32_t Map::max_entries() const { return header_->max_entries; }
 std::uint32_t Map::map_flags() const { return header_->map_flags; }
-std::uint32_t Map::ncpus() const { return header_->ncpus; }
-bool Map::percpu() const { return desc_->percpu; }
 std::string Map::name() const { return std::string(header_->name, strnlen(header_->name, sizeof header_->name)); }
 std::size_t Map::host_value_size() const {
   return desc_->percpu ? round8(header_->value_size) * header_->ncpus : header_->value_size;
@@ -58,14 +61,47 @@ void copy_around(void* dst, const void* src, std::size_t size, std::int32_t off,
   if (zero) std::memset(d + o, 0, 4);
   std::memcpy(d + o + 4, s + o + 4, size - o - 4);
 }
+
+// The struct bpf_timer (16 bytes at `off`, if any) reads and is written as zeros.
+// Stored values are cleared with atomic stores: the timer thread of the
+// process that owns the timer reads the field concurrently.
+void zero_timer(void* dst, std::int32_t off) {
+  if (off < 0) return;
+  auto* p = static_cast<std::uint8_t*>(dst) + off;
+  if (reinterpret_cast<std::uintptr_t>(p) % 8 != 0) {
+    std::memset(p, 0, 16);
+    return;
+  }
+  for (int w = 0; w < 2; ++w)
+    std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(p + 8 * w)).store(0, std::memory_order_release);
+}
+
+// Copies a value around its lock word and, if any, its timer field (never
+// written by memcpy: the owning process's timer thread reads it atomically),
+// which ends up zero.
+void copy_fields(void* dst, const void* src, std::size_t size, std::int32_t lock, std::int32_t timer, bool zero) {
+  if (timer < 0) {
+    copy_around(dst, src, size, lock, zero);
+    return;
+  }
+  auto* d = static_cast<std::uint8_t*>(dst);
+  const auto* s = static_cast<const std::uint8_t*>(src);
+  const auto t = static_cast<std::size_t>(timer);
+  const bool lock_low = lock >= 0 && static_cast<std::size_t>(lock) < t;
+  copy_around(d, s, t, lock_low ? lock : -1, zero);
+  const std::int32_t hi_lock = lock >= 0 && !lock_low ? lock - timer - 16 : -1;
+  copy_around(d + t + 16, s + t + 16, size - t - 16, hi_lock, zero);
+  zero_timer(dst, timer);
+}
 }  // namespace
 
 void Map::copy_value_in(void* dst, const void* src) const {
-  copy_around(dst, src, value_size(), spin_lock_off(), false);
+  copy_fields(dst, src, value_size(), spin_lock_off(), timer_off(), false);
 }
 void Map::copy_value_out(void* dst, const void* src) const {
-  copy_around(dst, src, value_size(), spin_lock_off(), true);
+  copy_fields(dst, src, value_size(), spin_lock_off(), timer_off(), true);
 }
+void Map::free_fields(void* value) const { zero_timer(value, timer_off()); }
 
 int Map::lookup(const void* key, void* value, std::uint64_t flags) const {
   if ((flags & ~std::uint64_t{BPF_F_LOCK}) != 0) return EINVAL;
@@ -131,6 +167,7 @@ void* Map::lookup_percpu(const void* /*key*/, std::uint32_t /*cpu*/) { return nu
 bool Map::prog_can_read() const { return (header_->map_flags & BPF_F_WRONLY_PROG) == 0; }
 bool Map::prog_can_write() const { return (header_->map_flags & BPF_F_RDONLY_PROG) == 0; }
 std::int32_t Map::spin_lock_off() const { return static_cast<std::int32_t>(header_->spin_lock_off1) - 1; }
+std::int32_t Map::timer_off() const { return static_cast<std::int32_t>(header_->timer_off1) - 1; }
 
 void value_lock(void* lock_word) { static_cast<SharedSpinLock*>(lock_word)->lock(); }
 void value_unlock(void* lock_word) { static_cast<SharedSpinLock*>(lock_word)->unlock(); }
@@ -288,6 +325,13 @@ Result<std::unique_ptr<Map>> create_map(const MapSpec& spec, const std::string& 
     if (static_cast<std::uint64_t>(spec.spin_lock_off) + 4 > spec.value_size || spec.spin_lock_off % 4 != 0)
       return fail(EINVAL, "bpf_spin_lock outside the value or misaligned");
   }
+  if (spec.timer_off >= 0) {
+    // the kernel's map_check_btf: BPF_TIMER only in hash, LRU hash and array values
+    if (spec.type != BPF_MAP_TYPE_HASH && spec.type != BPF_MAP_TYPE_LRU_HASH && spec.type != BPF_MAP_TYPE_ARRAY)
+      return fail(EOPNOTSUPP, "bpf_timer in values of this map type");
+    if (static_cast<std::uint64_t>(spec.timer_off) + 16 > spec.value_size || spec.timer_off % 8 != 0)
+      return fail(EINVAL, "bpf_timer outside the value or misaligned");
+  }
   if (const int e = desc->check(spec); e != 0) {
     return fail(e, fmt::format("key_size {} value_size {} max_entries {} rejected", spec.key_size, spec.value_size,
                                spec.max_entries));
@@ -312,6 +356,7 @@ Result<std::unique_ptr<Map>> create_map(const MapSpec& spec, const std::string& 
   h->btf_value_type_id = spec.btf_value_type_id;
   h->map_extra = spec.map_extra;
   h->spin_lock_off1 = spec.spin_lock_off >= 0 ? static_cast<std::uint32_t>(spec.spin_lock_off) + 1 : 0;
+  h->timer_off1 = spec.timer_off >= 0 ? static_cast<std::uint32_t>(spec.timer_off) + 1 : 0;
   h->file_size = total;
   h->body_offset = kHeaderSize;
   std::random_device rd;

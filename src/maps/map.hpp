@@ -52,6 +52,11 @@ struct MapSpec {
   // -1: none). Host BPF_F_LOCK operations need it; lookups zero that field
   // and updates leave it alone, as the kernel.
   std::int32_t spin_lock_off = -1;
+  // Offset of the 16-byte struct bpf_timer in the value (from the value's
+  // BTF; -1: none). Hash, LRU hash and array maps only (EOPNOTSUPP else).
+  // Host lookups read it as zeros; updates of a value reset it (which
+  // cancels its timer, helpers/timer.cpp).
+  std::int32_t timer_off = -1;
   // Maps of maps: the inner map template (the map behind inner_map_fd).
   const class Map* inner = nullptr;
 };
@@ -68,14 +73,15 @@ class Map {
 
   // ---- description (from the shared header)
   [[nodiscard]] std::uint32_t type() const;
-  [[nodiscard]] std::uint32_t key_size() const;
-  [[nodiscard]] std::uint32_t value_size() const;
-  [[nodiscard]] std::uint32_t max_entries() const;
+  // (sizes and per-CPU-ness are fixed at creation: cached here, inline for the helpers' hot path)
+  [[nodiscard]] std::uint32_t key_size() const { return key_size_; }
+  [[nodiscard]] std::uint32_t value_size() const { return value_size_; }
+  [[nodiscard]] std::uint32_t max_entries() const { return max_entries_; }
   [[nodiscard]] std::uint32_t map_flags() const;
-  [[nodiscard]] std::uint32_t ncpus() const;  // 1 for maps that are not per-CPU
+  [[nodiscard]] std::uint32_t ncpus() const { return ncpus_; }  // 1 for maps that are not per-CPU
   [[nodiscard]] std::string name() const;
   [[nodiscard]] const MapTypeDesc& desc() const { return *desc_; }
-  [[nodiscard]] bool percpu() const;
+  [[nodiscard]] bool percpu() const { return percpu_; }
   // Size of a value as the host sees it: value_size, or round_up(value_size, 8) * ncpus.
   [[nodiscard]] std::size_t host_value_size() const;
   [[nodiscard]] bool frozen() const;
@@ -107,6 +113,10 @@ class Map {
   // ---- program operations (helpers). `cpu` is the run's CPU slot.
   // Maps of maps: prog_lookup returns the inner maps::Map* (or null).
   virtual void* prog_lookup(const void* key, std::uint32_t cpu) = 0;
+  // prog_lookup without virtual dispatch (bpf_map_lookup_elem's hot path):
+  // types with a lock-free lookup install a direct function, as the kernel's
+  // verifier patches the call to map->ops->map_lookup_elem.
+  void* lookup_from_prog(const void* key, std::uint32_t cpu) { return prog_lookup_fn_(*this, key, cpu); }
   virtual int prog_update(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu) = 0;
   virtual int prog_delete(const void* key) = 0;
   // Address of the value at `index` for BPF_PSEUDO_MAP_VALUE (arrays only).
@@ -147,16 +157,26 @@ class Map {
   [[nodiscard]] bool prog_can_write() const;
   // Offset of the bpf_spin_lock in the value, -1 if none.
   [[nodiscard]] std::int32_t spin_lock_off() const;
+  // Offset of the struct bpf_timer in the value, -1 if none.
+  [[nodiscard]] std::int32_t timer_off() const;
 
  protected:
   Map(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc);
   [[nodiscard]] MapHeader& header() const { return *header_; }
+  using ProgLookupFn = void* (*)(Map& map, const void* key, std::uint32_t cpu);
+  // Installs `fn` (which must behave as this type's prog_lookup) for lookup_from_prog.
+  void set_prog_lookup_fn(ProgLookupFn fn) { prog_lookup_fn_ = fn; }
   [[nodiscard]] std::uint8_t* body() const;
   // Value copies between the host and a stored value: the bpf_spin_lock
   // field (if any) is left alone on the way in and zeroed on the way out,
-  // as the kernel's copy_map_value / check_and_init_map_value.
+  // as the kernel's copy_map_value / check_and_init_map_value; the
+  // bpf_timer field (if any) is zeroed both ways (an overwritten value's
+  // timer is cancelled, as the kernel's bpf_obj_free_fields).
   void copy_value_in(void* dst, const void* src) const;
   void copy_value_out(void* dst, const void* src) const;
+  // A value leaves the map (deleted element): its bpf_timer field is reset,
+  // which cancels the timer (the kernel's bpf_obj_free_fields).
+  void free_fields(void* value) const;
 
   // Type-specific parts of the host operations (flags already validated).
   virtual int do_lookup(const void* key, void* value) const = 0;
@@ -172,9 +192,17 @@ class Map {
                               bool and_delete);
 
  private:
+  static void* virtual_prog_lookup(Map& map, const void* key, std::uint32_t cpu) { return map.prog_lookup(key, cpu); }
+
   std::unique_ptr<SharedFile> file_;
   MapHeader* header_ = nullptr;
   const MapTypeDesc* desc_ = nullptr;
+  ProgLookupFn prog_lookup_fn_ = &virtual_prog_lookup;
+  std::uint32_t key_size_ = 0;
+  std::uint32_t value_size_ = 0;
+  std::uint32_t max_entries_ = 0;
+  std::uint32_t ncpus_ = 1;
+  bool percpu_ = false;
 };
 
 // ---- creating and opening

@@ -44,6 +44,15 @@ inline constexpr std::uint32_t kRingHdrSize = 8;            // BPF_RINGBUF_HDR_S
 class RingBuf : public Map {
  public:
   ~RingBuf() override;
+  // `m` as a ring buffer, or null: a check of the type's descriptor (no
+  // dynamic_cast on the helpers' hot path).
+  static RingBuf* from(Map* m);
+  // Whether `sample` lies in this ring's data area (after a record header):
+  // what bpf_ringbuf_submit/discard check before committing.
+  [[nodiscard]] bool holds_sample(const void* sample) const {
+    const auto* p = static_cast<const std::uint8_t*>(sample);
+    return data_ != nullptr && p >= data_ + kRingHdrSize && p < data_ + 2 * size();
+  }
   // ---- program side (the bpf_ringbuf_* helpers; flags checked by the helper
   // where the kernel's helper checks them, except as noted)
   // A sample of `size` bytes, or null (no space, or too large).

@@ -124,7 +124,7 @@ class Deadline {
 };
 
 inline constexpr char kMapMagic[8] = {'U', 'B', 'P', 'F', 'M', 'A', 'P', '1'};
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;  // 3: hash lock slots hold a sequence counter
 
 // The first bytes of every map file.
 struct MapHeader {
@@ -152,7 +152,8 @@ struct MapHeader {
   std::uint32_t inner_value_size;
   std::uint32_t inner_max_entries;
   std::uint32_t inner_map_flags;
-  std::uint8_t reserved[108];
+  std::uint32_t timer_off1;  // offset of the value's bpf_timer + 1 (0: none)
+  std::uint8_t reserved[104];
 };
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
@@ -161,5 +162,37 @@ inline constexpr std::size_t kHeaderSize = 256;
 static_assert(sizeof(MapHeader) <= kHeaderSize);
 
 constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
+
+// n <= 8 bytes at p as a zero-padded little-endian 8-byte word (the
+// common 4- and 8-byte sizes without a byte loop).
+inline std::uint64_t load_padded(const void* p, std::size_t n) {
+  std::uint64_t w = 0;
+  if (n == 8) {
+    __builtin_memcpy(&w, p, 8);
+  } else if (n == 4) {
+    std::uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    w = v;
+  } else {
+    const auto* b = static_cast<const std::uint8_t*>(p);
+    for (std::size_t i = 0; i < n; ++i) w |= std::uint64_t{b[i]} << (8 * i);
+  }
+  return w;
+}
+
+// Copies n bytes to an 8-byte aligned `dst` in shared memory as 8-byte
+// atomic stores (release), the last word zero-padded: a lock-free reader
+// (a program, another thread or process) sees each word whole. The bytes
+// after n up to the next multiple of 8 are overwritten with zeros.
+inline void store_words(void* dst, const void* src, std::size_t n) {
+  auto* d = static_cast<std::uint64_t*>(dst);
+  const auto* s = static_cast<const std::uint8_t*>(src);
+  for (; n >= 8; n -= 8, s += 8, ++d) {
+    std::uint64_t w;
+    __builtin_memcpy(&w, s, 8);
+    std::atomic_ref<std::uint64_t>(*d).store(w, std::memory_order_release);
+  }
+  if (n > 0) std::atomic_ref<std::uint64_t>(*d).store(load_padded(s, n), std::memory_order_release);
+}
 
 }  // namespace userbpf::maps

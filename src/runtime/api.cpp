@@ -82,6 +82,7 @@ Runtime::Runtime(const RuntimeOptions& opts) {
   o.limits.max_insns = opts.max_insns;
   o.limits.map_memory = opts.map_memory;
   o.limits.max_handles = opts.max_handles;
+  o.limits.verifier_memory = opts.verifier_memory;
   rt_ = std::make_unique<runtime::Runtime>(o);
 }
 Runtime::~Runtime() = default;

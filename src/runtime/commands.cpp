@@ -74,6 +74,7 @@ int cmd_map_create(Call& c) {
     if (!btf) return c.rt.get(static_cast<int>(a.btf_fd)) ? -EINVAL : -EBADF;
     btf_id = btf->id;
     s.spin_lock_off = verifier::spin_lock_offset(btf->btf.get(), a.btf_value_type_id);
+    s.timer_off = verifier::timer_offset(btf->btf.get(), a.btf_value_type_id);
   }
   std::shared_ptr<MapObject> inner;  // maps of maps: the template (bpf_map_meta_alloc)
   if (a.map_type == BPF_MAP_TYPE_ARRAY_OF_MAPS || a.map_type == BPF_MAP_TYPE_HASH_OF_MAPS) {

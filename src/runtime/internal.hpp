@@ -84,4 +84,7 @@ std::string source_line(const BtfInfo& info, std::size_t insn);
 // verbose_linfo); unchanged without line info.
 std::string annotate_log(const std::string& log, const BtfInfo& info);
 
+// A call of a bpf_timer helper (timer_init .. timer_cancel, timers.cpp).
+bool is_timer_helper(std::int32_t helper_id);
+
 }  // namespace userbpf::runtime

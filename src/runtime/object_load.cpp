@@ -70,6 +70,7 @@ Result<LoadedObject> Runtime::load_object(const loader::Object& obj) {
     s.btf_key_type_id = lm.btf_key_type_id;
     s.btf_value_type_id = lm.btf_value_type_id;
     s.spin_lock_off = verifier::spin_lock_offset(obj.btf(), lm.btf_value_type_id);
+    s.timer_off = verifier::timer_offset(obj.btf(), lm.btf_value_type_id);
     s.name = kernel_name(lm.name);
     const std::string pin_path = pin_dir_ + "/" + lm.name;
     int h = -1;

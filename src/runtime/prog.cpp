@@ -139,6 +139,7 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     if (op == isa::Op::Call) {
       if (helpers_.find(static_cast<std::uint32_t>(in.imm)) == nullptr)
         return fail(insn_error(EINVAL, pc, helpers::unsupported_helper_message(static_cast<std::uint32_t>(in.imm))));
+      if (is_timer_helper(in.imm)) p->uses_timers = true;  // timers.cpp
       continue;
     }
     if (op == isa::Op::CallKfunc) {
@@ -195,10 +196,11 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     cfg.funcs = btf_info->funcs;
     cfg.privileged = opts_.privileged;
     cfg.insn_limit = limits_.verifier_insns;
+    cfg.memory_limit = limits_.verifier_memory == Limits::kUnlimited ? 0 : limits_.verifier_memory;
     for (const auto& m : p->used_maps)
       cfg.maps.push_back(verifier::MapDesc{m->map->type(), m->map->key_size(), m->map->value_size(),
                                            m->map->max_entries(), -1, m->map->name(), m->btf_id != 0,
-                                           m->map->spin_lock_off()});
+                                           m->map->spin_lock_off(), m->map->timer_off()});
     // BPF_LOG_LEVEL2 (2) logs every state, BPF_LOG_LEVEL1 (1) the failing
     // path; BPF_LOG_STATS (4) alone: level 1 gives just the closing
     // statistics for accepted programs.
@@ -207,6 +209,7 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     if (spec.log_level != 0) log += annotate_log(v.log, *btf_info);
     if (!v.accepted) {
       Error e = insn_error(v.err, v.error_insn, v.message);
+      if (v.err == ENOMEM) e.message += " (runtime::Limits::verifier_memory)";
       if (const std::string src = source_line(*btf_info, v.error_insn); !src.empty())
         e.message += fmt::format(" (at {})", src);
       e.where = fmt::format("prog '{}'", spec.name);
@@ -228,6 +231,20 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     jo.blinding = opts_.blinding == Blinding::All || (opts_.blinding == Blinding::Unprivileged && !opts_.privileged);
     jo.budget = opts_.budget;
     jo.helpers = &helpers_;
+    if (p->verified && !jo.checked) {
+      // Array-map lookups inline (the kernel's array_map_gen_lookup): the
+      // verifier proved r1 and r2 at every lookup; values never move.
+      for (const auto& m : p->used_maps) {
+        maps::Map& mp = *m->map;
+        if (mp.type() != BPF_MAP_TYPE_ARRAY || mp.percpu()) continue;
+        const auto* v0 = static_cast<const std::uint8_t*>(mp.direct_value(0));
+        if (v0 == nullptr) continue;
+        const auto* v1 = mp.max_entries() > 1 ? static_cast<const std::uint8_t*>(mp.direct_value(1)) : v0;
+        jo.array_maps.push_back(jit::Options::ArrayMap{reinterpret_cast<std::uint64_t>(&mp),
+                                                       reinterpret_cast<std::uint64_t>(v0),
+                                                       static_cast<std::uint64_t>(v1 - v0), mp.max_entries()});
+      }
+    }
     auto compiled = jit::Program::compile(exec, jo);
     if (!compiled) return fail(compiled.error());
     p->jitted = std::make_unique<jit::Program>(std::move(*compiled));

@@ -9,7 +9,7 @@
 // program array slot) refers to it.
 //
 // Pins. OBJ_PIN names an object by a path under the pin directory (default
-// $XDG_RUNTIME_DIR/userbpf, else /tmp/userbpf-$UID; environment variable
+// $XDG_RUNTIME_DIR/userbpf, else /dev/shm/userbpf-$UID (or /tmp/userbpf-$UID without /dev/shm); environment variable
 // USERBPF_PIN_DIR or Options::pin_dir override it). Paths under /sys/fs/bpf/
 // are mapped into the pin directory so that unmodified callers work; other
 // paths outside it fail with EPERM, as pinning outside bpffs does. A map's
@@ -85,6 +85,12 @@ struct Limits {
   // Instructions the verifier may process per load (E2BIG, "BPF program is
   // too large"): 0 = the kernel's 1,000,000.
   std::uint64_t verifier_insns = 0;
+  // Bytes the verifier may hold in stored states per load (checkpoints for
+  // pruning, pending branches; ENOMEM beyond, as when the kernel's state
+  // allocation fails): 0 = 1 GiB for privileged runtimes, 256 MiB for
+  // unprivileged ones (the kernel has no fixed figure: its states are charged
+  // to the memory cgroup); kUnlimited: none.
+  std::uint64_t verifier_memory = 0;
   // Bytes of map memory charged to this runtime's user, as the kernel
   // charged maps to the user's RLIMIT_MEMLOCK before 5.11: a map is charged
   // its shared-memory file's size at MAP_CREATE (EPERM beyond the budget)
@@ -120,7 +126,7 @@ struct Options {
   Limits limits;
 };
 
-// USERBPF_PIN_DIR, else $XDG_RUNTIME_DIR/userbpf, else /tmp/userbpf-$UID.
+// USERBPF_PIN_DIR, else $XDG_RUNTIME_DIR/userbpf, else /dev/shm/userbpf-$UID, else /tmp/userbpf-$UID.
 std::string default_pin_dir();
 
 enum class ObjKind : std::uint8_t { Map, Prog, Btf };
@@ -197,6 +203,13 @@ struct ProgObject final : Object {
   std::shared_ptr<BtfObject> btf;
   std::vector<bpf_func_info> func_info;
   std::vector<bpf_line_info> line_info;
+  // bpf_timer (timers.cpp): the program calls a timer helper (its runs get
+  // the runtime's timer service); its timer callbacks' entry code, compiled
+  // on first use, by callback (abi::func_addr).
+  bool uses_timers = false;
+  struct CallbackEntry;
+  mutable std::mutex entry_mu;
+  mutable std::vector<std::pair<std::uint64_t, std::shared_ptr<CallbackEntry>>> callback_entries;
 };
 
 // libbpf's parsed BTF, freed with btf__free.
@@ -329,8 +342,19 @@ class Runtime {
   Result<std::string> resolve_path(const std::string& path) const;
   std::size_t handle_count() const;
 
+  // bpf_timer: the runtime's timer thread, made by the first run of a
+  // program that calls a timer helper (timers.cpp, docs/timers.md); it is
+  // stopped (timers cancelled, callbacks' programs released) first when the
+  // Runtime is destroyed.
+  helpers::TimerService* timer_service();
+  void stop_timers();
+
  private:
   friend struct RunLoop;
+  struct TimerRunner;  // a helpers::AsyncRunner (timers.cpp)
+  std::mutex timer_mu_;
+  std::unique_ptr<helpers::AsyncRunner> timer_runner_;
+  std::unique_ptr<helpers::TimerService> timers_;
   void register_object(const std::shared_ptr<Object>& obj);
   Result<std::shared_ptr<ProgObject>> build_prog(const ProgSpec& spec,
                                                  std::vector<std::shared_ptr<MapObject>> preset_maps,

@@ -157,6 +157,8 @@ struct RunLoop {
       st.tail_calls = 0;
       for (;;) {
         st.maps = cur->map_ptrs;
+        st.prog = cur.get();  // bpf_timer_set_callback holds the program that calls it
+        st.timers = cur->uses_timers ? rt.timer_service() : nullptr;
         env.options.checked = rt.options().checked && !cur->verified;
         set_regions(env, *cur);
         env.reset_signals();

@@ -108,8 +108,12 @@ constexpr CtxField kPerfEventCtx[] = {
       H(probe_read_user_str), H(probe_read_kernel_str), H(jiffies64), H(ktime_get_boot_ns), H(ringbuf_output),  \
       H(ringbuf_reserve), H(ringbuf_submit), H(ringbuf_discard), H(ringbuf_query), H(get_current_task_btf),     \
       H(ktime_get_coarse_ns), H(for_each_map_elem), H(snprintf), H(loop), H(strncmp), H(ktime_get_tai_ns), \
-      H(spin_lock), H(spin_unlock), H(strtol), H(strtoul),                                                                          \
-      H(get_current_pid_tgid), H(get_ns_current_pid_tgid), H(trace_vprintk), H(map_lookup_percpu_elem)
+      H(spin_lock), H(spin_unlock), H(strtol), H(strtoul), H(timer_init), H(timer_set_callback), H(timer_start), H(timer_cancel),                                                                          \
+      H(get_current_pid_tgid), H(get_ns_current_pid_tgid), H(trace_vprintk), H(map_lookup_percpu_elem),   \
+      H(dynptr_from_mem), H(ringbuf_reserve_dynptr), H(ringbuf_submit_dynptr), H(ringbuf_discard_dynptr),   \
+      H(dynptr_read), H(dynptr_write), H(dynptr_data)
+#define SOCK_LOOKUP_HELPERS H(sk_lookup_tcp), H(sk_lookup_udp), H(sk_release), H(skc_lookup_tcp)
+#define SOCK_CAST_HELPERS H(sk_fullsock), H(tcp_sock), H(get_listener_sock)
 #define TRACING_HELPERS                                                                                     \
   BASE_HELPERS, H(probe_read), H(probe_read_str), H(get_current_uid_gid),          \
       H(get_current_comm), H(perf_event_output), H(get_stackid), H(get_stack), H(get_current_cgroup_id), \
@@ -122,17 +126,23 @@ constexpr std::uint32_t kTcHelpers[] = {
     H(csum_diff), H(l3_csum_replace), H(l4_csum_replace), H(clone_redirect), H(get_cgroup_classid),
     H(skb_vlan_push), H(skb_vlan_pop), H(skb_change_proto), H(skb_change_type), H(skb_adjust_room),
     H(skb_change_tail), H(skb_change_head), H(csum_update), H(redirect), H(get_route_realm), H(get_hash_recalc), H(set_hash_invalid), H(set_hash),
-    H(perf_event_output), H(get_socket_cookie), H(get_socket_uid), H(fib_lookup)};
+    H(perf_event_output), H(get_socket_cookie), H(get_socket_uid), H(fib_lookup), SOCK_LOOKUP_HELPERS,
+    SOCK_CAST_HELPERS};
 constexpr std::uint32_t kXdpHelpers[] = {BASE_HELPERS,        H(perf_event_output), H(csum_diff),
                                          H(xdp_adjust_head),  H(xdp_adjust_meta),   H(redirect),
-                                         H(redirect_map),     H(xdp_adjust_tail),   H(fib_lookup)};
+                                         H(redirect_map),     H(xdp_adjust_tail),   H(fib_lookup),
+                                         SOCK_LOOKUP_HELPERS};
 constexpr std::uint32_t kCgroupSkbHelpers[] = {BASE_HELPERS, H(skb_load_bytes), H(skb_load_bytes_relative),
-                                               H(get_socket_cookie), H(get_socket_uid), H(perf_event_output)};
+                                               H(get_socket_cookie), H(get_socket_uid), H(perf_event_output),
+                                               SOCK_LOOKUP_HELPERS, SOCK_CAST_HELPERS};
 // copy_from_user is for sleepable programs in the kernel; userbpf cannot tell a
 // sleepable uprobe (uprobe.s) from a kprobe, so kprobe programs may call it.
 constexpr std::uint32_t kKprobeHelpers[] = {TRACING_HELPERS, H(override_return), H(get_func_ip), H(copy_from_user)};
 constexpr std::uint32_t kTracepointHelpers[] = {TRACING_HELPERS};
 constexpr std::uint32_t kPerfEventHelpers[] = {TRACING_HELPERS, H(perf_prog_read_value)};
+
+#undef SOCK_LOOKUP_HELPERS
+#undef SOCK_CAST_HELPERS
 
 // ---- program types
 constexpr ProgType kProgTypes[] = {
@@ -155,7 +165,8 @@ constexpr ProgType kProgTypes[] = {
 constexpr std::uint32_t kProgArrayHelpers[] = {H(tail_call)};
 constexpr std::uint32_t kPerfArrayHelpers[] = {H(perf_event_output), H(perf_prog_read_value)};
 constexpr std::uint32_t kStackTraceHelpers[] = {H(get_stackid)};
-constexpr std::uint32_t kRingbufHelpers[] = {H(ringbuf_output), H(ringbuf_reserve), H(ringbuf_query)};
+constexpr std::uint32_t kRingbufHelpers[] = {H(ringbuf_output), H(ringbuf_reserve), H(ringbuf_query),
+                                             H(ringbuf_reserve_dynptr)};
 constexpr std::uint32_t kRedirectHelpers[] = {H(redirect_map)};
 constexpr std::uint32_t kQueueHelpers[] = {H(map_push_elem), H(map_pop_elem), H(map_peek_elem)};
 constexpr std::uint32_t kNone[] = {0};
@@ -195,7 +206,7 @@ constexpr HelperMaps kHelperMaps[] = {
     {H(tail_call), kTailCallMaps},         {H(perf_event_output), kPerfOutputMaps},
     {H(perf_prog_read_value), kPerfOutputMaps}, {H(get_stackid), kStackIdMaps},
     {H(ringbuf_output), kRingbufMaps},     {H(ringbuf_reserve), kRingbufMaps},
-    {H(ringbuf_query), kRingbufMaps},      {H(redirect_map), kRedirectMaps},
+    {H(ringbuf_query), kRingbufMaps},      {H(ringbuf_reserve_dynptr), kRingbufMaps},      {H(redirect_map), kRedirectMaps},
     {H(map_push_elem), kQueueMaps},        {H(map_pop_elem), kQueueMaps},
     {H(map_peek_elem), kQueueMaps},
 };
@@ -226,6 +237,13 @@ std::string_view arg_kind_name(ArgKind k) {
     case ArgKind::RingbufMemRelease: return "ARG_PTR_TO_RINGBUF_MEM|OBJ_RELEASE";
     case ArgKind::SpinLock: return "ARG_PTR_TO_SPIN_LOCK";
     case ArgKind::PtrToLong: return "ARG_PTR_TO_FIXED_SIZE_MEM|MEM_UNINIT|MEM_WRITE|MEM_ALIGNED";
+    case ArgKind::SockCommon: return "ARG_PTR_TO_SOCK_COMMON";
+    case ArgKind::SockCommonRelease: return "ARG_PTR_TO_BTF_ID_SOCK_COMMON|OBJ_RELEASE";
+    case ArgKind::DynptrLocalUninit: return "ARG_PTR_TO_DYNPTR|DYNPTR_TYPE_LOCAL|MEM_UNINIT";
+    case ArgKind::DynptrRingbufUninit: return "ARG_PTR_TO_DYNPTR|DYNPTR_TYPE_RINGBUF|MEM_UNINIT";
+    case ArgKind::DynptrRingbufRelease: return "ARG_PTR_TO_DYNPTR|DYNPTR_TYPE_RINGBUF|OBJ_RELEASE";
+    case ArgKind::DynptrRdonly: return "ARG_PTR_TO_DYNPTR|MEM_RDONLY";
+    case ArgKind::Timer: return "ARG_PTR_TO_TIMER";
   }
   return "?";
 }
@@ -237,6 +255,10 @@ std::string_view ret_kind_name(RetKind k) {
     case RetKind::MapValueOrNull: return "RET_PTR_TO_MAP_VALUE_OR_NULL";
     case RetKind::RingbufMemOrNull: return "RET_PTR_TO_RINGBUF_MEM_OR_NULL";
     case RetKind::BtfIdTask: return "RET_PTR_TO_BTF_ID";
+    case RetKind::SocketOrNull: return "RET_PTR_TO_SOCKET_OR_NULL";
+    case RetKind::SockCommonOrNull: return "RET_PTR_TO_SOCK_COMMON_OR_NULL";
+    case RetKind::TcpSockOrNull: return "RET_PTR_TO_TCP_SOCK_OR_NULL";
+    case RetKind::DynptrMemOrNull: return "RET_PTR_TO_DYNPTR_MEM_OR_NULL";
   }
   return "?";
 }
@@ -305,5 +327,8 @@ bool helper_changes_pkt_data(std::uint32_t id) {
       return true;
     default: return false;
   }
+}
+bool helper_pkt_access(std::uint32_t id) {
+  return id < BPF_FUNC_dynptr_from_mem || id > BPF_FUNC_dynptr_data;
 }
 }  // namespace userbpf::spec

@@ -45,6 +45,13 @@ enum class ArgKind : std::uint8_t {
   SpinLock,             // ARG_PTR_TO_SPIN_LOCK: the struct bpf_spin_lock of a map value
   PtrToLong,            // 8 writable, 8-aligned bytes (6.18: ARG_PTR_TO_FIXED_SIZE_MEM | MEM_UNINIT |
                         // MEM_WRITE | MEM_ALIGNED, arg size 8; formerly ARG_PTR_TO_LONG)
+  Timer,                // ARG_PTR_TO_TIMER: the struct bpf_timer of a map value (verifier/timers.cpp)
+  SockCommon,           // ARG_PTR_TO_SOCK_COMMON: sock_common, sock, tcp_sock (not null)
+  SockCommonRelease,    // ARG_PTR_TO_BTF_ID_SOCK_COMMON | OBJ_RELEASE: an acquired socket reference (sk_release)
+  DynptrLocalUninit,    // ARG_PTR_TO_DYNPTR | DYNPTR_TYPE_LOCAL | MEM_UNINIT: 16 stack bytes initialised as a dynptr
+  DynptrRingbufUninit,  // ARG_PTR_TO_DYNPTR | DYNPTR_TYPE_RINGBUF | MEM_UNINIT (acquires a reference)
+  DynptrRingbufRelease, // ARG_PTR_TO_DYNPTR | DYNPTR_TYPE_RINGBUF | OBJ_RELEASE
+  DynptrRdonly,         // ARG_PTR_TO_DYNPTR | MEM_RDONLY: an initialised dynptr of any type, not mutated
 };
 enum class RetKind : std::uint8_t {
   Integer,           // RET_INTEGER
@@ -52,6 +59,10 @@ enum class RetKind : std::uint8_t {
   MapValueOrNull,    // RET_PTR_TO_MAP_VALUE_OR_NULL
   RingbufMemOrNull,  // RET_PTR_TO_RINGBUF_MEM_OR_NULL (acquires a reference)
   BtfIdTask,         // RET_PTR_TO_BTF_ID (task_struct)
+  SocketOrNull,      // RET_PTR_TO_SOCKET_OR_NULL (lookups acquire a reference; casts keep the argument's)
+  SockCommonOrNull,  // RET_PTR_TO_SOCK_COMMON_OR_NULL
+  TcpSockOrNull,     // RET_PTR_TO_TCP_SOCK_OR_NULL
+  DynptrMemOrNull,   // RET_PTR_TO_DYNPTR_MEM_OR_NULL: mem_or_null of the constant size argument
 };
 std::string_view arg_kind_name(ArgKind k);  // the kernel's spelling, e.g. "ARG_PTR_TO_MAP_KEY"
 std::string_view ret_kind_name(RetKind k);
@@ -149,4 +160,9 @@ namespace userbpf::spec {
 // program holds becomes invalid after calling one (the kernel's
 // bpf_helper_changes_pkt_data list).
 bool helper_changes_pkt_data(std::uint32_t helper_id);
+// False for helpers whose kernel prototype lacks `pkt_access` (packet
+// pointers may not be passed to them: "helper access to the packet is not
+// allowed"). Classified so far: the dynptr helpers; every other helper is
+// treated as allowing packet pointers.
+bool helper_pkt_access(std::uint32_t helper_id);
 }  // namespace userbpf::spec

@@ -22,15 +22,6 @@ constexpr std::int64_t kMaxVarOff = 1 << 29;  // BPF_MAX_VAR_OFF
 constexpr const char* kAluStr[] = {"+=", "-=", "*=", "/=", "|=", "&=", "<<=", ">>=", "neg", "%=", "^=", "=", "s>>=",
                                    "endian", "?", "?"};
 
-template <class F>
-void for_each_reg(State& st, F&& f) {
-  for (auto& fr : st.frames) {
-    for (auto& r : fr.regs) f(r);
-    for (auto& s : fr.stack)
-      if (s.type[7] == Slot::Spill || s.type[0] == Slot::Spill) f(s.spilled);
-  }
-}
-
 }  // namespace
 
 void Engine::check_read(State& st, unsigned r) {
@@ -157,7 +148,7 @@ void Engine::ptr_alu(State& st, const isa::Insn& in, Reg& dst, const Reg& ptr, c
     reject(EACCES, fmt::format("R{} pointer arithmetic on {} prohibited, null-check it first", dreg,
                                reg_type_str(ptr)));
   const bool map_ptr_noop = ptr.type == RegType::ConstMapPtr && off.var_off.equals_const(0) && op == 0;
-  if ((ptr.type == RegType::ConstMapPtr && !map_ptr_noop) || ptr.type == RegType::PacketEnd)
+  if ((ptr.type == RegType::ConstMapPtr && !map_ptr_noop) || ptr.type == RegType::PacketEnd || ptr.is_sock())
     reject(EACCES, fmt::format("R{} pointer arithmetic on {} prohibited", dreg, reg_type_str(ptr)));
   check_reg_sane_offset(off, ptr);
   check_reg_sane_offset(ptr, ptr);

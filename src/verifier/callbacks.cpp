@@ -63,14 +63,7 @@ void Engine::push_callback(State& st, std::size_t idx, const spec::HelperProto& 
     callee.regs[2] = caller.regs[3];
   } else {
     // long (*callback)(struct bpf_map *map, const void *key, void *value, void *ctx)
-    Reg m;
-    m.type = RegType::ConstMapPtr;
-    m.map = meta.map;
-    callee.regs[1] = m;
-    m.type = RegType::MapKey;
-    callee.regs[2] = m;
-    m.type = RegType::MapValue;
-    callee.regs[3] = m;
+    set_map_elem_args(callee, meta.map);  // timers.cpp
     callee.regs[4] = caller.regs[3];
   }
   for (auto& r : callee.regs) r.written = true;

@@ -25,6 +25,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "spec/kfuncs.hpp"
@@ -61,6 +62,11 @@ struct CallMeta {
   int callback = -1;             // ARG_PTR_TO_FUNC: the callback subprogram
   int lock_map = -1;             // ARG_PTR_TO_SPIN_LOCK: the lock's map and value id
   std::uint32_t lock_id = 0;
+  std::uint32_t ref_obj_id = 0;  // a referenced argument (socket casts keep it)
+  int dynptr_regno = -1;         // the dynptr argument (ARG_PTR_TO_DYNPTR)
+  bool dynptr_release = false;   // OBJ_RELEASE dynptr argument
+  std::uint32_t dynptr_id = 0, dynptr_ref = 0;  // id and reference of an initialised dynptr argument
+  int timer_map = -1;            // ARG_PTR_TO_TIMER: the timer's map (timers.cpp)
 };
 
 class Engine {
@@ -108,6 +114,12 @@ class Engine {
   bool prune_or_checkpoint(State& cur, std::size_t idx);
   void end_path(State& cur);
   void push_branch(const State& st, std::size_t idx, std::size_t prev);
+  Pending pop_branch();
+  // Memory of stored states (checkpoints and pending branches), charged
+  // against Config::memory_limit (ENOMEM beyond it).
+  static std::uint64_t state_bytes(const State& st);
+  void charge_states(std::uint64_t bytes);
+  std::uint64_t state_bytes_ = 0;
   long step(State& st, std::size_t idx);  // next index, -1: path ended
   long do_jump(State& st, std::size_t idx, const isa::Insn& in);
   long do_call_local(State& st, std::size_t idx, const isa::Insn& in);
@@ -130,11 +142,15 @@ class Engine {
   void clean_state(State& st, std::size_t idx);
   // ---- precision (precision.cpp)
   void mark_precise(State& st, unsigned regno);
-  bool set_by_constant(const State& st, unsigned regno) const;
   void mark_precise_masks(State& st, std::uint32_t reg_mask, std::uint64_t stack_mask);
   void mark_all_precise(State& st);
   void propagate_precision(State& cur, const State& old);
-  bool backtrack_insn(const HistEntry& h, std::uint32_t& reg_mask, std::uint64_t& stack_mask, std::uint8_t frame);
+  struct Masks {  // registers and stack slots to backtrack, per frame
+    std::array<std::uint32_t, kMaxFrames> regs{};
+    std::array<std::uint64_t, kMaxFrames> stack{};
+  };
+  void mark_precise_frames(State& st, Masks m);
+  bool backtrack_insn(const HistEntry& h, Masks& m, std::size_t& frame, long subseq);
   [[noreturn]] void reject(int err, std::string msg);
   void log(const std::string& s);
 
@@ -185,6 +201,16 @@ class Engine {
   void check_map_compat(const spec::HelperProto& p, int map);
   void spin_lock_call(State& st, const spec::HelperProto& p, const CallMeta& meta);
   void check_lock_field(const Reg& r, std::int64_t off, std::int64_t size);
+  // ---- socket references and dynptrs (sockets.cpp, dynptr.cpp)
+  void check_sock_access(State& st, std::size_t idx, unsigned regno, std::int64_t off, unsigned size, Access t,
+                         int value_regno);
+  void sock_arg(State& st, const spec::HelperProto& p, unsigned argno, CallMeta& meta);
+  void sock_return(State& st, std::size_t idx, const spec::HelperProto& p, const CallMeta& meta);
+  int dynptr_spi(const Reg& r);
+  void dynptr_arg(State& st, std::size_t idx, const spec::HelperProto& p, unsigned argno, CallMeta& meta);
+  void dynptr_release(State& st, const CallMeta& meta);
+  bool dynptr_destroy(State& st, Frame& fr, std::size_t spi);  // false: a referenced dynptr (not overwritable)
+  void dynptr_return(State& st, const CallMeta& meta);
   // ---- kfuncs and open-coded iterators (kfuncs.cpp)
   void check_kfunc_ids();
   void do_kfunc_call(State& st, std::size_t idx, const isa::Insn& in);
@@ -197,6 +223,16 @@ class Engine {
   void push_callback(State& st, std::size_t idx, const spec::HelperProto& p, const CallMeta& meta);
   long callback_exit(State& st);
   [[noreturn]] void bad_return(const char* where, const Reg& r0, std::int32_t min, std::int32_t max);
+  // ---- bpf_timer (timers.cpp)
+  void check_map_field_pointer(const Reg& r, unsigned regno, std::string_view name);
+  static void set_map_elem_args(Frame& callee, int map);
+  void check_timer_arg(State& st, unsigned regno, CallMeta& meta);
+  void check_timer_map(const Reg& map_reg, unsigned regno, const CallMeta& meta);
+  void check_timer_field(const Reg& r, std::int64_t off, std::int64_t size);
+  void check_timer_prog_type(const MapDesc& md);
+  void push_async_callback(State& st, std::size_t idx, const CallMeta& meta);
+  long async_callback_exit(State& st);
+  static bool is_async_callback_call(const isa::Insn& in);
 
   std::span<const isa::Insn> insns_;
   const Config& cfg_;

@@ -59,7 +59,7 @@ void Engine::mem_error(const Reg& r, unsigned regno, std::int64_t off, std::int6
                       mem_size);
       break;
     case RegType::NotInit: case RegType::Scalar: case RegType::Ctx: case RegType::ConstMapPtr: case RegType::Stack: case RegType::Mem:
-    case RegType::Func:
+    case RegType::Func: case RegType::Sock: case RegType::SockCommon: case RegType::TcpSock:
       m = fmt::format("invalid access to memory, mem_size={} off={} size={}", mem_size, off, size);
   }
   throw Reject{EACCES, m};
@@ -151,6 +151,7 @@ void Engine::stack_write(State& st, unsigned regno, std::int64_t off, unsigned s
     for (std::int64_t a = lo; a < hi; ++a) {
       const SlotPos p = slot_pos(a);
       StackSlot& s = fr.stack[p.spi];
+      if (!dynptr_destroy(st, fr, p.spi)) reject(EINVAL, "cannot overwrite referenced dynptr");
       if (s.type[0] == Slot::Spill || s.type[0] == Slot::Iter) {
         for (auto& b : s.type)
           if (b != Slot::Invalid) b = Slot::Misc;
@@ -165,6 +166,7 @@ void Engine::stack_write(State& st, unsigned regno, std::int64_t off, unsigned s
   const std::int64_t o = static_cast<std::int64_t>(base.var_off.value) + off;
   const SlotPos p = slot_pos(o);
   StackSlot& s = fr.stack[p.spi];
+  if (!dynptr_destroy(st, fr, p.spi)) reject(EINVAL, "cannot overwrite referenced dynptr");
   last_spi_ = static_cast<std::int16_t>(p.spi);
   last_spi_frame_ = static_cast<std::uint8_t>(base.frameno);
   if (p.byte == 0 && size == 8) live_mark_write(base.frameno, 1ULL << p.spi);
@@ -285,6 +287,13 @@ void Engine::check_stack_range_init(State& st, unsigned regno, std::int64_t off,
     max_off = r.smax + off;
   }
   if (meta != nullptr && meta->raw_mode) {
+    // helpers must not write over a dynptr (the kernel refuses possible aliasing)
+    const Frame& fr = stack_frame(st, r);
+    for (std::int64_t i = min_off; i < max_off + size; ++i) {
+      const SlotPos p = slot_pos(i);
+      if (i < 0 && fr.stack[p.spi].type[p.byte] == Slot::Dynptr)
+        reject(EACCES, fmt::format("potential write to dynptr at off={} disallowed", i));
+    }
     meta->raw_regno = static_cast<int>(regno);
     meta->raw_size = size;
     return;
@@ -390,6 +399,9 @@ void Engine::check_mem_access(State& st, std::size_t idx, unsigned regno, std::i
       check_ctx_access(st, idx, regno, insn_off, size, t, t == Access::Read ? value_regno : -1);
       break;
     case RegType::MapValue: case RegType::MapKey: case RegType::Mem: {
+      // callbacks get map keys read-only (the kernel's check_mem_access)
+      if (t == Access::Write && r.type == RegType::MapKey)
+        reject(EACCES, fmt::format("write to change key R{} not allowed", regno));
       if (t == Access::Write && ptr_value && !cfg_.privileged && r.type == RegType::MapValue)
         reject(EACCES, fmt::format("R{} leaks addr into map", regno));
       if (r.type == RegType::Mem && r.rdonly && t == Access::Write)
@@ -428,6 +440,9 @@ void Engine::check_mem_access(State& st, std::size_t idx, unsigned regno, std::i
         mark_unknown(d);
         d.written = true;
       }
+      break;
+    case RegType::Sock: case RegType::SockCommon: case RegType::TcpSock:
+      check_sock_access(st, idx, regno, off, size, t, value_regno);
       break;
     case RegType::NotInit: case RegType::Scalar: case RegType::ConstMapPtr: case RegType::PacketEnd:
     case RegType::Func:
@@ -579,7 +594,7 @@ void Engine::check_helper_mem(State& st, unsigned regno, std::int64_t size, bool
       if (zero_ok && size == 0 && r.var_off.equals_const(0)) return;
       [[fallthrough]];
     case RegType::NotInit: case RegType::Ctx: case RegType::ConstMapPtr: case RegType::PacketEnd:
-    case RegType::Func:
+    case RegType::Func: case RegType::Sock: case RegType::SockCommon: case RegType::TcpSock:
       reject(EACCES, fmt::format("R{} type={} expected=fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, "
                                  "trusted_ptr_",
                                  regno, reg_type_str(r)));
@@ -596,6 +611,8 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
   auto mismatch = [&](const char* expected) {
     reject(EACCES, fmt::format("R{} type={} expected={}", regno, reg_type_str(r), expected));
   };
+  if (kind != K::Anything && r.is_pkt() && !spec::helper_pkt_access(p.id))
+    reject(EACCES, "helper access to the packet is not allowed");
   switch (kind) {
     case K::Unused: return;
     case K::Anything:
@@ -603,6 +620,7 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
       return;
     case K::ConstMapPtr:
       if (r.type != RegType::ConstMapPtr) mismatch("map_ptr");
+      check_timer_map(r, regno, meta);  // bpf_timer_init: the timer's own map (timers.cpp)
       meta.map = r.map;
       if (p.id == 12 && cfg_.maps[static_cast<std::size_t>(r.map)].type != 3)
         reject(EINVAL, "expected prog array map for tail call");
@@ -662,18 +680,19 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
       if (r.type == RegType::Scalar && r.var_off.equals_const(0)) return;
       if (r.type != RegType::Stack) mismatch("fp");
       return;
+    case K::SockCommon: case K::SockCommonRelease:
+      sock_arg(st, p, argno, meta);  // sockets.cpp
+      return;
+    case K::DynptrLocalUninit: case K::DynptrRingbufUninit: case K::DynptrRingbufRelease: case K::DynptrRdonly:
+      dynptr_arg(st, cur_idx_, p, argno, meta);  // dynptr.cpp
+      return;
+    case K::Timer:
+      check_timer_arg(st, regno, meta);  // timers.cpp
+      return;
     case K::SpinLock: {
       // the kernel's process_spin_lock: the map value's struct bpf_spin_lock
       if (r.type != RegType::MapValue || r.maybe_null) mismatch("map_value, ptr_");
-      if (!r.var_off.is_const())
-        reject(EINVAL, fmt::format("R{} doesn't have constant offset. bpf_spin_lock has to be at the constant offset",
-                                   regno));
-      const MapDesc& md = cfg_.maps[static_cast<std::size_t>(r.map)];
-      if (!md.btf) reject(EINVAL, fmt::format("map '{}' has to have BTF in order to use bpf_spin_lock", md.name));
-      if (md.spin_lock_off < 0) reject(EINVAL, fmt::format("map '{}' has no valid bpf_spin_lock", md.name));
-      const std::int64_t o = static_cast<std::int64_t>(r.var_off.value) + r.off;
-      if (o != md.spin_lock_off)
-        reject(EINVAL, fmt::format("off {} doesn't point to 'struct bpf_spin_lock' that is at {}", o, md.spin_lock_off));
+      check_map_field_pointer(r, regno, "bpf_spin_lock");  // timers.cpp
       meta.lock_map = r.map;
       meta.lock_id = r.id;
       return;
@@ -743,8 +762,9 @@ void Engine::check_helper_arg(State& st, const spec::HelperProto& p, unsigned ar
             // narrow spill of a wider constant is a key out of range, not its low bytes
             meta.const_key = sl.spilled.var_off.value;
             // the key's value decides the result: it must be precise
-            if (st.frames.size() == 1) mark_precise_masks(st, 0, 1ULL << ((-o - 1) / 8));
-            else mark_all_precise(st);
+            Masks m;
+            m.stack[static_cast<std::size_t>(r.frameno)] = 1ULL << ((-o - 1) / 8);
+            mark_precise_frames(st, m);
           }
         }
       }
@@ -769,6 +789,7 @@ void Engine::spin_lock_call(State& st, const spec::HelperProto& p, const CallMet
 
 // Loads and stores must not touch a map value's bpf_spin_lock.
 void Engine::check_lock_field(const Reg& r, std::int64_t off, std::int64_t size) {
+  check_timer_field(r, off, size);  // timers.cpp
   if (r.type != RegType::MapValue || r.map < 0) return;
   const std::int32_t lock = cfg_.maps[static_cast<std::size_t>(r.map)].spin_lock_off;
   if (lock < 0) return;
@@ -803,9 +824,17 @@ void Engine::do_helper_call(State& st, std::size_t idx, const isa::Insn& in) {
   }
   check_map_compat(*p, meta.map);
   if (meta.lock_map >= 0) spin_lock_call(st, *p, meta);
-  if (meta.callback >= 0) push_callback(st, idx, *p, meta);
+  if (meta.callback >= 0 && is_async_callback_call(in)) push_async_callback(st, idx, meta);  // timers.cpp
+  else if (meta.callback >= 0) push_callback(st, idx, *p, meta);
   if (uid == static_cast<std::uint32_t>(spec::HelperId::tail_call)) check_no_refs(st, "tail_call");
-  if (meta.release_ref != 0) release_reference(st, meta.release_ref);
+  if (meta.release_ref != 0) {
+    if (std::none_of(st.refs.begin(), st.refs.end(), [&](const State::Ref& r) { return r.id == meta.release_ref; }))
+      reject(EINVAL, fmt::format("func bpf_{}#{} reference has not been acquired before", p->name, id));
+    release_reference(st, meta.release_ref);
+  }
+  if (meta.dynptr_release) dynptr_release(st, meta);  // dynptr.cpp
+  if (uid == static_cast<std::uint32_t>(spec::HelperId::dynptr_from_mem) && reg(st, 1).type != RegType::MapValue)
+    reject(EACCES, fmt::format("Unsupported reg type {} for bpf_dynptr_from_mem data", reg_type_str(reg(st, 1))));
   for (unsigned r = 1; r <= 5; ++r) mark_not_init(reg(st, r));
   Reg& r0 = reg(st, 0);
   switch (p->ret) {
@@ -854,6 +883,12 @@ void Engine::do_helper_call(State& st, std::size_t idx, const isa::Insn& in) {
       break;
     }
     case spec::RetKind::BtfIdTask:
+      break;
+    case spec::RetKind::SocketOrNull: case spec::RetKind::SockCommonOrNull: case spec::RetKind::TcpSockOrNull:
+      sock_return(st, idx, *p, meta);  // sockets.cpp
+      break;
+    case spec::RetKind::DynptrMemOrNull:
+      dynptr_return(st, meta);  // dynptr.cpp
       break;
   }
   r0.written = true;

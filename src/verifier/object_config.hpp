@@ -31,8 +31,9 @@ inline std::vector<loader::HostSymbol> kfunc_symbols() {
   return v;
 }
 
-// Offset of the struct bpf_spin_lock member of BTF struct `type_id` (-1: none).
-inline std::int32_t spin_lock_offset(const struct btf* btf, std::uint32_t type_id) {
+// Offset of the first member of BTF struct `type_id` whose type is the
+// struct named `member_struct` (-1: none).
+inline std::int32_t struct_member_offset(const struct btf* btf, std::uint32_t type_id, std::string_view member_struct) {
   const std::int32_t id = btf != nullptr && type_id != 0 ? btf__resolve_type(btf, type_id) : -1;
   const struct btf_type* t = id > 0 ? btf__type_by_id(btf, static_cast<std::uint32_t>(id)) : nullptr;
   if (t == nullptr || !btf_is_struct(t)) return -1;
@@ -41,10 +42,19 @@ inline std::int32_t spin_lock_offset(const struct btf* btf, std::uint32_t type_i
     const std::int32_t mid = btf__resolve_type(btf, m[i].type);
     const struct btf_type* mt = mid > 0 ? btf__type_by_id(btf, static_cast<std::uint32_t>(mid)) : nullptr;
     const char* name = mt != nullptr ? btf__name_by_offset(btf, mt->name_off) : nullptr;
-    if (mt != nullptr && btf_is_struct(mt) && name != nullptr && std::string_view(name) == "bpf_spin_lock")
+    if (mt != nullptr && btf_is_struct(mt) && name != nullptr && std::string_view(name) == member_struct)
       return static_cast<std::int32_t>(btf_member_bit_offset(t, i) / 8);
   }
   return -1;
+}
+
+// Offset of the struct bpf_spin_lock member of BTF struct `type_id` (-1: none).
+inline std::int32_t spin_lock_offset(const struct btf* btf, std::uint32_t type_id) {
+  return struct_member_offset(btf, type_id, "bpf_spin_lock");
+}
+// Offset of the struct bpf_timer member of BTF struct `type_id` (-1: none).
+inline std::int32_t timer_offset(const struct btf* btf, std::uint32_t type_id) {
+  return struct_member_offset(btf, type_id, "bpf_timer");
 }
 
 inline std::vector<MapDesc> map_table(const loader::Object& obj) {
@@ -53,6 +63,7 @@ inline std::vector<MapDesc> map_table(const loader::Object& obj) {
     MapDesc d;
     d.btf = m.btf_value_type_id != 0;
     d.spin_lock_off = spin_lock_offset(obj.btf(), m.btf_value_type_id);
+    d.timer_off = timer_offset(obj.btf(), m.btf_value_type_id);
     d.type = m.type;
     d.key_size = m.key_size;
     d.value_size = m.value_size;

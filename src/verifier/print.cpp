@@ -27,6 +27,9 @@ std::string reg_type_str(const Reg& r) {
     case RegType::PacketEnd: base = "pkt_end"; break;
     case RegType::Mem: base = "mem"; break;
     case RegType::Func: base = "func"; break;
+    case RegType::Sock: base = "sock"; break;
+    case RegType::SockCommon: base = "sock_common"; break;
+    case RegType::TcpSock: base = "tcp_sock"; break;
   }
   std::string prefix;
   if (r.rdonly) prefix += "rdonly_";
@@ -115,6 +118,15 @@ std::string slot_str(const StackSlot& sl, const Config& cfg) {
   if (sl.type[0] == Slot::Iter)
     return fmt::format("iter_num(ref_id={},state={},depth={})", sl.spilled.ref_obj_id,
                        sl.iter_state == kIterActive ? "active" : "drained", sl.iter_depth);
+  if (sl.type[0] == Slot::Dynptr) {
+    // printed once, at the dynptr's first slot: "dynptr_ringbuf(id=1,ref_id=2)"
+    if (!sl.dynptr_first) return {};
+    std::vector<std::string> parts;
+    if (sl.spilled.id != 0) parts.push_back(fmt::format("id={}", sl.spilled.id));
+    if (sl.spilled.ref_obj_id != 0) parts.push_back(fmt::format("ref_id={}", sl.spilled.ref_obj_id));
+    if (sl.spilled.id != 0) parts.push_back(fmt::format("dynptr_id={}", sl.spilled.id));
+    return fmt::format("dynptr_{}({})", sl.dynptr_type == kDynptrRingbuf ? "ringbuf" : "local", join(parts));
+  }
   std::string types;
   for (int b = 7; b >= 0; --b) {
     switch (sl.type[static_cast<std::size_t>(b)]) {
@@ -123,6 +135,7 @@ std::string slot_str(const StackSlot& sl, const Config& cfg) {
       case Slot::Zero: types += '0'; break;
       case Slot::Spill: types += 'r'; break;
       case Slot::Iter: types += 'i'; break;
+      case Slot::Dynptr: types += 'd'; break;
     }
   }
   return types;
@@ -140,8 +153,9 @@ std::string frame_diff_str(const Frame& before, const Frame& after, const Config
   for (int spi = 0; spi < kSlots; ++spi) {
     const StackSlot& sa = after.stack[static_cast<std::size_t>(spi)];
     const StackSlot& sb = before.stack[static_cast<std::size_t>(spi)];
-    if (sa.type == sb.type && slot_str(sa, cfg) == slot_str(sb, cfg)) continue;
-    s += fmt::format(" fp{}={}", -(spi + 1) * 8, slot_str(sa, cfg));
+    const std::string text = slot_str(sa, cfg);
+    if ((sa.type == sb.type && text == slot_str(sb, cfg)) || text.empty()) continue;
+    s += fmt::format(" fp{}={}", -(spi + 1) * 8, text);
   }
   return s;
 }
@@ -161,7 +175,8 @@ std::string frame_str(const Frame& f, const Config& cfg, bool only_written) {
     bool any = false;
     for (const Slot t : sl.type) any = any || t != Slot::Invalid;
     if (!any || only_written) continue;
-    s += fmt::format(" fp{}={}", -(spi + 1) * 8, slot_str(sl, cfg));
+    const std::string text = slot_str(sl, cfg);
+    if (!text.empty()) s += fmt::format(" fp{}={}", -(spi + 1) * 8, text);
   }
   return s;
 }

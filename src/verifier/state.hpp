@@ -40,6 +40,9 @@ enum class RegType : std::uint8_t {
   PacketEnd,     // PTR_TO_PACKET_END
   Mem,           // PTR_TO_MEM (rdonly / ringbuf flags, maybe_null)
   Func,          // PTR_TO_FUNC (lddw rX, func): a callback subprogram
+  Sock,          // PTR_TO_SOCKET (struct bpf_sock; maybe_null: sock_or_null)
+  SockCommon,    // PTR_TO_SOCK_COMMON (struct bpf_sock, common fields only)
+  TcpSock,       // PTR_TO_TCP_SOCK (struct bpf_tcp_sock)
 };
 
 struct Reg {
@@ -61,9 +64,13 @@ struct Reg {
   u32 range = 0;      // packet: bytes proven readable from off 0; mem: size
   int frameno = 0;    // stack pointers: the frame they point into
   int func = -1;      // PTR_TO_FUNC: the subprogram index
+  u32 dynptr_id = 0;  // mem from bpf_dynptr_data: the dynptr's id (slices die with it)
 
   [[nodiscard]] bool is_pointer() const { return type != RegType::NotInit && type != RegType::Scalar; }
   [[nodiscard]] bool is_pkt() const { return type == RegType::Packet || type == RegType::PacketMeta; }
+  [[nodiscard]] bool is_sock() const {
+    return type == RegType::Sock || type == RegType::SockCommon || type == RegType::TcpSock;
+  }
   [[nodiscard]] bool is_const() const { return type == RegType::Scalar && var_off.is_const(); }
 };
 
@@ -91,7 +98,8 @@ int branch_taken(const Reg& a, const Reg& b, isa::sem::Cond c, bool is32);
 void refine(Reg& a, Reg& b, isa::sem::Cond c, bool is32, bool taken);
 
 // ---------------------------------------------------------------- stack and frames
-enum class Slot : std::uint8_t { Invalid, Spill, Misc, Zero, Iter };  // Iter: an open-coded iterator (STACK_ITER)
+// Iter: an open-coded iterator (STACK_ITER); Dynptr: half of a struct bpf_dynptr (STACK_DYNPTR, two slots)
+enum class Slot : std::uint8_t { Invalid, Spill, Misc, Zero, Iter, Dynptr };
 
 inline constexpr int kStackSize = 512;
 inline constexpr int kSlots = kStackSize / 8;
@@ -104,7 +112,13 @@ struct StackSlot {
   // kernel's spilled_ptr.iter); spilled.ref_obj_id is its reference.
   std::uint8_t iter_state = 0;  // IterState
   std::uint32_t iter_depth = 0;
+  // Slot::Dynptr (all 8 bytes of both slots): the dynptr's type (DynptrType)
+  // and whether this is its first (higher) slot; spilled.id is the dynptr's
+  // id, spilled.ref_obj_id its reference (ring buffer dynptrs).
+  std::uint8_t dynptr_type = 0;
+  bool dynptr_first = false;
 };
+enum DynptrType : std::uint8_t { kDynptrInvalid = 0, kDynptrLocal = 1, kDynptrRingbuf = 2 };  // enum bpf_dynptr_type
 enum IterState : std::uint8_t { kIterNone = 0, kIterActive = 1, kIterDrained = 2 };
 
 struct Frame {
@@ -115,6 +129,7 @@ struct Frame {
   int frameno = 0;
   bool in_callback = false;     // a callback called by a helper (returns to the helper call)
   u32 callback_depth = 0;       // callback iterations started from this frame's current call
+  bool in_async_callback = false;  // frame 0 of a bpf_timer callback (returns 0; timers.cpp)
 };
 
 // One executed instruction of the current path segment (since the last
@@ -143,6 +158,16 @@ struct State {
   [[nodiscard]] Frame& cur() { return frames.back(); }
   [[nodiscard]] const Frame& cur() const { return frames.back(); }
 };
+
+// Calls f(Reg&) for every register of every frame and every spilled register.
+template <class F>
+void for_each_reg(State& st, F&& f) {
+  for (auto& fr : st.frames) {
+    for (auto& r : fr.regs) f(r);
+    for (auto& s : fr.stack)
+      if (s.type[7] == Slot::Spill || s.type[0] == Slot::Spill) f(s.spilled);
+  }
+}
 
 // Equivalence for pruning: every concrete state of `cur` is a concrete state
 // of `old` (old was fully explored and safe).

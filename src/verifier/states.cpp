@@ -39,6 +39,7 @@ bool same_reg(const Reg& a, const Reg& b, IdMap& ids) {
          a.smin == b.smin && a.smax == b.smax && a.umin == b.umin && a.umax == b.umax && a.s32min == b.s32min &&
          a.s32max == b.s32max && a.u32min == b.u32min && a.u32max == b.u32max && a.off == b.off && a.map == b.map &&
          a.range == b.range && a.frameno == b.frameno && a.ringbuf == b.ringbuf && a.func == b.func &&
+         a.dynptr_id == b.dynptr_id &&
          ids.check(a.id, b.id) &&
          ids.check(a.ref_obj_id, b.ref_obj_id);
 }
@@ -60,8 +61,9 @@ bool regsafe(const Reg& o, const Reg& c, IdMap& ids, Cmp mode) {
       return range_within(o, c) && o.var_off.contains(c.var_off);
     case RegType::NotInit: case RegType::Ctx: case RegType::ConstMapPtr: case RegType::MapValue:
     case RegType::MapKey: case RegType::Stack: case RegType::PacketEnd: case RegType::Mem: case RegType::Func:
+    case RegType::Sock: case RegType::SockCommon: case RegType::TcpSock:
       if (o.maybe_null != c.maybe_null || o.rdonly != c.rdonly || o.ringbuf != c.ringbuf || o.map != c.map ||
-          o.func != c.func ||
+          o.func != c.func || o.dynptr_id != c.dynptr_id ||
           o.off != c.off || o.frameno != c.frameno || o.range != c.range)
         return false;
       if (!ids.check(o.id, c.id) || !ids.check(o.ref_obj_id, c.ref_obj_id)) return false;
@@ -93,6 +95,10 @@ bool stacksafe(const Frame& o, const Frame& c, IdMap& ids, Cmp mode) {
       if (os.iter_state != cs.iter_state || !ids.check(os.spilled.ref_obj_id, cs.spilled.ref_obj_id)) return false;
       if (exact && os.iter_depth != cs.iter_depth) return false;
     }
+    if (os.type[0] == Slot::Dynptr &&
+        (os.dynptr_type != cs.dynptr_type || os.dynptr_first != cs.dynptr_first ||
+         !ids.check(os.spilled.ref_obj_id, cs.spilled.ref_obj_id)))
+      return false;
   }
   return true;
 }

@@ -111,7 +111,7 @@ void Engine::check_cfg() {
         for (const auto k : hp->args)
           if (k == spec::ArgKind::Func) {
             prune_point_[pc] = true;
-            calls_callback_[pc] = true;
+            calls_callback_[pc] = !is_async_callback_call(in);  // timer callbacks never return here
           }
     }
     add(pc + 1);
@@ -133,9 +133,35 @@ void Engine::end_path(State& cur) {
 
 void Engine::push_branch(const State& st, std::size_t idx, std::size_t prev) {
   if (stack_.size() > 8192) reject(E2BIG, "The sequence of 8193 jumps is too complex.");
+  charge_states(sizeof(Pending) - sizeof(State) + state_bytes(st));
   stack_.push_back(Pending{st, idx, prev, out_.log.size()});
   ++stack_.back().st.dfs_depth;
   if (st.parent != ~0u) ++nodes_[st.parent].branches;
+}
+
+Engine::Pending Engine::pop_branch() {
+  Pending p = std::move(stack_.back());
+  stack_.pop_back();
+  state_bytes_ -= sizeof(Pending) - sizeof(State) + state_bytes(p.st);
+  return p;
+}
+
+// Heap and inline bytes of one stored state (what a copy of it holds).
+std::uint64_t Engine::state_bytes(const State& st) {
+  return sizeof(State) + st.frames.capacity() * sizeof(Frame) + st.refs.capacity() * sizeof(State::Ref) +
+         st.hist.capacity() * sizeof(HistEntry);
+}
+
+// Checkpoints stay for the whole run (the parent chain needs them), pending
+// branches until they are explored: the kernel allocates both, and fails
+// the load with ENOMEM when it cannot.
+void Engine::charge_states(std::uint64_t bytes) {
+  state_bytes_ += bytes;
+  out_.stats.peak_state_bytes = std::max(out_.stats.peak_state_bytes, state_bytes_);
+  if (cfg_.memory_limit != 0 && state_bytes_ > cfg_.memory_limit)
+    reject(ENOMEM, fmt::format("verifier memory limit exceeded: stored states need {} bytes, the limit is {} bytes "
+                               "({} checkpoints, {} pending branches)",
+                               state_bytes_, cfg_.memory_limit, nodes_.size(), stack_.size()));
 }
 
 bool Engine::prune_or_checkpoint(State& cur, std::size_t idx) {
@@ -213,6 +239,7 @@ bool Engine::prune_or_checkpoint(State& cur, std::size_t idx) {
   cur.jmp_hist = 0;
   node.st = cur;
   node.parent = cur.parent;
+  charge_states(sizeof(Node) - sizeof(State) + state_bytes(node.st) + node.hist.capacity() * sizeof(HistEntry));
   nodes_.push_back(std::move(node));
   const auto id = static_cast<std::uint32_t>(nodes_.size() - 1);
   list.push_back(id);
@@ -354,8 +381,7 @@ void Engine::explore(State cur, std::size_t idx) {
       if (cfg_.log_level >= 2) log(fmt::format("{}: safe\n", idx));
       end_path(cur);
       if (stack_.empty()) break;
-      Pending p = std::move(stack_.back());
-      stack_.pop_back();
+      Pending p = pop_branch();
       if (cfg_.log_level == 1) out_.log.resize(p.log_pos);
       cur = std::move(p.st);
       idx = p.idx;
@@ -409,8 +435,7 @@ void Engine::explore(State cur, std::size_t idx) {
     if (next < 0) {
       end_path(cur);
       if (stack_.empty()) break;
-      Pending p = std::move(stack_.back());
-      stack_.pop_back();
+      Pending p = pop_branch();
       if (cfg_.log_level == 1) out_.log.resize(p.log_pos);
       cur = std::move(p.st);
       idx = p.idx;
@@ -504,6 +529,7 @@ int Engine::resolve_lddw(const isa::Insn& in) {
         t == BPF_PROG_TYPE_RAW_TRACEPOINT || t == BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE)
       reject(EINVAL, "tracing progs cannot use bpf_spin_lock yet");
   }
+  check_timer_prog_type(cfg_.maps[static_cast<std::size_t>(m)]);  // timers.cpp
   if (in.op == Op::LddwMapFd || in.op == Op::LddwMapIdx) return m;
   const MapDesc& md = cfg_.maps[static_cast<std::size_t>(m)];
   const spec::MapType* mt = spec::map_type(md.type);
@@ -748,6 +774,7 @@ long Engine::do_exit(State& st, std::size_t idx) {
                       frame_str(st.cur(), cfg_, false)));
     return callsite + 1;
   }
+  if (st.cur().in_async_callback) return async_callback_exit(st);  // timers.cpp
   if (st.cur().subprog != 0) {
     // a global function verified on its own returns a scalar to any caller
     if (r0.type != RegType::Scalar)

@@ -10,8 +10,9 @@
 // profile (CAP_BPF + CAP_PERFMON, as root loads them) and the main rules of
 // the unprivileged one; Linux 6.18 liveness and pruning, ring buffer
 // reference tracking, bpf_loop / for_each_map_elem callbacks, may_goto,
-// global functions from their BTF signature (Config::funcs). Not yet:
-// timers, dynptrs, socket references. kfuncs: the host table
+// global functions from their BTF signature (Config::funcs), bpf_timer
+// (timers.cpp), socket references (sockets.cpp), dynptrs (dynptr.cpp).
+// kfuncs: the host table
 // (spec/kfuncs.def) with open-coded numeric iterators; bpf_spin_lock.
 #pragma once
 
@@ -36,6 +37,7 @@ struct MapDesc {
   std::string name;        // for messages ("map=name" in register states)
   bool btf = false;                // the map has BTF for its value (bpf_spin_lock needs it)
   std::int32_t spin_lock_off = -1;  // offset of the value's struct bpf_spin_lock (-1: none)
+  std::int32_t timer_off = -1;      // offset of the value's struct bpf_timer (-1: none; verifier/timers.cpp)
 };
 
 // A function's signature from the program's BTF (func_info + FUNC_PROTO),
@@ -67,6 +69,10 @@ struct Config {
   unsigned log_level = 0;             // 0, 1 (failing path + message), 2 (every state)
   bool privileged = true;             // CAP_BPF + CAP_PERFMON (root); false: unprivileged rules
   std::uint64_t insn_limit = 1'000'000;  // BPF_COMPLEXITY_LIMIT_INSNS
+  // Bytes the verifier may hold in stored states (checkpoints kept for
+  // pruning and pending branches): beyond it the load fails with ENOMEM, the
+  // kernel's errno when a state allocation fails. 0: no limit.
+  std::uint64_t memory_limit = std::uint64_t{1} << 30;
   // bpf_get_smp_processor_id() returns [0, cpu_count - 1] (the kernel's
   // nr_cpu_ids); 0: the machine's possible CPUs (maps::default_cpu_count(),
   // the runtime's default number of CPU slots). A runtime using more slots
@@ -80,6 +86,7 @@ struct Stats {
   std::uint32_t total_states = 0;
   std::uint32_t peak_states = 0;
   std::uint32_t mark_read = 0;     // liveness is not tracked yet: always 0
+  std::uint64_t peak_state_bytes = 0;  // most bytes held in stored states at once (Config::memory_limit)
 };
 
 // Facts for execution, produced for accepted programs.

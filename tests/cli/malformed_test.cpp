@@ -170,12 +170,13 @@ TEST_F(Malformed, ObjectWithFlippedHeaderFields) {
       std::string what;
       std::string bytes;
       bool must_fail;
+      std::string says;  // must_fail: the message must also contain this (the field / section)
     };
     std::vector<Flip> flips;
-    auto flip = [&](std::string what, bool must_fail, auto&& edit) {
+    auto flip = [&](std::string what, bool must_fail, auto&& edit, std::string says = {}) {
       std::string b = bytes;
       edit(b);
-      flips.push_back({std::move(what), std::move(b), must_fail});
+      flips.push_back({std::move(what), std::move(b), must_fail, std::move(says)});
     };
     flip("magic", true, [](std::string& b) { b[EI_MAG1] = 'X'; });
     flip("class 32", true, [](std::string& b) { b[EI_CLASS] = ELFCLASS32; });
@@ -199,7 +200,10 @@ TEST_F(Malformed, ObjectWithFlippedHeaderFields) {
       poke<Elf64_Half>(b, offsetof(Elf64_Ehdr, e_shstrndx), static_cast<Elf64_Half>(v.eh.e_shnum + 3));
     });
     flip("e_shstrndx zero", true, [](std::string& b) { poke<Elf64_Half>(b, offsetof(Elf64_Ehdr, e_shstrndx), 0); });
-    flip("e_shentsize", false, [](std::string& b) { poke<Elf64_Half>(b, offsetof(Elf64_Ehdr, e_shentsize), 32); });
+    flip("e_shentsize 32", true, [](std::string& b) { poke<Elf64_Half>(b, offsetof(Elf64_Ehdr, e_shentsize), 32); },
+         "e_shentsize 32");
+    flip("e_shentsize 128", true, [](std::string& b) { poke<Elf64_Half>(b, offsetof(Elf64_Ehdr, e_shentsize), 128); },
+         "e_shentsize 128");
     for (unsigned i = 1; i < v.sh.size(); ++i) {
       const std::size_t at = v.eh.e_shoff + i * sizeof(Elf64_Shdr);
       const std::string sec = "section " + std::to_string(i) + " '" + v.names[i] + "' ";
@@ -224,9 +228,11 @@ TEST_F(Malformed, ObjectWithFlippedHeaderFields) {
       flip(sec + "sh_entsize zero", false, [&](std::string& b) {
         poke<Elf64_Xword>(b, at + offsetof(Elf64_Shdr, sh_entsize), 0);
       });
-      flip(sec + "sh_type nobits", false, [&](std::string& b) {
+      // a relocation section turned NOBITS must not pass as "no relocations"
+      const bool rel = v.sh[i].sh_type == SHT_REL;
+      flip(sec + "sh_type nobits", rel, [&](std::string& b) {
         poke<Elf64_Word>(b, at + offsetof(Elf64_Shdr, sh_type), SHT_NOBITS);
-      });
+      }, rel ? "section '" + v.names[i] + "'" : std::string());
     }
     for (std::size_t k = 0; k < flips.size(); ++k) {
       const std::string name = fs::path(obj).stem().string() + "_flip" + std::to_string(k) + ".o";
@@ -243,6 +249,9 @@ TEST_F(Malformed, ObjectWithFlippedHeaderFields) {
         ProcessResult both = r;
         both.err = r.err + r.out;
         EXPECT_TRUE(refused(both, name));
+        if (!flips[k].says.empty()) {
+          EXPECT_TRUE(refused(both, flips[k].says));
+        }
         ++refusals;
       } else {
         EXPECT_TRUE(ended_cleanly(r));

@@ -193,6 +193,54 @@ TEST(Classic, ExpressionAndContext) {
   EXPECT_EQ(c.len, hit.size());
 }
 
+// Batches from a file: every packet copied with its time and length, frames
+// pointing at the copies, and the batch's verdicts equal run_classic's.
+TEST(Classic, BatchesFromAFile) {
+  const std::string path = temp_path("batch.pcap");
+  std::vector<Bytes> frames;
+  for (std::uint16_t i = 0; i < 11; ++i) frames.push_back(udp_frame(i % 3 == 0 ? 7777 : 53, i * 5u, i % 4 == 1 ? 9 : 0));
+  {
+    auto w = hooks::PcapWriter::open(path, hooks::kLinkEthernet);
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      hooks::Packet like;
+      like.sec = 50 + static_cast<std::int64_t>(i);
+      like.wirelen = static_cast<std::uint32_t>(frames[i].size() + i);
+      w->write(frames[i], like);
+    }
+  }
+  auto prog = hooks::compile_expression("udp dst port 7777 and len > 50");
+  ASSERT_TRUE(prog.ok()) << prog.error().message;
+  auto f = cbpf::Filter::create(*prog);
+  ASSERT_TRUE(f.ok());
+  EXPECT_TRUE(f->batched()) << f->batch_note();
+  auto src = hooks::open_file(path);
+  ASSERT_TRUE(src.ok()) << src.error().message;
+  hooks::PacketBatch b;
+  std::vector<std::uint32_t> verdicts(4);
+  std::size_t seen = 0, kept = 0;
+  for (;;) {
+    auto n = b.fill(**src, 4);
+    ASSERT_TRUE(n.ok()) << n.error().message;
+    if (*n == 0) break;
+    ASSERT_EQ(b.size(), *n);
+    ASSERT_LE(*n, 4U);
+    kept += hooks::run_classic_batch(*f, b, verdicts, cbpf::LinkLayer::Ethernet);
+    for (std::size_t i = 0; i < *n; ++i, ++seen) {
+      const hooks::Packet& p = b.packet(i);
+      EXPECT_EQ(Bytes(p.data.begin(), p.data.end()), frames[seen]) << "packet " << seen;
+      EXPECT_EQ(p.sec, 50 + static_cast<std::int64_t>(seen));
+      EXPECT_EQ(b.frames()[i].data, p.data.data());
+      EXPECT_EQ(b.frames()[i].wirelen, frames[seen].size() + seen);
+      EXPECT_EQ(verdicts[i], hooks::run_classic(*f, p, cbpf::LinkLayer::Ethernet)) << "packet " << seen;
+    }
+  }
+  EXPECT_EQ(seen, frames.size());
+  EXPECT_GT(kept, 0U);
+  EXPECT_LT(kept, frames.size());
+  fs::remove(path);
+}
+
 // ---------------------------------------------------------------- live
 
 TEST(Live, UnknownInterface) {

@@ -1,6 +1,6 @@
 // The JIT's cross-instruction optimisations against the interpreter: random
 // programs dense in the patterns they rewrite (known-width zero-extensions
-// and masks, load + byte swap, compare-and-branch over a goto, jump chains,
+// and masks, load + byte swap, load + ALU op, compare-and-branch over a goto, jump chains,
 // division register choices), and bpf-to-bpf calls in programs without
 // helpers (static call depth, no frame move for callees that do not use r10).
 #include <gtest/gtest.h>
@@ -82,6 +82,10 @@ class PatternGen {
           after(p, r);
           break;
         default:
+          if (pick(2) == 0) {
+            load_op(p);
+            break;
+          }
           p(Op::Mov32Reg, r, reg());
           after(p, r);
           break;
@@ -128,6 +132,26 @@ class PatternGen {
     // must not reach r0 (each engine's stack is elsewhere).
     if (pick(2) == 0 && !(f == isa::Form::Ldx && other == t)) p(Op::LdxB, static_cast<std::uint8_t>(pick(10) == 0 ? 0 : i), t, 0);
     p(Op::MovImm, t, 0, 0, 5);
+  }
+
+  // rX = load; rD op= rX (emit_load_op): load widths that match the
+  // operation's or not, rD == rX or not, rX dead afterwards or read again.
+  void load_op(Prog& p) {
+    static const Op kLoads[] = {Op::LdxW, Op::LdxDW, Op::LdxDW, Op::LdxW, Op::LdxH, Op::LdxSW};
+    static const Op kOps[] = {Op::AddReg, Op::SubReg, Op::MulReg, Op::OrReg, Op::AndReg, Op::XorReg, Op::Add32Reg,
+                              Op::Sub32Reg, Op::Mul32Reg, Op::Or32Reg, Op::And32Reg, Op::Xor32Reg, Op::LshReg};
+    const Op ld = kLoads[pick(static_cast<unsigned>(std::size(kLoads)))];
+    const std::uint8_t x = reg(), d = pick(8) == 0 ? x : reg();
+    const unsigned size = isa::access_size(ld);
+    p(ld, x, 10, static_cast<std::int16_t>(-64 + static_cast<int>(pick(64 / size) * size)));
+    if (pick(2) == 0) {  // rD loaded in between (the three-instruction form)
+      const Op ld2 = kLoads[pick(static_cast<unsigned>(std::size(kLoads)))];
+      const unsigned size2 = isa::access_size(ld2);
+      p(ld2, d, 10, static_cast<std::int16_t>(-64 + static_cast<int>(pick(64 / size2) * size2)));
+    }
+    p(kOps[pick(static_cast<unsigned>(std::size(kOps)))], d, x);
+    if (pick(2) == 0) p(Op::AddReg, reg(), x);  // x live after the pair
+    else p(Op::MovImm, x, 0, 0, imm());         // x dead
   }
 
   // An instruction that is a no-op or not depending on r's width.

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
+#include <string>
 #include <set>
 #include <thread>
 #include <vector>
@@ -248,4 +250,124 @@ TEST(MapConcurrency, QueueProducersConsumersExactlyOnce) {
     });
   for (auto& t : ts) t.join();
   for (std::uint32_t i = 0; i < 2 * per; ++i) ASSERT_EQ(got[i].load(), 1) << i;
+}
+
+namespace {
+
+// Lock-free program lookups against updates and deletes of the same keys.
+// Keys 0..kStable-1 are always present (updated in place); keys kStable..
+// kKeys-1 are deleted and inserted again all the time (their elements are
+// reused by other keys). Every value written is whole_value(key, r): a
+// reader checks that each value it sees is one that was written (its two
+// halves agree), and for the stable keys that a lookup never misses and
+// reads a value of that key.
+constexpr std::uint32_t kStable = 24;
+constexpr std::uint32_t kKeys = 48;
+
+std::uint64_t whole_value(std::uint32_t key, std::uint32_t r) {
+  return (std::uint64_t{~r ^ key} << 32) | r;
+}
+// The key a whole value was written for, or ~0u for a torn value.
+std::uint32_t value_key(std::uint64_t v) {
+  const std::uint32_t k = static_cast<std::uint32_t>(v >> 32) ^ ~static_cast<std::uint32_t>(v);
+  return k < kKeys ? k : ~0u;
+}
+
+// The map's key for key number i (LPM: a /32 IPv4 prefix).
+struct KeyBuf {
+  std::uint8_t b[8];
+};
+KeyBuf key_for(std::uint32_t type, std::uint32_t i) {
+  KeyBuf k{};
+  if (type == BPF_MAP_TYPE_LPM_TRIE) {
+    const std::uint32_t plen = 32;
+    const std::uint32_t addr = 0x0a000000u + i * 0x01010101u;  // spread over the trie
+    std::memcpy(k.b, &plen, 4);
+    std::memcpy(k.b + 4, &addr, 4);
+  } else {
+    std::memcpy(k.b, &i, 4);
+  }
+  return k;
+}
+
+void churn(Map& m, std::uint32_t type, std::uint32_t seed, std::uint32_t rounds) {
+  std::uint32_t r = seed;
+  for (std::uint32_t n = 0; n < rounds; ++n) {
+    r = r * 1664525u + 1013904223u;
+    const std::uint32_t i = (r >> 8) % kKeys;
+    const KeyBuf k = key_for(type, i);
+    const std::uint64_t v = whole_value(i, r);
+    if (i < kStable || (r & 1) != 0) {
+      const int e = m.prog_update(k.b, &v, BPF_ANY, 0);
+      EXPECT_EQ(e, 0) << i;
+    } else {
+      (void)m.prog_delete(k.b);
+    }
+  }
+}
+
+// Returns the number of failures seen (so a forked child can report them).
+std::uint32_t read_all(Map& m, std::uint32_t type, std::uint32_t rounds) {
+  std::uint32_t bad = 0;
+  for (std::uint32_t n = 0; n < rounds; ++n)
+    for (std::uint32_t i = 0; i < kKeys; ++i) {
+      const KeyBuf k = key_for(type, i);
+      auto* p = static_cast<std::uint64_t*>(m.prog_lookup(k.b, 0));
+      if (p == nullptr) {
+        if (i < kStable) ++bad;  // a key that is always there was missed
+        continue;
+      }
+      const std::uint32_t vk = value_key(std::atomic_ref<std::uint64_t>(*p).load(std::memory_order_relaxed));
+      if (vk == ~0u || (i < kStable && vk != i)) ++bad;
+    }
+  return bad;
+}
+
+}  // namespace
+
+TEST(MapConcurrency, LockFreeLookupsAgainstUpdatesAndDeletes) {
+  TempDir d;
+  for (const std::uint32_t type : {BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_LPM_TRIE}) {
+    SCOPED_TRACE(type);
+    const bool lpm = type == BPF_MAP_TYPE_LPM_TRIE;
+    // room for every key (no eviction of the stable ones); few buckets, so chains are shared
+    auto m = make(d, spec(type, lpm ? 8 : 4, 8, 2 * kKeys, lpm ? BPF_F_NO_PREALLOC : 0));
+    ASSERT_TRUE(m);
+    for (std::uint32_t i = 0; i < kKeys; ++i) {
+      const KeyBuf k = key_for(type, i);
+      const std::uint64_t v = whole_value(i, i);
+      ASSERT_EQ(m->update(k.b, &v, BPF_ANY), 0);
+    }
+    const std::uint32_t rounds = 200000u / static_cast<std::uint32_t>(kScale);
+    const std::string pin = d.path() + "/lockfree" + std::to_string(type);
+    ASSERT_TRUE(m->file().link(pin).ok());
+    const pid_t pid = ::fork();
+    if (pid == 0) {  // a second process: one writer, one reader
+      auto other = open_map(pin);
+      if (!other.ok()) ::_exit(2);
+      std::uint32_t bad = 0;
+      std::thread reader([&] { bad = read_all(**other, type, rounds / kKeys); });
+      churn(**other, type, 77, rounds);
+      reader.join();
+      ::_exit(bad != 0 || ::testing::Test::HasFailure() ? 1 : 0);
+    }
+    std::atomic<std::uint32_t> bad{0};
+    std::vector<std::thread> ts;
+    ts.emplace_back([&] { churn(*m, type, 1, rounds); });
+    ts.emplace_back([&] { churn(*m, type, 2, rounds); });
+    for (int t = 0; t < 2; ++t) ts.emplace_back([&] { bad += read_all(*m, type, rounds / kKeys); });
+    for (auto& t : ts) t.join();
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    EXPECT_EQ(bad.load(), 0u);
+    // afterwards: every stable key holds one of its own values
+    for (std::uint32_t i = 0; i < kStable; ++i) {
+      const KeyBuf k = key_for(type, i);
+      std::uint64_t v = 0;
+      ASSERT_EQ(m->lookup(k.b, &v, 0), 0) << i;
+      EXPECT_EQ(value_key(v), i);
+    }
+  }
 }

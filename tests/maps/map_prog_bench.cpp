@@ -5,15 +5,27 @@
 // on 1 and 2 threads at once: ns per operation from the kernel's reported
 // duration per run and from the thread CPU time of userbpf's runs (the
 // kernel's timer leaves out the time it yields the CPU; ours would not). Maps: hash, LRU hash, array, LPM trie (IPv4 /32
-// keys). Prints one line per case and the ratio userbpf / kernel (below 1:
+// keys), and a baseline "call" row: 16 calls of bpf_get_prandom_u32 (what a
+// helper call costs by itself on each side). Prints one line per case and the ratio userbpf / kernel (below 1:
 // userbpf is faster).
 //
-//   userbpf-map-prog-bench [--repeat N]
+// Ring buffers: the same kind of program makes 16 bpf_ringbuf_output calls
+// (or bpf_ringbuf_reserve + a store + bpf_ringbuf_submit) of 8, 64 or 512
+// bytes per run into a 16 MiB ring (flags 0: the default wakeup rule) while
+// a consumer thread drains it (the kernel's ring through its mmap, userbpf's
+// through RingBufConsumer::consume); ns per record on the producer side as
+// above, and the share of records the consumer received (an output that
+// finds the ring full fails with -EAGAIN and is not retried).
+//
+//   userbpf-map-prog-bench [--repeat N] [--only maps|ringbuf|hash|lru_hash|array|lpm_trie]
 #include <linux/bpf.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -25,6 +37,7 @@
 #include "isa/builder.hpp"
 #include "isa/isa.hpp"
 #include "bpf_sides.hpp"
+#include "maps/ringbuf.hpp"
 #include "runtime/runtime.hpp"
 
 using namespace userbpf;
@@ -35,6 +48,8 @@ constexpr std::uint32_t kEntries = 1024;
 constexpr int kOpsPerRun = 16;
 
 struct Side : maps::test::Side {
+  // Drains the ring buffer `fd` until `stop`; returns the records received.
+  std::function<std::uint64_t(int fd, const std::atomic<bool>& stop)> drain;
   // Time the runs by the calling thread's CPU time (userbpf: the run loop is
   // ordinary code a loaded machine preempts) instead of the reported duration
   // (the kernel's test-run timer leaves out the time it yields the CPU).
@@ -68,6 +83,11 @@ void key_of(const MapCase& mc, std::uint32_t i, std::uint8_t* key) {
 std::vector<isa::RawInsn> program(const MapCase& mc, int map_fd, bool update) {
   using isa::Op;
   isa::Builder p;
+  if (mc.type == BPF_MAP_TYPE_UNSPEC) {  // the baseline: 16 calls of a helper that does almost nothing
+    for (int i = 0; i < kOpsPerRun; ++i) p(Op::Call, 0, 0, 0, BPF_FUNC_get_prandom_u32);
+    p.mov(0, 0).exit();
+    return isa::encode(p.v);
+  }
   p(Op::StDW, 10, 0, -24, 7);  // the value for updates
   for (int i = 0; i < kOpsPerRun; ++i) {
     const std::uint32_t k = static_cast<std::uint32_t>(i * 61) % kEntries;
@@ -89,7 +109,7 @@ std::vector<isa::RawInsn> program(const MapCase& mc, int map_fd, bool update) {
 // ns per operation with `threads` threads running the program at once; -1 on error.
 double measure(const Side& side, const MapCase& mc, bool update, int threads, std::uint32_t repeat) {
   bpf_attr m{};
-  m.map_type = mc.type;
+  m.map_type = mc.type == BPF_MAP_TYPE_UNSPEC ? std::uint32_t{BPF_MAP_TYPE_ARRAY} : mc.type;
   m.key_size = mc.key_size;
   m.value_size = 8;
   m.max_entries = kEntries;
@@ -142,35 +162,191 @@ double measure(const Side& side, const MapCase& mc, bool update, int threads, st
   return sum / threads;
 }
 
+constexpr std::uint32_t kRingSize = 16u << 20;
+
+// Drains the kernel's ring through its mmap (consumer page rw at 0, producer
+// page and data twice at one page).
+std::uint64_t drain_kernel(int fd, const std::atomic<bool>& stop) {
+  const std::size_t page = 4096;
+  void* cons = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* prod = ::mmap(nullptr, page + 2 * std::size_t{kRingSize}, PROT_READ, MAP_SHARED, fd, page);
+  if (cons == MAP_FAILED || prod == MAP_FAILED) return 0;
+  std::atomic_ref<std::uint64_t> cpos(*static_cast<std::uint64_t*>(cons));
+  std::atomic_ref<std::uint64_t> ppos(*static_cast<std::uint64_t*>(prod));
+  const auto* data = static_cast<const std::uint8_t*>(prod) + page;
+  std::uint64_t n = 0;
+  std::uint64_t c = cpos.load(std::memory_order_relaxed);
+  for (;;) {
+    const bool last = stop.load(std::memory_order_acquire);
+    const std::uint64_t p = ppos.load(std::memory_order_acquire);
+    while (c < p) {
+      const std::uint32_t hdr = std::atomic_ref<const std::uint32_t>(
+                                    *reinterpret_cast<const std::uint32_t*>(data + (c & (kRingSize - 1))))
+                                    .load(std::memory_order_acquire);
+      if ((hdr & BPF_RINGBUF_BUSY_BIT) != 0) break;
+      const std::uint32_t len = hdr & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+      if ((hdr & BPF_RINGBUF_DISCARD_BIT) == 0) ++n;
+      c += (len + BPF_RINGBUF_HDR_SZ + 7) & ~7ULL;
+      cpos.store(c, std::memory_order_release);
+    }
+    if (last && c >= p) break;
+  }
+  ::munmap(cons, page);
+  ::munmap(prod, page + 2 * std::size_t{kRingSize});
+  return n;
+}
+
+// The program: 16 outputs (or reserve + submit) of `size` bytes from an
+// array value (the record source), returns 0.
+std::vector<isa::RawInsn> ring_program(int rb_fd, int src_fd, std::int32_t size, bool reserve) {
+  using isa::Op;
+  isa::Builder p;
+  p(Op::StW, 10, 0, -4, 0);
+  p.lddw(1, static_cast<std::uint32_t>(src_fd), Op::LddwMapFd)(Op::MovReg, 2, 10)(Op::AddImm, 2, 0, 0, -4);
+  p(Op::Call, 0, 0, 0, BPF_FUNC_map_lookup_elem);
+  p(Op::JneImm, 0, 0, 2, 0);
+  p.mov(0, 0).exit();
+  p(Op::MovReg, 6, 0);
+  for (int i = 0; i < kOpsPerRun; ++i) {
+    p.lddw(1, static_cast<std::uint32_t>(rb_fd), Op::LddwMapFd);
+    if (reserve) {
+      p.mov(2, size).mov(3, 0)(Op::Call, 0, 0, 0, BPF_FUNC_ringbuf_reserve);
+      p(Op::JeqImm, 0, 0, 4, 0);  // no space: skip the store and the submit
+      p(Op::StDW, 0, 0, 0, 1);
+      p(Op::MovReg, 1, 0).mov(2, 0)(Op::Call, 0, 0, 0, BPF_FUNC_ringbuf_submit);
+    } else {
+      p(Op::MovReg, 2, 6).mov(3, size).mov(4, 0)(Op::Call, 0, 0, 0, BPF_FUNC_ringbuf_output);
+    }
+  }
+  p.mov(0, 0).exit();
+  return isa::encode(p.v);
+}
+
+struct RingResult {
+  double ns = -1;         // per record (per output / reserve + submit call)
+  double received = 0;    // share of the records the consumer got
+};
+
+RingResult measure_ring(const Side& side, std::int32_t size, bool reserve, std::uint32_t repeat) {
+  RingResult out;
+  bpf_attr m{};
+  m.map_type = BPF_MAP_TYPE_RINGBUF;
+  m.max_entries = kRingSize;
+  const int rb = side.bpf(BPF_MAP_CREATE, m);
+  bpf_attr a{};
+  a.map_type = BPF_MAP_TYPE_ARRAY;
+  a.key_size = 4;
+  a.value_size = 512;
+  a.max_entries = 1;
+  const int src = side.bpf(BPF_MAP_CREATE, a);
+  if (rb < 0 || src < 0) {
+    std::fprintf(stderr, "ringbuf: MAP_CREATE %d %d\n", rb, src);
+    return out;
+  }
+  const int prog = maps::test::load_prog(side, BPF_PROG_TYPE_SOCKET_FILTER, ring_program(rb, src, size, reserve));
+  if (prog < 0) {
+    std::fprintf(stderr, "ringbuf: PROG_LOAD %d\n", prog);
+  } else {
+    std::atomic<bool> stop{false};
+    std::uint64_t got = 0;
+    std::thread consumer([&] { got = side.drain(rb, stop); });
+    const std::uint8_t pkt[64] = {};
+    bpf_attr t{};
+    t.test.prog_fd = static_cast<std::uint32_t>(prog);
+    t.test.data_in = reinterpret_cast<std::uint64_t>(pkt);
+    t.test.data_size_in = sizeof pkt;
+    t.test.repeat = repeat;
+    const double t0 = thread_cpu_ns();
+    const int r = side.bpf(BPF_PROG_TEST_RUN, t);
+    const double cpu = thread_cpu_ns() - t0;
+    stop.store(true, std::memory_order_release);
+    consumer.join();
+    if (r == 0) {
+      out.ns = (side.cpu_time ? cpu / repeat : static_cast<double>(t.test.duration)) / kOpsPerRun;
+      out.received = static_cast<double>(got) / (static_cast<double>(repeat) * kOpsPerRun);
+    }
+    side.close(prog);
+  }
+  side.close(src);
+  side.close(rb);
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::uint32_t repeat = 20000;
-  for (int i = 1; i + 1 < argc; ++i)
+  std::string only;
+  for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--repeat") == 0) repeat = static_cast<std::uint32_t>(std::stoul(argv[i + 1]));
-  const Side kernel{maps::test::kernel_side(), false};
-  char tmpl[] = "/tmp/userbpf-prog-bench-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) return 1;
+    if (std::strcmp(argv[i], "--only") == 0) only = argv[i + 1];
+  }
+  const Side kernel{maps::test::kernel_side(), &drain_kernel, false};
+  // the maps live in tmpfs as under the default pin directory $XDG_RUNTIME_DIR/userbpf (pages of a
+  // disk file system cost page faults and writeback)
+  char tmpl[64] = "/dev/shm/userbpf-prog-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    std::snprintf(tmpl, sizeof tmpl, "/tmp/userbpf-prog-bench-XXXXXX");
+    if (::mkdtemp(tmpl) == nullptr) return 1;
+  }
   int rc = 0;
   {
     runtime::Options o;
     o.pin_dir = tmpl;
     runtime::Runtime rt(o);
-    const Side user{maps::test::user_side(rt), true};
-    const MapCase cases[] = {{"hash", BPF_MAP_TYPE_HASH, 4, 0},
+    const Side user{maps::test::user_side(rt),
+                    [&rt](int fd, const std::atomic<bool>& stop) -> std::uint64_t {
+                      auto m = rt.get_map(fd);
+                      if (!m) return 0;
+                      std::uint64_t n = 0;
+                      maps::RingBufConsumer c;
+                      if (c.add(*m->map, [&n](const void*, std::size_t) {
+                            ++n;
+                            return 0;
+                          }) != 0)
+                        return 0;
+                      for (;;) {
+                        const bool last = stop.load(std::memory_order_acquire);
+                        c.consume();
+                        if (last) break;
+                      }
+                      return n;
+                    },
+                    true};
+    // "call": bpf_get_prandom_u32 instead of a map operation (the map is unused): what a
+    // helper call costs by itself on each side
+    const MapCase cases[] = {{"call", BPF_MAP_TYPE_UNSPEC, 4, 0},
+                             {"hash", BPF_MAP_TYPE_HASH, 4, 0},
                              {"lru_hash", BPF_MAP_TYPE_LRU_HASH, 4, 0},
                              {"array", BPF_MAP_TYPE_ARRAY, 4, 0},
                              {"lpm_trie", BPF_MAP_TYPE_LPM_TRIE, 8, BPF_F_NO_PREALLOC}};
-    std::printf("%-10s %-7s %7s %12s %12s %8s\n", "map", "op", "threads", "userbpf ns", "kernel ns", "ratio");
+    if (only.empty() || only == "maps")
+      std::printf("%-10s %-7s %7s %12s %12s %8s\n", "map", "op", "threads", "userbpf ns", "kernel ns", "ratio");
     for (const MapCase& mc : cases)
+      if (only.empty() || only == "maps" || only == mc.name)
       for (const bool update : {false, true})
         for (const int threads : {1, 2}) {
+          if (update && mc.type == BPF_MAP_TYPE_UNSPEC) continue;
           const double u = measure(user, mc, update, threads, repeat);
           const double k = measure(kernel, mc, update, threads, repeat);
           if (u < 0) rc = 1;
-          std::printf("%-10s %-7s %7d %12.1f %12.1f %8s\n", mc.name, update ? "update" : "lookup", threads, u, k,
+          std::printf("%-10s %-7s %7d %12.1f %12.1f %8s\n", mc.name,
+                      mc.type == BPF_MAP_TYPE_UNSPEC ? "prandom" : update ? "update" : "lookup", threads, u, k,
                       u > 0 && k > 0 ? std::to_string(u / k).substr(0, 5).c_str() : "-");
         }
+    if (only.empty() || only == "ringbuf") {
+      std::printf("%-8s %-14s %12s %12s %8s %10s %10s\n", "ringbuf", "op", "userbpf ns", "kernel ns", "ratio",
+                  "user rcvd", "kern rcvd");
+      for (const bool reserve : {false, true})
+        for (const std::int32_t size : {8, 64, 512}) {
+          const RingResult u = measure_ring(user, size, reserve, repeat);
+          const RingResult k = measure_ring(kernel, size, reserve, repeat);
+          if (u.ns < 0) rc = 1;
+          std::printf("%-8d %-14s %12.1f %12.1f %8s %9.1f%% %9.1f%%\n", size, reserve ? "reserve+submit" : "output",
+                      u.ns, k.ns, u.ns > 0 && k.ns > 0 ? std::to_string(u.ns / k.ns).substr(0, 5).c_str() : "-",
+                      100 * u.received, 100 * k.received);
+        }
+    }
   }
   std::filesystem::remove_all(tmpl);
   return rc;

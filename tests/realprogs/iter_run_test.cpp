@@ -19,6 +19,7 @@
 
 #include "loader/loader.hpp"
 #include "oracle/oracle.hpp"
+#include "run_util.hpp"
 #include "runtime/runtime.hpp"
 #include "verifier/object_config.hpp"
 
@@ -50,35 +51,18 @@ std::vector<std::string> run_all(const RunFn& run) {
 
 std::vector<std::string> run_userbpf(runtime::Engine engine) {
   loader::OpenOptions oo;
-  oo.use_vmlinux_btf = false;
   oo.externs.kfuncs = verifier::kfunc_symbols();
-  auto obj = loader::Object::open(kObj, oo);
-  if (!obj.ok()) return {"open: " + obj.error().to_string()};
-  char tmpl[] = "/tmp/userbpf-iter-XXXXXX";
-  const std::string dir = ::mkdtemp(tmpl);
-  runtime::Options o;
-  o.pin_dir = dir;
-  o.engine = engine;
-  runtime::Runtime rt(o);
-  auto loaded = rt.load_object(*obj);
-  if (!loaded.ok()) return {"load: " + loaded.error().to_string()};
-  int map = -1;
-  for (const auto& [n, h] : loaded->maps)
-    if (n == "iter_out") map = h;
-  auto m = rt.get_map(map);
-  const auto result = run_all([&](const std::string& prog, const std::vector<std::uint8_t>& pkt) {
-    int h = -1;
-    for (const auto& [n, ph] : loaded->progs)
-      if (n == prog) h = ph;
+  realprogs::UserbpfRun u(kObj, engine, oo);
+  if (!u.error().empty()) return {u.error()};
+  auto m = u.rt().get_map(u.map_handle("iter_out"));
+  return run_all([&](const std::string& prog, const std::vector<std::uint8_t>& pkt) {
     for (std::uint32_t k = 0; k < 4; ++k) {
       const std::uint64_t zero = 0;
       (void)m->map->update(&k, &zero, 0);
     }
-    runtime::TestRunArgs a;
-    a.data_in = pkt;
-    auto r = rt.test_run(h, a);
-    if (!r.ok()) return "error: " + r.error().to_string();
-    std::string s = fmt::format("retval={} map=[", r->retval);
+    std::string s = u.test_run(prog, pkt);
+    if (s.rfind("error", 0) == 0) return s;
+    s += " map=[";
     for (std::uint32_t k = 0; k < 4; ++k) {
       std::uint64_t v = 0;
       (void)m->map->lookup(&k, &v, 0);
@@ -86,28 +70,20 @@ std::vector<std::string> run_userbpf(runtime::Engine engine) {
     }
     return s + "]";
   });
-  std::filesystem::remove_all(dir);
-  return result;
 }
 
 std::vector<std::string> run_kernel() {
-  libbpf_set_print(nullptr);
-  bpf_object* kobj = bpf_object__open_file(kObj.c_str(), nullptr);
-  if (kobj == nullptr) return {"open failed"};
-  if (bpf_object__load(kobj) != 0) {
-    bpf_object__close(kobj);
-    return {"the kernel refused the object"};
-  }
-  const int map = bpf_object__find_map_fd_by_name(kobj, "iter_out");
-  const auto result = run_all([&](const std::string& prog, const std::vector<std::uint8_t>& pkt) {
-    bpf_program* p = bpf_object__find_program_by_name(kobj, prog.c_str());
+  realprogs::KernelRun kr(kObj);
+  if (!kr.error().empty()) return {kr.error()};
+  const int map = kr.map_fd("iter_out");
+  return run_all([&](const std::string& prog, const std::vector<std::uint8_t>& pkt) {
     for (std::uint32_t k = 0; k < 4; ++k) {
       const std::uint64_t zero = 0;
       (void)bpf_map_update_elem(map, &k, &zero, 0);
     }
-    LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = pkt.data(), .data_size_in = static_cast<__u32>(pkt.size()));
-    if (bpf_prog_test_run_opts(bpf_program__fd(p), &t) != 0) return fmt::format("error: {}", std::strerror(errno));
-    std::string s = fmt::format("retval={} map=[", t.retval);
+    std::string s = kr.test_run(prog, pkt);
+    if (s.rfind("error", 0) == 0) return s;
+    s += " map=[";
     for (std::uint32_t k = 0; k < 4; ++k) {
       std::uint64_t v = 0;
       (void)bpf_map_lookup_elem(map, &k, &v);
@@ -115,8 +91,6 @@ std::vector<std::string> run_kernel() {
     }
     return s + "]";
   });
-  bpf_object__close(kobj);
-  return result;
 }
 
 TEST(IterRun, InterpreterJitAndKernelAgree) {

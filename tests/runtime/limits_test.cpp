@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 
 #include "runtime/runtime.hpp"
@@ -257,4 +258,73 @@ TEST(Limits, BlindingOnForUnprivilegedLoads) {
   EXPECT_EQ(unpriv.find(imm), std::string::npos) << unpriv;
   EXPECT_EQ(listing(true, runtime::Blinding::All).find(imm), std::string::npos);
   EXPECT_NE(listing(false, runtime::Blinding::Off).find(imm), std::string::npos);
+}
+
+// ---------------------------------------------------------------- verifier memory
+
+namespace {
+
+// A socket filter whose verification stores states: an unknown r6 (prandom)
+// compared with `n` constants; each comparison either writes a stack slot
+// or not, so paths differ and branches and checkpoints pile up.
+std::vector<isa::RawInsn> branchy(int n) {
+  Asm a;
+  a.call(BPF_FUNC_get_prandom_u32).op(Op::MovReg, 6, 0).op(Op::MovImm, 7, 0, 0, 0);
+  for (int k = 0; k < n; ++k) {
+    const std::string skip = "skip" + std::to_string(k);
+    a.jmp(Op::JgtImm, 6, k * 3, skip);
+    a.op(Op::StDW, 10, 0, static_cast<std::int16_t>(-8 * (k % 60 + 1)), k).op(Op::AddImm, 7, 0, 0, k);
+    a.label(skip);
+  }
+  a.op(Op::MovImm, 0, 0, 0, 0).op(Op::Exit);
+  return a.raw();
+}
+
+}  // namespace
+
+TEST(Limits, VerifierMemoryDefaults) {
+  Rt priv;
+  EXPECT_EQ(priv.rt->limits().verifier_memory, std::uint64_t{1} << 30);
+  Rt unpriv([](runtime::Options& o) { o.privileged = false; });
+  EXPECT_EQ(unpriv.rt->limits().verifier_memory, std::uint64_t{256} << 20);
+}
+
+TEST(Limits, VerifierMemoryIsCountedExactly) {
+  // the peak of stored state bytes, then the same load with one byte less
+  const auto raw = branchy(64);
+  auto insns = isa::decode(raw);
+  ASSERT_TRUE(insns.ok());
+  verifier::Config cfg;
+  cfg.memory_limit = 0;
+  const verifier::Verdict full = verifier::verify(*insns, cfg);
+  ASSERT_TRUE(full.accepted) << full.message;
+  const std::uint64_t peak = full.stats.peak_state_bytes;
+  ASSERT_GT(peak, 0u);
+  cfg.memory_limit = peak;
+  EXPECT_TRUE(verifier::verify(*insns, cfg).accepted);
+  cfg.memory_limit = peak - 1;
+  const verifier::Verdict v = verifier::verify(*insns, cfg);
+  EXPECT_FALSE(v.accepted);
+  EXPECT_EQ(v.err, ENOMEM);
+  EXPECT_NE(v.message.find("verifier memory limit"), std::string::npos) << v.message;
+  std::printf("64 branches: peak %llu bytes of stored states, %u checkpoints\n",
+              static_cast<unsigned long long>(peak), full.stats.total_states);
+}
+
+TEST(Limits, VerifierMemoryThroughTheRuntime) {
+  const auto raw = branchy(64);
+  Rt def;
+  EXPECT_GE(def.load(BPF_PROG_TYPE_SOCKET_FILTER, raw), 0) << std::strerror(errno);
+  Rt r([](runtime::Options& o) { o.limits.verifier_memory = 64 * 1024; });
+  EXPECT_EQ(r.load(BPF_PROG_TYPE_SOCKET_FILTER, raw), -1);
+  EXPECT_EQ(errno, ENOMEM);
+  runtime::ProgSpec s;
+  s.insns = raw;
+  auto h = r.rt->prog_load(s);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.error().code, ENOMEM);
+  EXPECT_NE(h.error().message.find("Limits::verifier_memory"), std::string::npos) << h.error().message;
+  EXPECT_TRUE(h.error().insn.has_value());
+  // a straight-line program stores no state: it loads under the same limit
+  EXPECT_GE(r.load(BPF_PROG_TYPE_SOCKET_FILTER, straight(100)), 0) << std::strerror(errno);
 }

@@ -171,7 +171,8 @@ TEST(Runtime, DefaultPinDir) {
   ::setenv("XDG_RUNTIME_DIR", "/run/user/5", 1);
   EXPECT_EQ(default_pin_dir(), "/run/user/5/userbpf");
   ::unsetenv("XDG_RUNTIME_DIR");
-  EXPECT_EQ(default_pin_dir(), "/tmp/userbpf-" + std::to_string(::getuid()));
+  const bool shm = ::access("/dev/shm", W_OK) == 0;
+  EXPECT_EQ(default_pin_dir(), (shm ? "/dev/shm/userbpf-" : "/tmp/userbpf-") + std::to_string(::getuid()));
 }
 
 TEST(Runtime, MapCommandsAndErrno) {

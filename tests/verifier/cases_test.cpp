@@ -11,7 +11,9 @@
 //   === name
 //   type: xdp                       program type (spec name)
 //   map: array key=4 value=8 entries=1   (repeatable; lddw map_fd(N) names map N;
-//                                   lock=OFF: value BTF with a struct bpf_spin_lock at OFF)
+//                                   lock=OFF: value BTF with a struct bpf_spin_lock at OFF;
+//                                   timer=OFF: ... with a struct bpf_timer at OFF; btf=1: value BTF
+//                                   without such fields)
 //   unpriv: yes                     (optional)
 //   expect: accept | reject EACCES|EINVAL|E2BIG|EBADF
 //   error: substring of the error lines (ours and the kernel's)
@@ -99,9 +101,11 @@ std::vector<std::uint8_t> minimal_btf(std::size_t nfuncs) {
   return btf_blob(types, strs);
 }
 
-// A map value with a struct bpf_spin_lock at `lock_off`: [1] int,
-// [2] struct bpf_spin_lock { int val; }, [3] struct val { lock } of value_size.
-std::vector<std::uint8_t> lock_btf(std::uint32_t value_size, std::uint32_t lock_off) {
+// A map value with BTF: [1] int, [2] u64, [3] struct bpf_spin_lock { int val; },
+// [4] struct bpf_timer { u64 a, b; }, [5] struct value of value_size with a
+// `lock` member at lock_off and a `timer` member at timer_off (each only when
+// >= 0), or just `int x` at 0 when there is neither.
+std::vector<std::uint8_t> value_btf(std::uint32_t value_size, std::int32_t lock_off, std::int32_t timer_off) {
   std::string strs(1, '\0');
   auto name = [&](const char* n) {
     const auto off = static_cast<std::uint32_t>(strs.size());
@@ -109,13 +113,21 @@ std::vector<std::uint8_t> lock_btf(std::uint32_t value_size, std::uint32_t lock_
     strs += '\0';
     return off;
   };
-  const auto int_name = name("int"), lock_name = name("bpf_spin_lock"), val_name = name("val"),
-             value_name = name("value"), lock_member = name("lock");
+  const auto int_name = name("int"), u64_name = name("u64"), lock_name = name("bpf_spin_lock"),
+             val_name = name("val"), timer_name = name("bpf_timer"), a_name = name("a"), b_name = name("b"),
+             value_name = name("value"), lock_member = name("lock"), timer_member = name("timer"), x_name = name("x");
+  std::vector<std::uint32_t> members;
+  if (lock_off >= 0) members.insert(members.end(), {lock_member, 3, static_cast<std::uint32_t>(lock_off) * 8});
+  if (timer_off >= 0) members.insert(members.end(), {timer_member, 4, static_cast<std::uint32_t>(timer_off) * 8});
+  if (members.empty()) members = {x_name, 1, 0};
   std::vector<std::uint32_t> types = {
-      int_name,   BTF_KIND_INT << 24,          4,          32,                // [1] int
-      lock_name,  (BTF_KIND_STRUCT << 24) | 1, 4,          val_name, 1, 0,    // [2] struct bpf_spin_lock
-      value_name, (BTF_KIND_STRUCT << 24) | 1, value_size, lock_member, 2, lock_off * 8,  // [3] struct value
+      int_name,   BTF_KIND_INT << 24,          4,  32,                          // [1] int
+      u64_name,   BTF_KIND_INT << 24,          8,  64,                          // [2] u64
+      lock_name,  (BTF_KIND_STRUCT << 24) | 1, 4,  val_name, 1, 0,              // [3] struct bpf_spin_lock
+      timer_name, (BTF_KIND_STRUCT << 24) | 2, 16, a_name, 2, 0, b_name, 2, 64,  // [4] struct bpf_timer
+      value_name, (BTF_KIND_STRUCT << 24) | static_cast<std::uint32_t>(members.size() / 3), value_size,  // [5]
   };
+  types.insert(types.end(), members.begin(), members.end());
   return btf_blob(types, strs);
 }
 
@@ -150,15 +162,15 @@ int load_btf(const std::vector<std::uint8_t>& btf, std::string& log) {
   return fd;
 }
 
-// A map whose value has BTF with a struct bpf_spin_lock at md.spin_lock_off.
+// A map whose value has BTF (value_btf: md.spin_lock_off, md.timer_off).
 Result<oracle::Fd> create_lock_map(const verifier::MapDesc& md) {
   std::string log;
-  const int btf_fd = load_btf(lock_btf(md.value_size, static_cast<std::uint32_t>(md.spin_lock_off)), log);
+  const int btf_fd = load_btf(value_btf(md.value_size, md.spin_lock_off, md.timer_off), log);
   if (btf_fd < 0) return make_error(errno, log);
   union bpf_attr a = oracle::map_create_attr({md.type, md.key_size, md.value_size, md.max_entries, 0});
   a.btf_fd = static_cast<std::uint32_t>(btf_fd);
-  a.btf_key_type_id = 1;
-  a.btf_value_type_id = 3;
+  a.btf_key_type_id = md.key_size == 4 ? 1 : 0;
+  a.btf_value_type_id = 5;
   std::memcpy(a.map_name, md.name.data(), std::min<std::size_t>(md.name.size(), sizeof(a.map_name) - 1));
   const int fd = static_cast<int>(syscall(__NR_bpf, BPF_MAP_CREATE, &a, sizeof(a)));
   const int err = errno;
@@ -310,6 +322,12 @@ std::vector<Case> load_cases() {
           else if (k == "lock") {  // value BTF with a struct bpf_spin_lock at offset n
             md.btf = true;
             md.spin_lock_off = static_cast<std::int32_t>(n);
+          }
+          else if (k == "timer") {  // value BTF with a struct bpf_timer at offset n
+            md.btf = true;
+            md.timer_off = static_cast<std::int32_t>(n);
+          } else if (k == "btf") {  // value BTF without special fields
+            md.btf = true;
           }
         }
         cur->maps.push_back(md);

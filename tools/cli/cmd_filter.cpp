@@ -6,8 +6,9 @@
 // (tests/cbpf compares them over a corpus of expressions).
 //
 // -d prints the classic program as `tcpdump -d` does, --ebpf the translated
-// eBPF (kernel syntax), --jit its native code. Packets run through
-// hooks::run_classic: the JIT's direct entry where the filter allows it. --program FILE takes a classic program (any text
+// eBPF (kernel syntax), --jit its native code. Packets are read in batches
+// (hooks::PacketBatch) and run through hooks::run_classic_batch: batched
+// branch-free native code or the JIT's direct entry where the filter allows it. --program FILE takes a classic program (any text
 // form of src/cbpf, or binary struct sock_filter) instead of EXPR.
 // Packets come from src/hooks (open_file: pcap and pcapng) and go out
 // through hooks::PcapWriter; the filter runs in the JIT (--interpret: the
@@ -100,6 +101,9 @@ int run_filter(const FilterOptions& o) {
     std::cout << (filter->engine() == cbpf::Engine::Jit ? "" : "(no native code: --interpret)\n")
               << filter->native_listing([&](std::size_t pc) { return assembly::disassemble_one(insns[pc], pc); });
     std::cout << fmt::format("; direct entry: {}\n", filter->direct() ? "yes" : "no (helper call or loop)");
+    std::cout << fmt::format("; batched: {}\n", filter->batched()     ? "yes (branch-free, whole batches per call)"
+                                                 : filter->batchable() ? "no (longer than the batch preference; per packet)"
+                                                                       : "no (" + filter->batch_note() + ")");
   }
   if (!in) {
     if (!o.dump && !o.ebpf && !o.jit) return fail("nothing to do: give -r IN.pcap, -d, --ebpf or --jit");
@@ -114,15 +118,17 @@ int run_filter(const FilterOptions& o) {
   }
   const cbpf::LinkLayer link = hooks::link_layer(in->linktype());
   std::uint64_t total = 0, kept = 0;
-  hooks::Packet pkt;
+  hooks::PacketBatch batch;
+  std::vector<std::uint32_t> verdicts(cbpf::Filter::kBatch);
   for (;;) {
-    auto n = in->next(pkt, -1);
+    auto n = batch.fill(*in);
     if (!n.ok()) return fail(n.error().message);
-    if (*n != hooks::Next::Packet) break;
-    ++total;
-    if (hooks::run_classic(*filter, pkt, link) == 0) continue;
-    ++kept;
-    if (out) out->write(pkt);
+    if (*n == 0) break;
+    total += *n;
+    kept += hooks::run_classic_batch(*filter, batch, verdicts, link);
+    if (out)
+      for (std::size_t i = 0; i < *n; ++i)
+        if (verdicts[i] != 0) out->write(batch.packet(i));
   }
   if (o.count)
     std::cout << kept << "\n";

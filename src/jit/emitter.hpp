@@ -1,0 +1,254 @@
+// The x86-64 JIT's code generator (internal to src/jit): the Emitter that
+// lowers BPF instructions to machine code through xbyak, and the code-size
+// bounds that decide short branches. The design comment in jit.cpp describes
+// how it works; emitter.cpp has the definitions, fold.cpp the
+// cross-instruction rewrites (array-map lookups, load-op folding, cmov).
+#pragma once
+
+#include <xbyak/xbyak.h>
+#include <xbyak/xbyak_util.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "jit/analysis.hpp"
+#include "jit/jit.hpp"
+#include "jit/state.hpp"
+
+namespace userbpf::jit::detail {
+
+using isa::Form;
+using isa::Insn;
+using isa::Op;
+using namespace Xbyak::util;  // register names (rax, ...)
+using Xbyak::Label;
+using Xbyak::Reg32;
+using Xbyak::Reg64;
+
+inline const std::array<Reg64, isa::kNumRegs> kReg = {rax, rsi, rdx, rcx, r8, r9, rbx, r13, r14, r15, rbp};
+
+// The 32-bit view of a general-purpose register (Reg::cvt32 validates and
+// cost ~5% of a compile).
+inline Reg32 r32(const Reg64& r) { return Reg32(r.getIdx()); }
+
+template <class F>
+u64 fn_u64(F* f) {
+  return reinterpret_cast<u64>(f);
+}
+
+struct ColdThunk {
+  enum Kind : u8 { Fault, Signal, Check, DivZero, DivMinusOne } kind = Fault;
+  std::unique_ptr<Label> label;
+  std::unique_ptr<Label> back;  // Check: where to continue
+  abi::Fault fault = abi::Fault::None;
+  u32 pc = 0;
+  u32 aux = 0;  // Fault: helper id; Check: size | write << 8; Div*: BPF dst register
+  bool kfunc = false;
+  bool is64 = false, is_mod = false;  // Div*: the operation
+};
+
+// Loop heads: targets of backward jumps. Their code starts at a multiple of
+// kLoopAlign (multi-byte nops before), so that a loop's first fetch block is
+// whole.
+constexpr u32 kLoopAlign = 16;  // 32 measured slower (c/memcpy_cmp, c/state_machine)
+// (Computed by Program::compile's scan: Impl::heads.)
+
+// Which code a Program variant contains (see Program::Impl).
+struct Variant {
+  bool checked = false;   // bounds checks on memory accesses
+  bool counting = false;  // instruction counting and budget
+  bool direct = false;    // helpers resolved at compile time from Options::helpers
+};
+
+class Emitter : public Xbyak::CodeGenerator {
+ public:
+  // Assembles straight into `buf` (`cap` bytes: the final mapping, still
+  // writable); `bound` = code_bounds() of this variant.
+  Emitter(std::span<const Insn> insns, const Options& opts, Variant v, const std::vector<bool>& is_target,
+          const std::vector<bool>& is_entry, bool writes_r10, const std::vector<u8>& save_mask,
+          const detail::CallFacts& calls, const std::vector<std::uint16_t>& live, const std::vector<bool>& heads,
+          const std::vector<u32>& array_lookup, u8* buf, std::size_t cap, const std::vector<u32>& bound)
+      : Xbyak::CodeGenerator(cap, buf),
+        insns_(insns),
+        opts_(opts),
+        v_(v),
+        writes_r10_(writes_r10),
+        labels_(insns.size()),
+        is_target_(is_target),
+        is_entry_(is_entry),
+        save_mask_(save_mask),
+        calls_(calls),
+        live_(live),
+        bound_(bound),
+        heads_(heads),
+        array_lookup_(array_lookup) {
+    setDefaultJmpNEAR(true);
+    for (std::size_t i = 0; i < insns.size(); ++i) {
+      if (is_target[i]) labels_[i] = std::make_unique<Label>();
+      if (insns[i].op == Op::MayGoto) may_goto_ = true;
+    }
+    static const Xbyak::util::Cpu kCpu;  // cpuid once
+    bmi2_ = kCpu.has(Xbyak::util::Cpu::tBMI2) && opts.bmi2;
+    movbe_ = kCpu.has(Xbyak::util::Cpu::tMOVBE) && opts.bmi2;  // bmi2 = false: the plain forms (tests)
+    detail::forget_widths(width_);
+    counting_ = v.counting;
+    if (opts.blinding) {
+      std::random_device rd;
+      blind_key_ = rd() | 1u;
+    }
+  }
+
+  void generate();
+  bool short_jumps = true;  // false: every forward branch near (the fallback, see jump_type)
+
+  std::vector<u32> pc_offset;  // code offset of each pc's first byte
+  u32 trampoline_offset = 0;
+  u32 stubs_offset = 0;
+  std::vector<u32> entry_offset;
+
+ private:
+  // ---- state addressing
+  template <class T>
+  Xbyak::RegExp st(T State::*m) {
+    return r12 + static_cast<std::size_t>(off_of(m));
+  }
+
+  Label& target_label(std::size_t pc) { return *labels_[pc]; }
+  // Short (rel8) or near branch to BPF instruction t from the branch of pc.
+  // Backward: the target's offset is known, xbyak picks (T_AUTO). Forward:
+  // short if the code in between cannot exceed 127 bytes by max_code_size()
+  // bounds (the rest of pc's own code included, `kTail`).
+  Xbyak::CodeGenerator::LabelType jump_type(std::size_t pc, std::size_t t) const {
+    constexpr u32 kTail = 8;  // may_goto's dec after its branch
+    if (t <= pc) return Xbyak::CodeGenerator::T_AUTO;
+    if (short_jumps && bound_[t] - bound_[pc + 1] + kTail <= 127) return Xbyak::CodeGenerator::T_SHORT;
+    return Xbyak::CodeGenerator::T_NEAR;
+  }
+
+  Label& fault_thunk(abi::Fault f, std::size_t pc, u32 aux = 0, bool kfunc = false) {
+    ColdThunk t;
+    t.kind = ColdThunk::Fault;
+    t.label = std::make_unique<Label>();
+    t.fault = f;
+    t.pc = static_cast<u32>(pc);
+    t.aux = aux;
+    t.kfunc = kfunc;
+    cold_.push_back(std::move(t));
+    return *cold_.back().label;
+  }
+  Label& signal_thunk(std::size_t pc) {
+    ColdThunk t;
+    t.kind = ColdThunk::Signal;
+    t.label = std::make_unique<Label>();
+    t.pc = static_cast<u32>(pc);
+    cold_.push_back(std::move(t));
+    return *cold_.back().label;
+  }
+
+  void emit_trampoline();
+  void emit_stubs();
+  void emit_cold();
+  void emit_insn(std::size_t pc, const Insn& in);
+  bool emit_fused(std::size_t pc, const Insn& a, const Insn& b);
+  std::size_t emit_address_fold(std::size_t pc);
+  bool dead_after(std::size_t pc, int reg) const {
+    return !live_.empty() && ((live_[pc] >> static_cast<unsigned>(reg)) & 1u) == 0;
+  }
+  void emit_alu(std::size_t pc, const Insn& in);
+  void emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed, bool imm_form);
+  void emit_shift(const Insn& in, bool is64, int kind, bool imm_form);
+  void emit_jump(std::size_t pc, const Insn& in);
+  void emit_mem(std::size_t pc, const Insn& in);
+  void emit_atomic(std::size_t pc, const Insn& in);
+  void emit_ld_packet(std::size_t pc, const Insn& in);
+  void emit_helper_call(std::size_t pc, const Insn& in);
+  void emit_callx(std::size_t pc, const Insn& in);
+  // mask: which of r6-r9 (bits 0-3) the callee may write, i.e. must be saved.
+  // move_fp: r10 moves down a frame for the callee (callee_moves_fp).
+  void emit_bpf_call_prologue(std::size_t pc, u8 mask, bool move_fp = true);
+  bool call_pad(u8 mask) const;
+  void emit_bpf_call_epilogue(u8 mask, bool move_fp = true);
+  // A call needs r10 moved only if the callee (or one it calls) reads it, or
+  // the depth check (which compares r10) is needed, or checked mode (whose
+  // stack test reads it).
+  bool callee_moves_fp(std::size_t entry) const {
+    return writes_r10_ || v_.checked || !calls_.static_depth || calls_.uses_frame[entry];
+  }
+  void emit_signal_check_direct(std::size_t pc);
+  void emit_before_helper(std::size_t pc);
+  void emit_helper_frame_push();
+  void emit_helper_frame_pop();
+  // Address of a memory operand; in checked mode emits the check and returns rdi.
+  Xbyak::RegExp mem_addr(std::size_t pc, int base, s32 off, unsigned size, bool write, bool force_rdi = false);
+  // Loads a 64-bit constant into r (blinded if the option is on).
+  void load_const(const Reg64& r, u64 v);
+  bool blinding() const { return opts_.blinding; }
+
+  std::span<const Insn> insns_;
+  const Options& opts_;
+  Variant v_;
+  bool writes_r10_ = false;
+  // One Label per jump target (a vector of n Labels would be big enough for
+  // malloc to mmap it: page faults on every compile).
+  std::vector<std::unique_ptr<Label>> labels_;
+  const std::vector<bool>& is_target_;
+  const std::vector<bool>& is_entry_;
+  bool may_goto_ = false;  // the program uses may_goto: frames carry a counter
+  std::vector<ColdThunk> cold_;
+  const std::vector<u8>& save_mask_;  // by callee entry pc: r6-r9 (bits 0-3) the callee may write
+  const detail::CallFacts& calls_;
+  const std::vector<std::uint16_t>& live_;  // detail::live_out (empty: nothing known)
+  std::optional<Xbyak::RegExp> addr_override_;  // emit_address_fold: the address of the next memory operand
+  const std::vector<u32>& bound_;  // bound_[pc]: upper bound of the code offset of pc (code_bounds)
+  const std::vector<bool>& heads_;  // loop heads: aligned to kLoopAlign
+  // Per pc: 1 + the index in Options::array_maps of a map lookup to inline
+  // (array_lookup_pcs); empty: none.
+  const std::vector<u32>& array_lookup_;
+  void emit_array_lookup(const Options::ArrayMap& m);
+  std::size_t emit_load_op(std::size_t pc);
+  // The multi-instruction folds: how many instructions after pc they consumed.
+  std::size_t fold_group(std::size_t pc) {
+    const std::size_t extra = emit_address_fold(pc);
+    return extra != 0 ? extra : emit_load_op(pc);
+  }
+  Label abort_, check_stub_, ldpkt_stub_, callx_stub_, signal_common_, trampoline_;
+  bool bmi2_ = false;
+  bool movbe_ = false;
+  bool skip_next_ = false;  // emit_jump folded the next instruction into this one
+  bool counting_ = false;
+  // Known value widths along straight-line code (detail::track_widths),
+  // forgotten at every jump target.
+  detail::Widths width_{};
+  bool known32(int reg) const { return width_[static_cast<std::size_t>(reg)] <= 32; }
+  // The final target of a jump to t: through chains of `ja` (not in
+  // counting variants, which count every instruction executed).
+  std::size_t thread_jump(std::size_t t) const {
+    for (int k = 0; k < 8 && !counting_; ++k) {
+      const Insn& in = insns_[t];
+      if (in.op != Op::Ja && in.op != Op::Gotol) break;
+      const auto next = static_cast<std::size_t>(isa::jump_target(in, t));
+      if (next == t) break;
+      t = next;
+    }
+    return t;
+  }
+  void emit_div_special(const ColdThunk& t);
+  u32 blind_key_ = 0;  // xor key (an imm32, sign-extended by the CPU)
+};
+
+u32 max_code_size(const Insn& in, Variant v, bool blinding);
+// Per pc: 1 + the index in opts.array_maps of the map whose lookup the call
+// at pc may inline (see Options::array_maps); empty if there is none.
+std::vector<u32> array_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
+                                  const std::vector<bool>& is_entry);
+std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool>& heads, Variant v, bool blinding,
+                             std::size_t& total);
+
+}  // namespace userbpf::jit::detail
