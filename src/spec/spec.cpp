@@ -328,7 +328,23 @@ bool helper_changes_pkt_data(std::uint32_t id) {
     default: return false;
   }
 }
+// Helpers whose kernel prototype (struct bpf_func_proto) sets
+// `.pkt_access = true`: the only ones that may take a packet pointer
+// (PTR_TO_PACKET / PTR_TO_PACKET_META) as a memory, map-key or map-value
+// argument. Every other helper refuses one with "helper access to the packet
+// is not allowed" (kernel check_func_arg -> may_access_direct_pkt_data).
+// Sources: kernel/bpf/helpers.c (map_*), net/core/filter.c (csum_diff, the
+// tc and xdp socket lookups, the syncookie helpers), Linux 6.x. Ids not in
+// helpers.def are listed too so the list stays the kernel's whole set.
+constexpr std::uint32_t kPktAccessHelpers[] = {
+    BPF_FUNC_map_lookup_elem,  BPF_FUNC_map_update_elem,        BPF_FUNC_map_delete_elem,
+    BPF_FUNC_csum_diff,        BPF_FUNC_sk_lookup_tcp,          BPF_FUNC_sk_lookup_udp,
+    BPF_FUNC_map_push_elem,    BPF_FUNC_skc_lookup_tcp,         BPF_FUNC_tcp_check_syncookie,
+    BPF_FUNC_tcp_gen_syncookie, BPF_FUNC_map_lookup_percpu_elem, BPF_FUNC_tcp_raw_gen_syncookie_ipv4,
+    BPF_FUNC_tcp_raw_gen_syncookie_ipv6, BPF_FUNC_tcp_raw_check_syncookie_ipv4,
+    BPF_FUNC_tcp_raw_check_syncookie_ipv6,
+};
 bool helper_pkt_access(std::uint32_t id) {
-  return id < BPF_FUNC_dynptr_from_mem || id > BPF_FUNC_dynptr_data;
+  return std::find(std::begin(kPktAccessHelpers), std::end(kPktAccessHelpers), id) != std::end(kPktAccessHelpers);
 }
 }  // namespace userbpf::spec

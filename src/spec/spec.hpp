@@ -160,9 +160,8 @@ namespace userbpf::spec {
 // program holds becomes invalid after calling one (the kernel's
 // bpf_helper_changes_pkt_data list).
 bool helper_changes_pkt_data(std::uint32_t helper_id);
-// False for helpers whose kernel prototype lacks `pkt_access` (packet
-// pointers may not be passed to them: "helper access to the packet is not
-// allowed"). Classified so far: the dynptr helpers; every other helper is
-// treated as allowing packet pointers.
+// True only for helpers whose kernel prototype sets `pkt_access` (the list
+// kPktAccessHelpers in spec.cpp): packet pointers may not be passed to any
+// other helper ("helper access to the packet is not allowed").
 bool helper_pkt_access(std::uint32_t helper_id);
 }  // namespace userbpf::spec
