@@ -59,21 +59,21 @@ constexpr CtxField kSocketFilterCtx[] = {
     SKB(len), SKB(pkt_type), SKB(mark), SKB(queue_mapping), SKB(protocol), SKB(vlan_present), SKB(vlan_tci),
     SKB(vlan_proto), SKB(priority), SKB(ingress_ifindex), SKB(ifindex), SKB(tc_index), wr(kCb), SKB(hash),
     SKB(napi_id), SKB(gso_segs), SKB(gso_size),
-    ptr(SKB(sk), CtxYield::Unsupported),
+    ptr(SKB(sk), CtxYield::SockCommonOrNull),
 };
 constexpr CtxField kTcCtx[] = {
     SKB(len), SKB(pkt_type), wr(SKB(mark)), wr(SKB(queue_mapping)), SKB(protocol), SKB(vlan_present),
     SKB(vlan_tci), SKB(vlan_proto), wr(SKB(priority)), SKB(ingress_ifindex), SKB(ifindex), wr(SKB(tc_index)),
     wr(kCb), SKB(hash), wr(SKB(tc_classid)), ptr(SKB(data), CtxYield::Packet), ptr(SKB(data_end), CtxYield::PacketEnd),
     SKB(napi_id), ptr(SKB(data_meta), CtxYield::PacketMeta), wr(exact(SKB(tstamp))), SKB(wire_len), SKB(gso_segs),
-    SKB(gso_size), exact(SKB(hwtstamp)), ptr(SKB(sk), CtxYield::Unsupported),
+    SKB(gso_size), exact(SKB(hwtstamp)), ptr(SKB(sk), CtxYield::SockCommonOrNull),
 };
 constexpr CtxField kCgroupSkbCtx[] = {
     SKB(len), SKB(pkt_type), wr(SKB(mark)), SKB(queue_mapping), SKB(protocol), SKB(vlan_present), SKB(vlan_tci),
     SKB(vlan_proto), wr(SKB(priority)), SKB(ingress_ifindex), SKB(ifindex), SKB(tc_index), wr(kCb), SKB(hash),
     ptr(SKB(data), CtxYield::Packet), ptr(SKB(data_end), CtxYield::PacketEnd), SKB(napi_id), SKB(family),
     SKB(remote_ip4), SKB(local_ip4), SKB(remote_ip6), SKB(local_ip6), SKB(remote_port), SKB(local_port),
-    wr(exact(SKB(tstamp))), SKB(gso_segs), SKB(gso_size), exact(SKB(hwtstamp)), ptr(SKB(sk), CtxYield::Unsupported),
+    wr(exact(SKB(tstamp))), SKB(gso_segs), SKB(gso_size), exact(SKB(hwtstamp)), ptr(SKB(sk), CtxYield::SockCommonOrNull),
 };
 #undef SKB
 

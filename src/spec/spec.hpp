@@ -91,8 +91,9 @@ std::string_view helper_name(std::uint32_t id);
 std::uint32_t helper_id_limit();
 
 // ---------------------------------------------------------------- context layouts
-// What a context load yields.
-enum class CtxYield : std::uint8_t { Scalar, Packet, PacketEnd, PacketMeta, Unsupported };
+// What a context load yields. SockCommonOrNull: PTR_TO_SOCK_COMMON_OR_NULL
+// without a reference (__sk_buff.sk; NULL in userbpf runs).
+enum class CtxYield : std::uint8_t { Scalar, Packet, PacketEnd, PacketMeta, SockCommonOrNull, Unsupported };
 // How accesses to a field may be sized.
 enum class CtxSize : std::uint8_t {
   Narrow,  // reads of 1, 2, 4 .. elem bytes inside one element; writes exactly elem bytes

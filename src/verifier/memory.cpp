@@ -364,6 +364,12 @@ void Engine::check_ctx_access(State& st, std::size_t idx, unsigned regno, std::i
                : f->yields == spec::CtxYield::PacketEnd ? RegType::PacketEnd
                                                         : RegType::PacketMeta;
       break;
+    case spec::CtxYield::SockCommonOrNull:  // __sk_buff.sk: a fresh id for the null check, no reference
+      d = Reg{};
+      d.type = RegType::SockCommon;
+      d.maybe_null = true;
+      d.id = new_id();
+      break;
     case spec::CtxYield::Scalar: case spec::CtxYield::Unsupported:
       mark_unknown(d);
   }

@@ -286,3 +286,32 @@ TEST(RuntimeContext, RawTracepointRules) {
   EXPECT_EQ(r.run(fd, std::vector<std::uint8_t>(8, 0)).err, EINVAL);  // shorter than args[1]
   EXPECT_EQ(r.run(fd, std::vector<std::uint8_t>(13 * 8, 0)).err, EINVAL);
 }
+
+// __sk_buff.sk: the verifier types it sock_common_or_null and the runtime
+// rewrites the load to `mov r, 0` (no kernel socket in user space), so a
+// verified tc program takes its null branch in both engines.
+TEST(RuntimeContext, SkbSkIsNull) {
+  for (const auto engine : {runtime::Engine::Jit, runtime::Engine::Interpreter}) {
+    Rt r(true, engine);
+    Asm a;
+    a.op(Op::LdxDW, 2, 1, offsetof(__sk_buff, sk))
+        .jmp(Op::JeqImm, 2, 0, "null")
+        .op(Op::LdxW, 0, 2, offsetof(bpf_sock, family))
+        .op(Op::AddImm, 0, 0, 0, 100)
+        .op(Op::Exit)
+        .label("null")
+        .op(Op::MovImm, 0, 0, 0, 3)
+        .op(Op::Exit);
+    std::string log;
+    const int fd = r.load(BPF_PROG_TYPE_SCHED_CLS, a, &log, 2);
+    ASSERT_GE(fd, 0) << log;
+    EXPECT_NE(log.find("sock_common_or_null"), std::string::npos) << log;
+    auto p = r.rt->get_prog(fd);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->exec->insns()[0].op, Op::MovImm);
+    EXPECT_EQ(p->jitted != nullptr, engine == runtime::Engine::Jit);
+    auto res = r.run(fd, {}, 1, frame());
+    ASSERT_EQ(res.ret, 0) << res.err;
+    EXPECT_EQ(res.retval, 3u);
+  }
+}
