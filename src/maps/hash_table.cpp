@@ -125,12 +125,6 @@ HashBase::HashBase(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc) : 
 }
 
 
-HashBase::ChainEdit::ChainEdit(std::atomic<std::uint32_t>& seq) : seq_(seq) {
-  s_ = seq_.load(std::memory_order_relaxed);
-  s_ += s_ & 1;  // odd: the previous holder died mid-change (its lock was taken over)
-  seq_.store(s_ + 1, std::memory_order_relaxed);  // ordered before the chain's release stores
-}
-
 void HashBase::store_key(std::uint32_t i, const void* key, std::uint32_t hash) const {
   store_words(key_of(i), key, ks_);
   elem(i).hash.store(hash, std::memory_order_release);
@@ -282,7 +276,7 @@ int HashBase::upsert(const void* key, const void* value, std::uint64_t flags, st
   }
   write_value(i, value, cpu, fresh);
   if (fresh) {
-    ChainEdit edit(slot_for(b).seq);
+    SeqEdit edit(slot_for(b).seq);
     link_head(b, i);
     body_->count.fetch_add(1, std::memory_order_relaxed);
   }
@@ -356,7 +350,7 @@ int HashBase::do_delete(const void* key) {
     std::uint32_t prev = kNil;
     i = find(b, h, key, &prev);
     if (i == kNil) return ENOENT;
-    ChainEdit edit(slot_for(b).seq);
+    SeqEdit edit(slot_for(b).seq);
     unlink(b, i, prev);
     set_live(i, false);
     body_->count.fetch_sub(1, std::memory_order_relaxed);
@@ -375,7 +369,7 @@ int HashBase::do_lookup_and_delete(const void* key, void* value) {
     i = find(b, h, key, &prev);
     if (i == kNil) return ENOENT;
     copy_out(i, value);
-    ChainEdit edit(slot_for(b).seq);
+    SeqEdit edit(slot_for(b).seq);
     unlink(b, i, prev);
     set_live(i, false);
     body_->count.fetch_sub(1, std::memory_order_relaxed);
@@ -448,7 +442,7 @@ int HashBase::do_lookup_batch(bool /*first*/, std::uint32_t& token, void* keys, 
       }
       if (and_delete) {
         std::uint32_t i = head(b);
-        ChainEdit edit(slot_for(b).seq);
+        SeqEdit edit(slot_for(b).seq);
         set_head(b, kNil);
         while (i != kNil) {
           const std::uint32_t n = elem(i).next.load(std::memory_order_relaxed);

@@ -63,6 +63,7 @@
 #include "maps/array.hpp"
 #include "maps/map.hpp"
 #include "maps/registry.hpp"
+#include "maps/seq_edit.hpp"
 #include "maps/shm.hpp"
 
 namespace userbpf::maps {
@@ -122,18 +123,6 @@ class HashBase : public Map {
   struct BucketSeq {
     SharedSpinLock lock;
     std::atomic<std::uint32_t> seq;  // odd while a chain of this slot changes
-  };
-  // Under the bucket lock, around a change of the chains of a lock slot.
-  class ChainEdit {
-   public:
-    explicit ChainEdit(std::atomic<std::uint32_t>& seq);
-    ~ChainEdit() { seq_.store(s_ + 2, std::memory_order_release); }
-    ChainEdit(const ChainEdit&) = delete;
-    ChainEdit& operator=(const ChainEdit&) = delete;
-
-   private:
-    std::atomic<std::uint32_t>& seq_;
-    std::uint32_t s_;
   };
   // LRU maps: after Elem (elements are then 24 bytes of header).
   struct LruNode {
@@ -196,7 +185,7 @@ class HashBase : public Map {
   void set_head(std::uint32_t bucket, std::uint32_t i) const {
     std::atomic_ref<std::uint32_t>(buckets_[bucket]).store(i, std::memory_order_release);
   }
-  // Links element i at the head of bucket b (bucket lock held, inside a ChainEdit).
+  // Links element i at the head of bucket b (bucket lock held, inside a SeqEdit).
   void link_head(std::uint32_t b, std::uint32_t i) const {
     elem(i).next.store(head(b), std::memory_order_release);
     set_head(b, i);

@@ -41,6 +41,7 @@
 
 #include "maps/array.hpp"
 #include "maps/registry.hpp"
+#include "maps/seq_edit.hpp"
 #include "maps/shm.hpp"
 
 namespace userbpf::maps {
@@ -92,22 +93,6 @@ struct Probe {
   }
 };
 
-// Around an update or delete (under the map lock).
-class SeqEdit {
- public:
-  explicit SeqEdit(std::atomic<std::uint32_t>& seq) : seq_(seq) {
-    s_ = seq_.load(std::memory_order_relaxed);
-    s_ += s_ & 1;  // a writer died mid-change: its lock was taken over
-    seq_.store(s_ + 1, std::memory_order_relaxed);  // ordered before the release stores that follow
-  }
-  ~SeqEdit() { seq_.store(s_ + 2, std::memory_order_release); }
-  SeqEdit(const SeqEdit&) = delete;
-  SeqEdit& operator=(const SeqEdit&) = delete;
-
- private:
-  std::atomic<std::uint32_t>& seq_;
-  std::uint32_t s_;
-};
 
 class LpmTrieMap final : public Map {
  public:
