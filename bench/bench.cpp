@@ -2,14 +2,19 @@
 // x86-64 JIT and the kernel's JIT on the same programs and inputs.
 //
 // Programs: the BPF C programs of bench/progs/*.bpf.c (clang -target bpf -O2
-// -mcpu=v3, loaded with loader::Object; names "c/<file>") and the C++-built
+// -mcpu=v3, loaded with loader::Object; names "c/<file>"; bench/progs/v4/
+// with clang-19 -mcpu=v4 when it was found at build time) and the C++-built
 // programs of bench/programs.cpp (names "isa/<name>"). Each runs with r1 =
-// memory, r2 = its length; the result is the 64-bit r0 and the memory.
+// memory, r2 = its length; the result is the 64-bit r0, the memory and the
+// contents of the program's maps. Programs with maps or helper calls run in
+// our engines on code relocated by userbpf's runtime against its maps, with
+// its helper table, and in the kernel with the kernel's maps (sides.hpp).
 //
 // Method, per program:
-//   1. correctness: one run in each engine (interpreter, JIT, kernel through
-//      oracle::run_r0 with repeat 1) on fresh copies of the input; r0, the
-//      fault state and the memory afterwards must agree (else exit 1).
+//   1. correctness: one run in each engine (interpreter, JIT, kernel: the
+//      oracle's wrapper, repeat 1) on fresh copies of the input and, for
+//      programs with maps, emptied maps; r0, the fault state, the memory and
+//      the maps' contents afterwards must agree (else exit 1).
 //   2. calibration: K back-to-back runs per sample for our engines and a
 //      repeat count for the kernel, each aiming at ~1 ms per sample.
 //   3. samples, alternating engines sample by sample (interpreter, JIT,
@@ -18,7 +23,7 @@
 //      memory buffer, unchecked mode). Kernel: the average duration per
 //      repetition that BPF_PROG_TEST_RUN reports (its timer also stops while
 //      the task is preempted). Medians are reported.
-//   4. overhead: the kernel figure includes the test-run loop, oracle::run_r0's
+//   4. overhead: the kernel figure includes the test-run loop, the oracle's
 //      wrapper (a bpf-to-bpf call) and its store of r0 into a map; ours
 //      include the call of Program::run. Both are measured on an empty
 //      program (r0 = 0; exit) and printed; "corrected" figures subtract each
@@ -55,6 +60,8 @@
 #include "loader/loader.hpp"
 #include "oracle/oracle.hpp"
 #include "programs.hpp"
+#include "runtime/runtime.hpp"
+#include "sides.hpp"
 
 namespace {
 
@@ -73,6 +80,10 @@ constexpr std::size_t kGeneratedInsns = 10000;
 #ifndef USERBPF_BENCH_PROGS_DIR
 #define USERBPF_BENCH_PROGS_DIR "bench/progs"
 #endif
+#ifndef USERBPF_BENCH_HAVE_CLANG19
+#define USERBPF_BENCH_HAVE_CLANG19 0
+#endif
+constexpr bool kHaveClang19 = USERBPF_BENCH_HAVE_CLANG19 != 0;  // c/may_goto was built
 
 struct Options {
   bool json = false;
@@ -90,7 +101,15 @@ struct Bench {
   std::string what;
   std::vector<isa::Insn> insns;
   std::vector<std::uint8_t> memory;
+  std::vector<bench::MapDef> maps;  // `lddw map_idx(i)` names maps[i]
 };
+
+// True when the program needs userbpf's runtime (maps, helper calls).
+bool needs_runtime(const Bench& b) {
+  if (!b.maps.empty()) return true;
+  return std::any_of(b.insns.begin(), b.insns.end(),
+                     [](const isa::Insn& in) { return in.op == Op::Call || in.op == Op::LddwFunc; });
+}
 
 struct Row {
   std::string name;
@@ -127,10 +146,13 @@ double thread_cpu_ns() {
   return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
 }
 
-// ns per run over k back-to-back runs of an engine (thread CPU time).
+// ns per run over k back-to-back runs of an engine (thread CPU time). `us`:
+// the program's runtime side (helpers, maps), null for plain programs.
 template <class P>
-double time_runs(const P& p, std::vector<std::uint8_t>& mem, std::uint64_t k, std::uint64_t& sink) {
+double time_runs(const P& p, bench::UserSide* us, std::vector<std::uint8_t>& mem, std::uint64_t k,
+                 std::uint64_t& sink) {
   Env env;
+  if (us != nullptr) us->prepare(env);
   const std::uint64_t args[2] = {reinterpret_cast<std::uint64_t>(mem.data()), mem.size()};
   const double t0 = thread_cpu_ns();
   for (std::uint64_t i = 0; i < k; ++i) sink += p.run(env, args).r0;
@@ -139,8 +161,9 @@ double time_runs(const P& p, std::vector<std::uint8_t>& mem, std::uint64_t k, st
 }
 
 template <class P>
-RunResult run_once(const P& p, std::vector<std::uint8_t>& mem, bool count = false) {
+RunResult run_once(const P& p, bench::UserSide* us, std::vector<std::uint8_t>& mem, bool count = false) {
   Env env;
+  if (us != nullptr) us->prepare(env);
   env.options.count_insns = count;
   const std::uint64_t args[2] = {reinterpret_cast<std::uint64_t>(mem.data()), mem.size()};
   return p.run(env, args);
@@ -148,9 +171,10 @@ RunResult run_once(const P& p, std::vector<std::uint8_t>& mem, bool count = fals
 
 // K runs for about `target_ns` of CPU time per sample.
 template <class P>
-std::uint64_t calibrate(const P& p, std::vector<std::uint8_t>& mem, double target_ns, std::uint64_t& sink) {
-  double per = time_runs(p, mem, 1, sink);
-  per = std::min(per, time_runs(p, mem, 3, sink));
+std::uint64_t calibrate(const P& p, bench::UserSide* us, std::vector<std::uint8_t>& mem, double target_ns,
+                        std::uint64_t& sink) {
+  double per = time_runs(p, us, mem, 1, sink);
+  per = std::min(per, time_runs(p, us, mem, 3, sink));
   return static_cast<std::uint64_t>(std::clamp(target_ns / std::max(per, 1.0), 1.0, 1e7));
 }
 
@@ -188,7 +212,16 @@ bool load_bpf_programs(const std::string& dir, std::vector<Bench>& out, std::str
     }
     std::string base = f.filename().string();
     base = base.substr(0, base.size() - std::string(".bpf.o").size());
-    out.push_back({"c/" + base, bench::prog_description(base), p->insns, bench::prog_input(base)});
+    std::vector<bench::MapDef> maps;
+    for (const userbpf::loader::Map& m : obj->maps()) {
+      if (m.origin != userbpf::loader::MapOrigin::BtfDefined) {
+        err = fmt::format("{}: map '{}': only BTF-defined maps (.maps) are supported by the bench", f.string(),
+                          m.name);
+        return false;
+      }
+      maps.push_back({m.name, {m.type, m.key_size, m.value_size, m.max_entries, m.map_flags}});
+    }
+    out.push_back({"c/" + base, bench::prog_description(base), p->insns, bench::prog_input(base), std::move(maps)});
   }
   return true;
 }
@@ -234,12 +267,13 @@ std::vector<isa::Insn> generated_program(std::size_t n) {
 // Median compile time of `insns` in ns of thread CPU time (user + system, so
 // the mmap/mprotect of the code counts; time preempted does not), at least 3
 // compiles, ~target_ns in total.
-std::optional<double> compile_time(const std::vector<isa::Insn>& insns, double target_ns, std::string& err) {
+std::optional<double> compile_time(std::span<const isa::Insn> insns, const userbpf::jit::Options& jo, double target_ns,
+                                   std::string& err) {
   std::vector<double> t;
   double spent = 0;
   while (t.size() < 3 || (spent < target_ns && t.size() < 200)) {
     const double t0 = thread_cpu_ns();
-    auto p = userbpf::jit::Program::compile(insns);
+    auto p = userbpf::jit::Program::compile(insns, jo);
     const double t1 = thread_cpu_ns();
     if (!p) {
       err = p.error().to_string();
@@ -250,53 +284,6 @@ std::optional<double> compile_time(const std::vector<isa::Insn>& insns, double t
   }
   return median(t);
 }
-
-// The kernel side of the timing samples: oracle::run_r0's wrapper loaded once
-// (run_r0 itself loads and verifies the program on every call, which costs far
-// more than the timed runs), then BPF_PROG_TEST_RUN with repeat per sample.
-// The memory is reset before each sample; r0 is read back and checked.
-class KernelRunner {
- public:
-  static std::optional<KernelRunner> make(const std::vector<isa::Insn>& prog, const std::vector<std::uint8_t>& mem,
-                                          std::string& err) {
-    KernelRunner k;
-    k.mem_ = mem;
-    auto in = oracle::create_array_map(static_cast<std::uint32_t>(mem.size()), 1);
-    auto out = oracle::create_array_map(8, 1);
-    if (!in || !out) {
-      err = (!in ? in.error() : out.error()).to_string();
-      return std::nullopt;
-    }
-    k.in_ = std::move(*in);
-    k.out_ = std::move(*out);
-    const auto raw = isa::encode(oracle::make_wrapper(k.in_.get(), k.out_.get(), mem.size(), prog));
-    oracle::LoadResult lr = oracle::load(raw, kSocketFilter, 0);
-    if (!lr.prog) {
-      err = fmt::format("BPF_PROG_LOAD failed (errno {})", lr.err);
-      return std::nullopt;
-    }
-    k.prog_ = std::move(lr.prog);
-    return k;
-  }
-  // Average ns per repetition and the r0 of the last one.
-  std::optional<std::pair<double, std::uint64_t>> run(std::uint32_t repeat) const {
-    if (!oracle::map_update(in_, 0, mem_)) return std::nullopt;
-    const std::vector<std::uint8_t> pkt(64, 0);
-    auto tr = oracle::test_run(prog_, pkt, repeat);
-    if (!tr || tr->retval != 0) return std::nullopt;
-    auto r0 = oracle::map_lookup(out_, 0, 8);
-    if (!r0) return std::nullopt;
-    std::uint64_t v = 0;
-    std::memcpy(&v, r0->data(), 8);
-    return std::make_pair(static_cast<double>(tr->duration_ns), v);
-  }
-
- private:
-  static constexpr std::uint32_t kSocketFilter = 1;  // BPF_PROG_TYPE_SOCKET_FILTER, as run_r0 uses
-  KernelRunner() = default;
-  std::vector<std::uint8_t> mem_;
-  oracle::Fd in_, out_, prog_;
-};
 
 bool parse(int argc, char** argv, Options& o) {
   for (int i = 1; i < argc; ++i) {
@@ -353,15 +340,37 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "userbpf-bench: %s\n", err.c_str());
     return 1;
   }
-  for (const bench::BenchProgram& bp : bench::programs()) all.push_back({"isa/" + bp.name, bp.what, bp.insns, bp.memory});
+  for (const bench::BenchProgram& bp : bench::programs())
+    all.push_back({"isa/" + bp.name, bp.what, bp.insns, bp.memory, {}});
+  if (!kHaveClang19 && (opt.filter.empty() || std::string("c/may_goto").find(opt.filter) != std::string::npos))
+    std::fprintf(stderr, "c/may_goto: skipped: clang-19 was not found at build time (may_goto needs clang >= 19 "
+                         "and -mcpu=v4; scripts/setup.sh installs it)\n");
 
   int failures = 0;
   std::uint64_t sink = 0;
 
+  // Programs with maps or helper calls: their maps and relocated code in
+  // userbpf's runtime (unverified loads, unchecked runs: see sides.hpp).
+  userbpf::runtime::Options ro;
+  ro.verify = false;
+  ro.checked = false;
+  ro.engine = userbpf::runtime::Engine::Interpreter;
+  userbpf::runtime::Runtime rt(ro);
+  const auto user_side = [&rt](const Bench& b) -> userbpf::Result<std::unique_ptr<bench::UserSide>> {
+    if (!needs_runtime(b)) return std::unique_ptr<bench::UserSide>();
+    return bench::UserSide::make(rt, b.insns, b.maps);
+  };
+
   if (opt.dump) {
     for (const Bench& b : all) {
       if (!opt.filter.empty() && b.name.find(opt.filter) == std::string::npos) continue;
-      auto jp = userbpf::jit::Program::compile(b.insns);
+      auto us = user_side(b);
+      if (!us) {
+        std::fprintf(stderr, "%s: %s\n", b.name.c_str(), us.error().to_string().c_str());
+        return 1;
+      }
+      auto jp = *us ? userbpf::jit::Program::compile((*us)->code(), (*us)->jit_options())
+                    : userbpf::jit::Program::compile(b.insns);
       if (!jp) {
         std::fprintf(stderr, "%s: JIT refused it: %s\n", b.name.c_str(), jp.error().to_string().c_str());
         return 1;
@@ -384,16 +393,20 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::vector<std::uint8_t> mem(bench::kProgMemSize);
-    const std::uint64_t ki = calibrate(*ip, mem, sample_ns, sink), kj = calibrate(*jp, mem, sample_ns, sink);
-    std::optional<KernelRunner> kx;
+    const std::uint64_t ki = calibrate(*ip, nullptr, mem, sample_ns, sink),
+                        kj = calibrate(*jp, nullptr, mem, sample_ns, sink);
+    std::optional<bench::KernelRunner> kx;
     if (kernel) {
-      kx = KernelRunner::make(empty, mem, err);
-      if (!kx) std::fprintf(stderr, "empty program: kernel: %s\n", err.c_str());
+      auto k = bench::KernelRunner::make(empty, mem, {}, nullptr);
+      if (k)
+        kx = std::move(*k);
+      else
+        std::fprintf(stderr, "empty program: kernel: %s\n", k.error().to_string().c_str());
     }
     std::vector<double> is, js, ks;
     for (int s = 0; s < std::max(opt.samples, 5); ++s) {
-      is.push_back(time_runs(*ip, mem, ki, sink));
-      js.push_back(time_runs(*jp, mem, kj, sink));
+      is.push_back(time_runs(*ip, nullptr, mem, ki, sink));
+      js.push_back(time_runs(*jp, nullptr, mem, kj, sink));
       if (kx)
         if (auto kr = kx->run(opt.quick ? 1000 : 50000)) ks.push_back(kr->first);
     }
@@ -417,78 +430,121 @@ int main(int argc, char** argv) {
     row.name = b.name;
     row.what = b.what;
     row.insns = b.insns.size();
-    auto ip = userbpf::interp::Program::create(b.insns);
+    auto usr = user_side(b);
+    if (!usr) {
+      std::fprintf(stderr, "%s: userbpf's runtime refused it: %s\n", b.name.c_str(), usr.error().to_string().c_str());
+      ++failures;
+      continue;
+    }
+    bench::UserSide* us = usr->get();
+    const std::span<const isa::Insn> code = us != nullptr ? us->code() : std::span<const isa::Insn>(b.insns);
+    const userbpf::jit::Options jo = us != nullptr ? us->jit_options() : userbpf::jit::Options{};
+    auto ip = userbpf::interp::Program::create(code);
     if (!ip) {
       std::fprintf(stderr, "%s: interpreter refused it: %s\n", b.name.c_str(), ip.error().to_string().c_str());
       ++failures;
       continue;
     }
-    auto jp = userbpf::jit::Program::compile(b.insns);
+    auto jp = userbpf::jit::Program::compile(code, jo);
     if (!jp) {
       std::fprintf(stderr, "%s: JIT refused it: %s\n", b.name.c_str(), jp.error().to_string().c_str());
       ++failures;
       continue;
     }
-    // correctness
+    // correctness: each engine from emptied maps, then r0, memory and maps compared
+    const auto maps_after = [&](const char* engine) -> std::optional<bench::MapsContents> {
+      if (us == nullptr) return bench::MapsContents{};
+      auto c = us->contents();
+      if (!c) std::fprintf(stderr, "%s: %s: %s\n", b.name.c_str(), engine, c.error().to_string().c_str());
+      return c ? std::optional(std::move(*c)) : std::nullopt;
+    };
+    const auto reset = [&]() {
+      if (us == nullptr) return true;
+      auto st = us->reset_maps();
+      if (!st) std::fprintf(stderr, "%s: %s\n", b.name.c_str(), st.error().to_string().c_str());
+      return static_cast<bool>(st);
+    };
     std::vector<std::uint8_t> mi = b.memory, mj = b.memory;
-    const RunResult ri = run_once(*ip, mi, true);
-    const RunResult rj = run_once(*jp, mj);
-    if (!ri.ok() || !(ri.r0 == rj.r0 && ri.fault == rj.fault) || mi != mj) {
-      std::fprintf(stderr, "%s: MISMATCH interpreter %s vs JIT %s%s\n", b.name.c_str(), describe(ri).c_str(),
-                   describe(rj).c_str(), mi != mj ? " (memory differs)" : "");
+    if (!reset()) {
+      ++failures;
+      continue;
+    }
+    const RunResult ri = run_once(*ip, us, mi, true);
+    const auto maps_i = maps_after("interpreter");
+    if (!reset()) {
+      ++failures;
+      continue;
+    }
+    const RunResult rj = run_once(*jp, us, mj);
+    const auto maps_j = maps_after("JIT");
+    if (!maps_i || !maps_j) {
+      ++failures;
+      continue;
+    }
+    const std::string map_diff = bench::describe_difference(*maps_i, *maps_j, b.maps);
+    if (!ri.ok() || !(ri.r0 == rj.r0 && ri.fault == rj.fault) || mi != mj || !map_diff.empty()) {
+      std::fprintf(stderr, "%s: MISMATCH interpreter %s vs JIT %s%s%s\n", b.name.c_str(), describe(ri).c_str(),
+                   describe(rj).c_str(), mi != mj ? " (memory differs)" : "",
+                   map_diff.empty() ? "" : (" (" + map_diff + ")").c_str());
       ++failures;
       continue;
     }
     row.r0 = ri.r0;
     row.executed = ri.insns;
-    bool krun = kernel;
+    std::optional<bench::KernelRunner> kx;
     if (kernel) {
-      auto kr = oracle::run_r0(b.insns, b.memory, 1);
-      if (!kr) {
-        row.kernel_note = kr.error().to_string();
-        krun = false;
-      } else if (!kr->loaded) {
-        const std::string& log = kr->verifier_log;
-        std::fprintf(stderr, "%s: the kernel's verifier refused it (errno %d):\n%s\n", b.name.c_str(), kr->load_errno,
+      std::string log;
+      auto k = bench::KernelRunner::make(b.insns, b.memory, b.maps, &log);
+      if (!k && !log.empty()) {
+        std::fprintf(stderr, "%s: the kernel's verifier refused it (errno %d):\n%s\n", b.name.c_str(), k.error().code,
                      log.substr(log.size() > 3000 ? log.size() - 3000 : 0).c_str());
         row.kernel_note = "kernel verifier refused it";
         ++failures;
-        krun = false;
-      } else if (kr->r0 != row.r0 || kr->memory_after != mi) {
-        std::fprintf(stderr, "%s: MISMATCH interpreter/JIT r0=%#llx, kernel r0=%#llx%s\n", b.name.c_str(),
-                     static_cast<unsigned long long>(row.r0), static_cast<unsigned long long>(kr->r0),
-                     kr->memory_after != mi ? " (memory differs)" : "");
+      } else if (!k) {
+        std::fprintf(stderr, "%s: kernel: %s\n", b.name.c_str(), k.error().to_string().c_str());
+        row.kernel_note = k.error().to_string();
         ++failures;
-        continue;
+      } else {
+        kx = std::move(*k);
+        std::vector<std::uint8_t> mk;
+        const auto kr = kx->run(1, &mk);
+        auto maps_k = kx->contents();
+        if (!kr || !maps_k) {
+          std::fprintf(stderr, "%s: kernel: a test run or map dump failed%s\n", b.name.c_str(),
+                       maps_k ? "" : (": " + maps_k.error().to_string()).c_str());
+          ++failures;
+          continue;
+        }
+        const std::string kdiff = bench::describe_difference(*maps_i, *maps_k, b.maps);
+        if (kr->second != row.r0 || mk != mi || !kdiff.empty()) {
+          std::fprintf(stderr, "%s: MISMATCH interpreter/JIT r0=%#llx, kernel r0=%#llx%s%s\n", b.name.c_str(),
+                       static_cast<unsigned long long>(row.r0), static_cast<unsigned long long>(kr->second),
+                       mk != mi ? " (memory differs)" : "", kdiff.empty() ? "" : (" (" + kdiff + ")").c_str());
+          ++failures;
+          continue;
+        }
       }
     } else {
       row.kernel_note = kernel_reason;
     }
 
     // compile time
-    if (auto ct = compile_time(b.insns, opt.quick ? 2e5 : 5e6, err)) row.compile_ns = *ct;
+    if (auto ct = compile_time(code, jo, opt.quick ? 2e5 : 5e6, err)) row.compile_ns = *ct;
 
     // calibration
     std::vector<std::uint8_t> mem = b.memory;
-    const std::uint64_t ki = calibrate(*ip, mem, sample_ns, sink);
-    const std::uint64_t kj = calibrate(*jp, mem, sample_ns, sink);
+    const std::uint64_t ki = calibrate(*ip, us, mem, sample_ns, sink);
+    const std::uint64_t kj = calibrate(*jp, us, mem, sample_ns, sink);
     std::uint32_t krep = 0;
-    std::optional<KernelRunner> kx;
-    if (krun) {
-      kx = KernelRunner::make(b.insns, b.memory, err);
-      if (!kx) {
-        std::fprintf(stderr, "%s: kernel: %s\n", b.name.c_str(), err.c_str());
-        ++failures;
-      } else if (auto kr = kx->run(10)) {
+    if (kx)
+      if (auto kr = kx->run(10))
         krep = static_cast<std::uint32_t>(
             std::clamp(sample_ns / std::max(1.0, kr->first), 1.0, opt.quick ? 2000.0 : 200000.0));
-      }
-    }
     // samples, alternating engines
     std::vector<double> is, js, ks;
     for (int s = 0; s < opt.samples; ++s) {
-      is.push_back(time_runs(*ip, mem, ki, sink));
-      js.push_back(time_runs(*jp, mem, kj, sink));
+      is.push_back(time_runs(*ip, us, mem, ki, sink));
+      js.push_back(time_runs(*jp, us, mem, kj, sink));
       if (krep > 0) {
         if (auto kr = kx->run(krep)) {
           if (kr->second != row.r0) {
@@ -500,10 +556,17 @@ int main(int argc, char** argv) {
         }
       }
     }
-    // our engines ran K times on `mem`: the result must still be the same
-    if (run_once(*jp, mem).r0 != row.r0) {
+    // our engines ran K times on `mem` and the maps: the result must still be the same
+    if (run_once(*jp, us, mem).r0 != row.r0) {
       std::fprintf(stderr, "%s: MISMATCH: repeated runs change the result\n", b.name.c_str());
       ++failures;
+    }
+    if (us != nullptr) {
+      const auto maps_end = maps_after("after the timed runs");
+      if (!maps_end || !bench::describe_difference(*maps_i, *maps_end, b.maps).empty()) {
+        std::fprintf(stderr, "%s: MISMATCH: repeated runs change the maps\n", b.name.c_str());
+        ++failures;
+      }
     }
     row.interp_ns = median(is);
     row.jit_ns = median(js);
@@ -533,13 +596,13 @@ int main(int argc, char** argv) {
       ++failures;
     } else {
       std::vector<std::uint8_t> m1(64), m2(64);
-      const RunResult a = run_once(*ip, m1), c = run_once(*jp, m2);
+      const RunResult a = run_once(*ip, nullptr, m1), c = run_once(*jp, nullptr, m2);
       if (!(a == c)) {
         std::fprintf(stderr, "generated program: MISMATCH interpreter %s vs JIT %s\n", describe(a).c_str(),
                      describe(c).c_str());
         ++failures;
       }
-      if (auto ct = compile_time(gen, opt.quick ? 5e6 : 5e7, err)) gen_ns = *ct;
+      if (auto ct = compile_time(gen, {}, opt.quick ? 5e6 : 5e7, err)) gen_ns = *ct;
     }
   }
 

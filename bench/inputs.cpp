@@ -100,6 +100,27 @@ std::vector<std::uint8_t> copy_regions(Rng& rng) {
   return m;
 }
 
+// 1024 little-endian u16 links next[0..1024) forming one chain through every
+// node: 0 -> p[0] -> p[1] -> ... -> p[1022] -> 0, p a random permutation of
+// 1..1023 (Fisher-Yates with the generator above). Bytes past 2048: none.
+std::vector<std::uint8_t> chain(Rng& rng) {
+  std::vector<std::uint8_t> m = random_memory(rng);
+  std::vector<std::uint32_t> order(1023);
+  for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i + 1;
+  for (std::size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[rng.below(static_cast<std::uint32_t>(i + 1))]);
+  const auto link = [&m](std::uint32_t from, std::uint32_t to) {
+    m[from * 2] = static_cast<std::uint8_t>(to);
+    m[from * 2 + 1] = static_cast<std::uint8_t>(to >> 8);
+  };
+  std::uint32_t cur = 0;
+  for (std::uint32_t n : order) {
+    link(cur, n);
+    cur = n;
+  }
+  link(cur, 0);
+  return m;
+}
+
 }  // namespace
 
 std::vector<std::uint8_t> prog_input(std::string_view name) {
@@ -107,11 +128,16 @@ std::vector<std::uint8_t> prog_input(std::string_view name) {
   if (name == "parse_pkt") return packets(rng);
   if (name == "state_machine") return header_text(rng);
   if (name == "memcpy_cmp") return copy_regions(rng);
+  // the same chain for both loop forms (seeded by one name) so that they do the same work
+  if (name == "loop_bounded" || name == "may_goto") {
+    Rng shared(seed_of("chain"));
+    return chain(shared);
+  }
   return random_memory(rng);
 }
 
 std::string prog_description(std::string_view name) {
-  static constexpr std::array<std::pair<std::string_view, std::string_view>, 11> kWhat = {{
+  static constexpr std::array<std::pair<std::string_view, std::string_view>, 16> kWhat = {{
       {"parse_pkt", "16 Ethernet/VLAN/IPv4/L4 frames parsed with length checks, flow hash"},
       {"jhash", "lookup3 jhash of 16 x 60-byte keys"},
       {"fnv1a", "64-bit FNV-1a over 2048 bytes"},
@@ -123,6 +149,11 @@ std::string prog_description(std::string_view name) {
       {"memcpy_cmp", "256-byte memcpy, 512-byte word copy, memcmp loops"},
       {"calls", "256 x three non-inlined bpf-to-bpf calls"},
       {"matmul", "12x12 u32 matrix product (triple nested loop)"},
+      {"map_array", "1345 array-map lookups + in-place updates driven by input bytes"},
+      {"map_hash", "hash map of 16-byte flow keys: 64 updates, 584 lookups (1/4 missing), 8 deletes"},
+      {"helpers", "bpf_loop x512 (callback with a map lookup), map updates, ktime/prandom/cpu calls"},
+      {"loop_bounded", "pointer chase of a 1024-node chain, loop bounded by a counter"},
+      {"may_goto", "the same pointer chase, loop bounded only by may_goto (clang-19, v4)"},
   }};
   for (const auto& [n, w] : kWhat)
     if (n == name) return std::string(w);

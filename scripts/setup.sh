@@ -4,6 +4,7 @@
 set -eu
 PKGS="build-essential cmake ninja-build pkg-config git python3
   clang-14 clang llvm lld libclang-rt-14-dev clang-format clang-tidy
+  clang-19
   libfmt-dev libcli11-dev nlohmann-json3-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libelf-dev zlib1g-dev libbpf-dev libpcap-dev libseccomp-dev

@@ -12,7 +12,9 @@
 // * call_facts: whether the call depth can be proved statically (then the
 //   run-time depth check is dropped), whether the code ever calls into C
 //   (else rsp alignment padding is dropped in unchecked variants), and which
-//   functions use their frame pointer (else a call does not move r10).
+//   functions use their frame pointer (else a call does not move r10),
+//   and which functions are small leaves (once their callees are expanded)
+//   whose calls the code generator inlines (inline_end).
 // * track_widths: known value widths along straight-line code (upper bounds
 //   of significant bits), for dropping no-op zero-extensions and masks.
 //   Invariant: a fact is only claimed when it holds for every execution the
@@ -238,8 +240,8 @@ void track_widths(Widths& w, const Insn& in) {
 namespace {
 constexpr std::uint16_t kAllRegs = 0x7ff;  // r0-r10
 constexpr std::uint16_t bit(unsigned r) { return static_cast<std::uint16_t>(1u << r); }
+}  // namespace
 
-// Registers an instruction reads (use) and certainly writes (def).
 void use_def(const Insn& in, bool exit_reads_all, std::uint16_t& use, std::uint16_t& def) {
   use = 0;
   def = 0;
@@ -293,7 +295,6 @@ void use_def(const Insn& in, bool exit_reads_all, std::uint16_t& use, std::uint1
       break;
   }
 }
-}  // namespace
 
 std::vector<std::uint16_t> live_out(std::span<const Insn> insns, const std::vector<bool>& is_entry, bool structured) {
   const std::size_t n = insns.size();
@@ -407,6 +408,32 @@ CallFacts call_facts(std::span<const Insn> insns, const std::vector<bool>& is_en
   }
   cf.uses_frame.assign(n, true);
   for (std::size_t f = 0; f < nf; ++f) cf.uses_frame[fns.starts[f]] = own_frame[f];
+  // Inlining candidates, callees before callers (deepest first): expanded
+  // size = own instructions + the expanded size of every call's callee.
+  std::vector<std::size_t> size(nf, 0);  // 0: not inlinable
+  std::vector<std::size_t> order(nf);
+  for (std::size_t f = 0; f < nf; ++f) order[f] = f;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return depth[a] > depth[b]; });
+  cf.inline_end.assign(n, 0);
+  for (std::size_t f : order) {
+    if (f == 0 || depth[f] == 0) continue;  // the main program; unreachable functions
+    const std::size_t begin = fns.starts[f], end = f + 1 < nf ? fns.starts[f + 1] : n;
+    std::size_t total = 0;
+    for (std::size_t pc = begin; pc < end && total <= kInlineMaxInsns; ++pc) {
+      const Insn& in = insns[pc];
+      const Form form = in.info().form;
+      if (form == Form::MayGoto || form == Form::LdAbs || form == Form::LdInd) total = kInlineMaxInsns + 1;
+      else if (in.op == Op::CallLocal) {
+        const std::size_t g = size[fns.of[call_target(in, pc)]];
+        total += g == 0 ? kInlineMaxInsns + 1 : g;
+      } else if (in.op != Op::LddwTail) {
+        ++total;
+      }
+    }
+    if (total > kInlineMaxInsns) continue;
+    size[f] = total;
+    cf.inline_end[begin] = static_cast<std::uint32_t>(end);
+  }
   return cf;
 }
 

@@ -22,6 +22,11 @@ bool writes_r10(const isa::Insn& in);
 int written_reg(const isa::Insn& in);
 // Which of r6-r9 (bits 0-3) an instruction writes.
 std::uint8_t callee_saved_written(const isa::Insn& in);
+// Registers (bit i = ri) an instruction reads (use) and certainly writes
+// (def; atomics: none, the fetch forms write src or r0). exit_reads_all: an
+// exit returns to a BPF caller, which may read any register; else it reads
+// r0. Calls, callx and LD_ABS/LD_IND read every register.
+void use_def(const isa::Insn& in, bool exit_reads_all, std::uint16_t& use, std::uint16_t& def);
 // Per function entry pc: the r6-r9 the function or anything it calls may write.
 std::vector<std::uint8_t> callee_saved_masks(std::span<const isa::Insn> insns, const std::vector<bool>& is_entry,
                                              bool structured);
@@ -38,7 +43,15 @@ struct CallFacts {
   // By function entry pc: the function or one it calls reads r10 (the frame
   // pointer). Meaningful only with static_depth.
   std::vector<bool> uses_frame;
+  // By function entry pc: one past the function's last instruction if its
+  // calls may be inlined (its code emitted at each call site, see
+  // kInlineMaxInsns), else 0. Empty: none. Only with static_depth: the
+  // function is not the main program, contains no may_goto or LD_ABS/LD_IND,
+  // and every function it calls may be inlined (a leaf once expanded).
+  std::vector<std::uint32_t> inline_end;
 };
+// Largest function body, its inlined callees expanded, that is inlined.
+inline constexpr std::size_t kInlineMaxInsns = 40;
 CallFacts call_facts(std::span<const isa::Insn> insns, const std::vector<bool>& is_entry, bool structured);
 
 // The 64-bit constant register `reg` holds before instruction pc when it

@@ -19,58 +19,99 @@ void Emitter::load_const(const Reg64& r, u64 v) {
   }
 }
 
+namespace {
+// max_code_size of an unchecked, uncounted, unblinded variant.
+constexpr u32 base_code_size(Op op) {
+  if (op == Op::LddwTail) return 0;
+  switch (isa::info(op).form) {
+    case Form::AluK:
+    case Form::AluX: {
+      const unsigned code = isa::op_code(op);
+      return code == 3 || code == 9 ? 72 : code == 6 || code == 7 || code == 0xc ? 24 : 12;  // mov r64, imm64: 10
+    }
+    case Form::Neg: case Form::End: case Form::MovSx: case Form::Lddw:
+      return 12;  // rol r16 + movzx: 9; lddw: 10
+    case Form::Exit: case Form::Ja: case Form::Gotol:
+      return 6;  // add rsp, 8; ret: 5. jmp rel32: 5
+    case Form::JmpK: case Form::JmpX:
+      return 14;  // cmp r64, imm32 + jcc rel32: 13
+    case Form::MayGoto:
+      return 20;  // cmp [rsp], 0; jcc; dec [rsp]: 15-17
+    case Form::Ldx: case Form::St: case Form::Stx: case Form::LoadAcq: case Form::StoreRel:
+      return 14;  // mov qword [r12 + disp32], imm32: 12 (checked: see max_code_size)
+    case Form::Atomic:
+      return 64;
+    case Form::Call: case Form::CallKfunc: case Form::CallLocal: case Form::Callx: case Form::LdAbs: case Form::LdInd:
+      return 192;
+  }
+  return 192;
+}
+// base_code_size by Op, computed once from the opcode table.
+struct CodeSizes {
+  std::array<std::uint8_t, isa::kOpCount> size{};
+  constexpr CodeSizes() {
+    for (std::size_t i = 0; i < isa::kOpCount; ++i) size[i] = static_cast<std::uint8_t>(base_code_size(static_cast<Op>(i)));
+  }
+  constexpr u32 operator[](Op op) const {
+    const auto i = static_cast<std::size_t>(op);
+    return i < isa::kOpCount ? size[i] : 0;  // LddwTail: no code of its own
+  }
+};
+constexpr CodeSizes kCodeSizes;
+}  // namespace
+
 // Upper bound of the bytes emitted for one instruction (its counting prefix
 // included), generous on purpose: it only decides whether a forward branch
 // can be short; a wrong bound makes xbyak throw (label too far) and the
 // variant is regenerated with near branches only (Program::Impl::generate).
 u32 max_code_size(const Insn& in, Variant v, bool blinding) {
-  if (in.op == Op::LddwTail) return 0;
-  u32 b = 0;
-  switch (in.info().form) {
-    case Form::AluK:
-    case Form::AluX: {
-      const unsigned code = isa::op_code(in.op);
-      b = code == 3 || code == 9 ? 72 : code == 6 || code == 7 || code == 0xc ? 24 : 12;  // mov r64, imm64: 10
-      break;
-    }
-    case Form::Neg: case Form::End: case Form::MovSx: case Form::Lddw:
-      b = 12;  // rol r16 + movzx: 9; lddw: 10
-      break;
-    case Form::Exit: case Form::Ja: case Form::Gotol:
-      b = 6;  // add rsp, 8; ret: 5. jmp rel32: 5
-      break;
-    case Form::JmpK: case Form::JmpX:
-      b = 14;  // cmp r64, imm32 + jcc rel32: 13
-      break;
-    case Form::MayGoto:
-      b = 20;  // cmp [rsp], 0; jcc; dec [rsp]: 15-17
-      break;
-    case Form::Ldx: case Form::St: case Form::Stx: case Form::LoadAcq: case Form::StoreRel:
-      b = v.checked ? 80 : 14;  // mov qword [r12 + disp32], imm32: 12
-      break;
-    case Form::Atomic:
-      b = v.checked ? 128 : 64;
-      break;
-    case Form::Call: case Form::CallKfunc: case Form::CallLocal: case Form::Callx: case Form::LdAbs: case Form::LdInd:
-      b = 192;
-      break;
+  u32 b = kCodeSizes[in.op];
+  if (v.checked) {
+    const Form f = in.info().form;
+    if (f == Form::Ldx || f == Form::St || f == Form::Stx || f == Form::LoadAcq || f == Form::StoreRel) b = 80;
+    if (f == Form::Atomic) b = 128;
   }
+  if (b == 0) return 0;
   if (v.counting) b += 16;
   if (blinding) b += 32;
   return b;
 }
 
 // Prefix sums of max_code_size over the body: bound[pc] >= the code offset
-// of pc; bound[n] bounds the body. Also returns a bound of the whole code
+// of pc; bound[n] bounds the body. An inlined call counts its callee's
+// expanded body (inline_code). Also returns a bound of the whole code
 // (body, out-of-line thunks, stubs, trampoline).
 std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool>& heads, Variant v, bool blinding,
-                             std::size_t& total) {
+                             const std::vector<std::uint32_t>& inline_end, std::size_t& total) {
   const std::size_t n = insns.size();
   std::vector<u32> bound(n + 1, 0);
+  // inline_code[entry]: bound of an inlined copy of the function at entry
+  // (saves, frame move, its body with its own inlined calls); 0: not known yet.
+  std::vector<u32> inline_code(inline_end.empty() ? 0 : n, 0);
+  constexpr u32 kInlineFrame = 2 * 4 * 2 + 2 * 7;  // push/pop of r6-r9, sub/add rbp
+  const auto plain = [&](std::size_t pc) {  // a loop head's padding counts before its label
+    return max_code_size(insns[pc], v, blinding) + (pc + 1 < n && heads[pc + 1] ? kLoopAlign - 1 : 0);
+  };
+  const auto size_of = [&](const auto& self, std::size_t pc) -> u32 {
+    const Insn& in = insns[pc];
+    u32 b = plain(pc);
+    if (in.op == Op::CallLocal && !inline_end.empty()) {
+      const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
+      if (inline_end[t] != 0) {
+        if (inline_code[t] == 0) {  // the call graph is acyclic (CallFacts::static_depth)
+          u32 c = kInlineFrame + (heads[t] ? kLoopAlign - 1 : 0);
+          for (std::size_t k = t; k < inline_end[t]; ++k) c += self(self, k);
+          inline_code[t] = c;
+        }
+        b += inline_code[t];
+      }
+    }
+    return b;
+  };
   std::size_t cold = 0;
   for (std::size_t pc = 0; pc < n; ++pc) {
-    // a loop head's alignment padding is counted before its label
-    bound[pc + 1] = bound[pc] + max_code_size(insns[pc], v, blinding) + (pc + 1 < n && heads[pc + 1] ? kLoopAlign - 1 : 0);
+    const u32 b = inline_end.empty() ? plain(pc) : size_of(size_of, pc);
+    bound[pc + 1] = bound[pc] + b;
     // cold thunks: one per counted insn, checked access, call (<= 48 bytes each)
     cold += (v.counting ? 48u : 0u) + (v.checked ? 48u : 0u);
     const Form f = insns[pc].info().form;
@@ -79,6 +120,7 @@ std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool
     if (f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
         f == Form::LdInd || insns[pc].op == Op::LddwFunc)
       cold += 64;
+    if (f == Form::CallLocal) cold += b;  // an inlined body's thunks (generous)
   }
   total = bound[n] + cold + 1024;  // stubs and trampoline: ~400 bytes
   return bound;
@@ -184,16 +226,21 @@ bool Emitter::emit_fused(std::size_t pc, const Insn& a, const Insn& b) {
   return false;
 }
 
-void Emitter::generate() {
+// Lowers instructions [begin, end) in program order. record: the program's
+// own code (pc_offset is set); else an inlined copy of a function (see
+// emit_inline), whose pcs keep their offsets of the original.
+void Emitter::emit_body(std::size_t begin, std::size_t end, bool record) {
   const std::size_t n = insns_.size();
-  pc_offset.assign(n, 0);
-  for (std::size_t pc = 0; pc < n; ++pc) {
+  const auto mark = [&](std::size_t pc) {
+    if (record) pc_offset[pc] = static_cast<u32>(getSize());
+  };
+  for (std::size_t pc = begin; pc < end; ++pc) {
     if (is_target_[pc]) {
       if (heads_[pc] && pc > 0) align(kLoopAlign, true);
       L(*labels_[pc]);
       detail::forget_widths(width_);
     }
-    pc_offset[pc] = static_cast<u32>(getSize());
+    mark(pc);
     const Insn& in = insns_[pc];
     if (in.op == Op::LddwTail) continue;
     if (counting_) {
@@ -201,14 +248,14 @@ void Emitter::generate() {
       jb(fault_thunk(abi::Fault::Budget, pc));
     } else if (const std::size_t extra = fold_group(pc); extra != 0) {
       for (std::size_t k = 0; k <= extra; ++k) detail::track_widths(width_, insns_[pc + k]);
-      for (std::size_t k = 1; k <= extra; ++k) pc_offset[pc + k] = static_cast<u32>(getSize());
+      for (std::size_t k = 1; k <= extra; ++k) mark(pc + k);
       pc += extra;
       continue;
     } else if (pc + 1 < n && !is_target_[pc + 1] && emit_fused(pc, in, insns_[pc + 1])) {
       detail::track_widths(width_, in);
       ++pc;
       detail::track_widths(width_, insns_[pc]);
-      pc_offset[pc] = static_cast<u32>(getSize());  // pc's code is in its predecessor's block
+      mark(pc);  // pc's code is in its predecessor's block
       continue;
     }
     emit_insn(pc, in);
@@ -216,9 +263,49 @@ void Emitter::generate() {
     if (skip_next_) {  // pc + 1 (a goto) is part of pc's code (emit_jump)
       skip_next_ = false;
       ++pc;
-      pc_offset[pc] = static_cast<u32>(getSize());
+      mark(pc);
     }
   }
+}
+
+// A call of a function that calls_.inline_end marks: its body is emitted
+// here (fresh labels for its jump targets, `exit` jumps to the end of the
+// copy, the last one falls through). As a real call: the r6-r9 it may
+// write are saved around it and r10 moves down a frame if it reads r10; no
+// depth check is needed (static_depth). Not in counting or checked variants.
+void Emitter::emit_inline(std::size_t entry) {
+  const std::size_t end = calls_.inline_end[entry];
+  const u8 mask = save_mask_[entry];
+  const bool move_fp = callee_moves_fp(entry);
+  push_saved(mask);
+  if (move_fp) sub(rbp, static_cast<u32>(kFrameSize));
+  std::vector<std::unique_ptr<Label>> saved;
+  for (std::size_t pc = entry; pc < end; ++pc)
+    if (is_target_[pc]) {
+      saved.push_back(std::move(labels_[pc]));
+      labels_[pc] = std::make_unique<Label>();
+    }
+  Label done;
+  Label* const outer_exit = inline_exit_;
+  const std::size_t outer_last = inline_last_;
+  inline_exit_ = &done;
+  inline_last_ = end - 1;
+  emit_body(entry, end, false);
+  inline_exit_ = outer_exit;
+  inline_last_ = outer_last;
+  L(done);
+  std::size_t k = 0;
+  for (std::size_t pc = entry; pc < end; ++pc)
+    if (is_target_[pc]) labels_[pc] = std::move(saved[k++]);
+  if (move_fp) add(rbp, static_cast<u32>(kFrameSize));
+  pop_saved(mask);
+  detail::forget_widths(width_);
+}
+
+void Emitter::generate() {
+  const std::size_t n = insns_.size();
+  pc_offset.assign(n, 0);
+  emit_body(0, n, true);
   // Falling off the end of the program (impossible after exit / ja / gotol).
   const Op last = insns_[n - 1].op;
   if (last != Op::Exit && last != Op::Ja && last != Op::Gotol) jmp(fault_thunk(abi::Fault::FellOffEnd, n));
@@ -393,6 +480,10 @@ void Emitter::emit_insn(std::size_t pc, const Insn& in) {
       return;
     case Form::CallLocal: {
       const auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
+      if (inlining_ && calls_.inline_end[t] != 0) {
+        emit_inline(t);
+        return;
+      }
       const bool move_fp = callee_moves_fp(t);
       emit_bpf_call_prologue(pc, save_mask_[t], move_fp);
       call(target_label(t));
@@ -403,7 +494,8 @@ void Emitter::emit_insn(std::size_t pc, const Insn& in) {
       emit_callx(pc, in);
       return;
     case Form::Exit:
-      ret();
+      if (inline_exit_ == nullptr) ret();
+      else if (pc != inline_last_) jmp(*inline_exit_, T_NEAR);  // (the last one falls through)
       return;
     case Form::Lddw: {
       u64 v = in.imm64();
@@ -677,31 +769,9 @@ void Emitter::emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed
   for (std::size_t i = first_special; i < cold_.size(); ++i) L(*cold_[i].back);
 }
 
-// ---------------------------------------------------------------- jumps
-void Emitter::emit_jump(std::size_t pc, const Insn& in) {
+// The flags of a conditional jump's comparison (cmp, or test for jset).
+void Emitter::emit_compare(const Insn& in) {
   const Form f = in.info().form;
-  const std::size_t t = thread_jump(static_cast<std::size_t>(isa::jump_target(in, pc)));
-  const bool fallthrough = t == pc + 1;
-  const Xbyak::CodeGenerator::LabelType jt = jump_type(pc, t);
-  if (f == Form::Ja || f == Form::Gotol) {
-    if (fallthrough) return;
-    if (insns_[t].op == Op::Exit && !counting_) ret();  // a jump to `exit` is one
-    else jmp(target_label(t), jt);
-    return;
-  }
-  if (f == Form::MayGoto) {  // the frame's counter is at [rsp + 8] (see Stack and frames)
-    cmp(qword[rsp + 8], 0);
-    if (!fallthrough) je(target_label(t), jt);
-    else {
-      Label skip;
-      je(skip);
-      dec(qword[rsp + 8]);
-      L(skip);
-      return;
-    }
-    dec(qword[rsp + 8]);
-    return;
-  }
   const bool is64 = isa::is_64(in.op);
   const auto cond = static_cast<isa::sem::Cond>(isa::op_code(in.op));
   const Reg64& d64 = kReg[in.dst];
@@ -724,6 +794,38 @@ void Emitter::emit_jump(std::size_t pc, const Insn& in) {
     const Xbyak::Reg s = is64 ? Xbyak::Reg(s64r) : Xbyak::Reg(r32(s64r));
     if (is_set) test(d, s); else cmp(d, s);
   }
+}
+
+// ---------------------------------------------------------------- jumps
+void Emitter::emit_jump(std::size_t pc, const Insn& in) {
+  const Form f = in.info().form;
+  const std::size_t t = thread_jump(static_cast<std::size_t>(isa::jump_target(in, pc)));
+  const bool fallthrough = t == pc + 1;
+  const Xbyak::CodeGenerator::LabelType jt = jump_type(pc, t);
+  if (f == Form::Ja || f == Form::Gotol) {
+    if (fallthrough) return;
+    if (insns_[t].op == Op::Exit && !counting_) {  // a jump to `exit` is one
+      if (inline_exit_ == nullptr) ret();
+      else jmp(*inline_exit_, T_NEAR);
+    }
+    else jmp(target_label(t), jt);
+    return;
+  }
+  if (f == Form::MayGoto) {  // the frame's counter is at [rsp + 8] (see Stack and frames)
+    cmp(qword[rsp + 8], 0);
+    if (!fallthrough) je(target_label(t), jt);
+    else {
+      Label skip;
+      je(skip);
+      dec(qword[rsp + 8]);
+      L(skip);
+      return;
+    }
+    dec(qword[rsp + 8]);
+    return;
+  }
+  const auto cond = static_cast<isa::sem::Cond>(isa::op_code(in.op));
+  emit_compare(in);
   if (fallthrough) return;
   // `if c goto pc + 2; goto T` (the goto no jump target) -> `if !c goto T`:
   // one compare-and-branch per loop iteration instead of two branches.
@@ -996,13 +1098,20 @@ void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
 // (or anything it calls) may write (mask from callee_saved_masks), padded
 // to an even count so that rsp stays 16-byte aligned in the callee.
 namespace {
-const std::array<Reg64, 4> kCalleeSaved = {rbx, r13, r14, r15};  // BPF r6-r9
 int saved_count(u8 mask) { return std::popcount(static_cast<unsigned>(mask)); }
 }  // namespace
 
 // Whether a call needs an 8-byte pad: the pushes before it (saved registers
 // and, with may_goto, the counter) must be odd in number.
 // Without calls into C (unchecked variants), alignment does not matter.
+void Emitter::push_saved(u8 mask) {
+  for (std::size_t i = 0; i < kCalleeSaved.size(); ++i)
+    if ((mask >> i) & 1) push(kCalleeSaved[i]);
+}
+void Emitter::pop_saved(u8 mask) {
+  for (std::size_t i = kCalleeSaved.size(); i-- > 0;)
+    if ((mask >> i) & 1) pop(kCalleeSaved[i]);
+}
 bool Emitter::call_pad(u8 mask) const {
   if (calls_.no_c_calls && !v_.checked) return false;
   return (saved_count(mask) + (may_goto_ ? 1 : 0)) % 2 == 0;
@@ -1018,8 +1127,7 @@ void Emitter::emit_bpf_call_prologue(std::size_t pc, u8 mask, bool move_fp) {
     cmp(rbp, qword[st(&State::min_call_rbp)]);
     jb(fault_thunk(abi::Fault::CallDepth, pc));
   }
-  for (std::size_t i = 0; i < kCalleeSaved.size(); ++i)
-    if ((mask >> i) & 1) push(kCalleeSaved[i]);
+  push_saved(mask);
   // rsp must be 8 mod 16 at the call: k saved registers, the counter, a pad.
   if (call_pad(mask)) push(r11);
   if (may_goto_) push(static_cast<u32>(abi::kMayGotoBudget));
@@ -1041,8 +1149,7 @@ void Emitter::emit_bpf_call_epilogue(u8 mask, bool move_fp) {
     add(rbp, static_cast<u32>(kFrameSize));
   }
   if (may_goto_ || call_pad(mask)) add(rsp, may_goto_ && call_pad(mask) ? 16 : 8);
-  for (std::size_t i = kCalleeSaved.size(); i-- > 0;)
-    if ((mask >> i) & 1) pop(kCalleeSaved[i]);
+  pop_saved(mask);
 }
 
 void Emitter::emit_callx(std::size_t pc, const Insn& in) {

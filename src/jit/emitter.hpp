@@ -2,7 +2,7 @@
 // lowers BPF instructions to machine code through xbyak, and the code-size
 // bounds that decide short branches. The design comment in jit.cpp describes
 // how it works; emitter.cpp has the definitions, fold.cpp the
-// cross-instruction rewrites (array-map lookups, load-op folding, cmov).
+// cross-instruction rewrites (array-map lookups, load-op folding).
 #pragma once
 
 #include <xbyak/xbyak.h>
@@ -33,6 +33,7 @@ using Xbyak::Reg32;
 using Xbyak::Reg64;
 
 inline const std::array<Reg64, isa::kNumRegs> kReg = {rax, rsi, rdx, rcx, r8, r9, rbx, r13, r14, r15, rbp};
+inline const std::array<Reg64, 4> kCalleeSaved = {rbx, r13, r14, r15};  // BPF r6-r9
 
 // The 32-bit view of a general-purpose register (Reg::cvt32 validates and
 // cost ~5% of a compile).
@@ -67,6 +68,11 @@ struct Variant {
   bool direct = false;    // helpers resolved at compile time from Options::helpers
 };
 
+// Whether variant v inlines the calls of the functions calls.inline_end marks.
+inline bool inline_enabled(Variant v, const Options& opts, bool writes_r10, const CallFacts& calls) {
+  return !v.counting && !v.checked && !writes_r10 && opts.inline_calls && !calls.inline_end.empty();
+}
+
 class Emitter : public Xbyak::CodeGenerator {
  public:
   // Assembles straight into `buf` (`cap` bytes: the final mapping, still
@@ -99,6 +105,7 @@ class Emitter : public Xbyak::CodeGenerator {
     movbe_ = kCpu.has(Xbyak::util::Cpu::tMOVBE) && opts.bmi2;  // bmi2 = false: the plain forms (tests)
     detail::forget_widths(width_);
     counting_ = v.counting;
+    inlining_ = inline_enabled(v, opts, writes_r10, calls);
     if (opts.blinding) {
       std::random_device rd;
       blind_key_ = rd() | 1u;
@@ -155,6 +162,8 @@ class Emitter : public Xbyak::CodeGenerator {
   void emit_trampoline();
   void emit_stubs();
   void emit_cold();
+  void emit_body(std::size_t begin, std::size_t end, bool record);
+  void emit_inline(std::size_t entry);
   void emit_insn(std::size_t pc, const Insn& in);
   bool emit_fused(std::size_t pc, const Insn& a, const Insn& b);
   std::size_t emit_address_fold(std::size_t pc);
@@ -165,6 +174,7 @@ class Emitter : public Xbyak::CodeGenerator {
   void emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed, bool imm_form);
   void emit_shift(const Insn& in, bool is64, int kind, bool imm_form);
   void emit_jump(std::size_t pc, const Insn& in);
+  void emit_compare(const Insn& in);
   void emit_mem(std::size_t pc, const Insn& in);
   void emit_atomic(std::size_t pc, const Insn& in);
   void emit_ld_packet(std::size_t pc, const Insn& in);
@@ -174,6 +184,8 @@ class Emitter : public Xbyak::CodeGenerator {
   // move_fp: r10 moves down a frame for the callee (callee_moves_fp).
   void emit_bpf_call_prologue(std::size_t pc, u8 mask, bool move_fp = true);
   bool call_pad(u8 mask) const;
+  void push_saved(u8 mask);  // the r6-r9 of mask (bits 0-3), in order
+  void pop_saved(u8 mask);   // and back
   void emit_bpf_call_epilogue(u8 mask, bool move_fp = true);
   // A call needs r10 moved only if the callee (or one it calls) reads it, or
   // the depth check (which compares r10) is needed, or checked mode (whose
@@ -223,6 +235,9 @@ class Emitter : public Xbyak::CodeGenerator {
   bool movbe_ = false;
   bool skip_next_ = false;  // emit_jump folded the next instruction into this one
   bool counting_ = false;
+  bool inlining_ = false;            // calls of calls_.inline_end functions are inlined
+  Label* inline_exit_ = nullptr;     // inside an inlined copy: its end (exit jumps there)
+  std::size_t inline_last_ = 0;      // inside an inlined copy: its last pc (its exit falls through)
   // Known value widths along straight-line code (detail::track_widths),
   // forgotten at every jump target.
   detail::Widths width_{};
@@ -248,7 +263,8 @@ u32 max_code_size(const Insn& in, Variant v, bool blinding);
 // at pc may inline (see Options::array_maps); empty if there is none.
 std::vector<u32> array_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
                                   const std::vector<bool>& is_entry);
+// inline_end: calls.inline_end if the variant inlines (inline_enabled), else empty.
 std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool>& heads, Variant v, bool blinding,
-                             std::size_t& total);
+                             const std::vector<std::uint32_t>& inline_end, std::size_t& total);
 
 }  // namespace userbpf::jit::detail

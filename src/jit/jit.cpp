@@ -56,6 +56,16 @@
 //     graph is acyclic and at most 8 frames deep, have no depth check; a
 //     callee that (with its callees) never reads r10 is called without
 //     moving r10; without any call into C the rsp alignment pad is dropped.
+//   * in such programs, calls of small functions (at most kInlineMaxInsns
+//     instructions with their own calls expanded, no may_goto or LD_ABS;
+//     CallFacts::inline_end) are inlined (Emitter::emit_inline): the body
+//     is emitted at the call site with fresh labels, `exit` jumps to the
+//     end of the copy, and exactly what a call does to the BPF state is
+//     kept: the r6-r9 the callee may write are pushed and popped around it,
+//     r10 moves down a frame if the callee reads it, r0-r5 are left as the
+//     callee leaves them. No depth fault is possible (static depth), so
+//     results equal the interpreter's. The function's own code is still
+//     emitted (listings, other entries). Options::inline_calls turns it off.
 // Each fused group's code shows under its first instruction in listings.
 //
 // Variants: a Program holds up to 8 compiled variants (checked x counting x
@@ -274,7 +284,9 @@ struct Program::Impl {
 Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
   auto c = std::make_unique<Code>();
   std::size_t cap = 0;
-  const std::vector<u32> bound = code_bounds(insns, heads, v, opts.blinding, cap);
+  static const std::vector<std::uint32_t> kNone;
+  const std::vector<u32> bound = code_bounds(insns, heads, v, opts.blinding,
+                                             inline_enabled(v, opts, writes_r10, calls) ? calls.inline_end : kNone, cap);
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   bool short_jumps = true;
   try {
@@ -607,29 +619,15 @@ bool leaf_eligible(std::span<const Insn> insns) {
 }
 
 // Registers (bit i = ri) an instruction of an eligible program may read and
-// write; conservative for atomics.
+// write: detail::use_def, with atomics writing src and r0 (conservative).
 struct RegUse {
   unsigned reads = 0, writes = 0;
 };
 RegUse reg_use(const Insn& in) {
-  const unsigned d = 1u << in.dst, s = 1u << in.src;
-  const bool mov = isa::op_code(in.op) == 0xb;  // mov32 / mov: writes dst without reading it
-  switch (in.info().form) {
-    case Form::AluK: return {mov ? 0u : d, d};
-    case Form::AluX: return {mov ? s : d | s, d};
-    case Form::Neg: case Form::End: return {d, d};
-    case Form::MovSx: case Form::Ldx: case Form::LoadAcq: return {s, d};
-    case Form::Lddw: return {0, d};
-    case Form::JmpK: case Form::St: return {d, 0};
-    case Form::JmpX: case Form::Stx: case Form::StoreRel: return {d | s, 0};
-    case Form::Exit: return {1, 0};
-    case Form::Atomic: return {d | s | 1u, s | 1u};
-    case Form::Ja: case Form::Gotol: return {0, 0};
-    case Form::Call: case Form::CallKfunc: case Form::CallLocal: case Form::Callx: case Form::LdAbs:
-    case Form::LdInd: case Form::MayGoto:
-      break;
-  }
-  return {~0u, ~0u};
+  std::uint16_t use = 0, def = 0;
+  detail::use_def(in, false, use, def);
+  if (in.info().form == Form::Atomic) def = static_cast<std::uint16_t>(def | (1u << in.src) | 1u);
+  return {use, def};
 }
 
 // A bare leaf: the body can be called as a plain SysV function

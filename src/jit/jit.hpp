@@ -72,6 +72,11 @@ struct Options {
   // Use BMI2 shifts (shlx/shrx/sarx) where the CPU has them; false forces the
   // cl-based sequence (the tests cover both).
   bool bmi2 = true;
+  // Inline calls of small bpf-to-bpf functions (leaves once their own calls
+  // are inlined, at most detail::kInlineMaxInsns instructions expanded) when
+  // the call depth is static (see detail::CallFacts), in variants that
+  // neither count nor check. false: every call is a call (tests, A/B).
+  bool inline_calls = true;
 };
 
 // A compiled program: immutable native code in read+exec memory. One Program

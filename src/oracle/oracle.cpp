@@ -7,7 +7,9 @@
 //  - available() probes once (load `r0 = 0; exit` as a socket filter,
 //    test-run it, create an array map) and caches the answer with the reason when it fails.
 //  - load() asks for a verifier log; when the log buffer is too small
-//    (ENOSPC) it grows the buffer and loads again, up to 64 MiB.
+//    (ENOSPC) it grows the buffer and loads again, up to 64 MiB. Its
+//    LoadExtras pass an fd_array (for `lddw map_idx`) and BTF func_info
+//    (load_btf'd; the kernel wants it for callbacks) when given.
 //  - run_r0() runs a conformance-style program (r1 = memory, r2 = length,
 //    result = 64-bit r0) by appending it as a bpf-to-bpf subprogram to a
 //    small wrapper:
@@ -35,6 +37,7 @@
 
 #include <fmt/format.h>
 #include <linux/bpf.h>
+#include <linux/btf.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -42,6 +45,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <set>
 
 namespace userbpf::oracle {
 
@@ -110,6 +114,11 @@ const Availability& available() {
 
 LoadResult load(std::span<const isa::RawInsn> insns, std::uint32_t prog_type, std::uint32_t log_level,
                 std::uint32_t expected_attach_type) {
+  return load(insns, prog_type, log_level, expected_attach_type, LoadExtras{});
+}
+
+LoadResult load(std::span<const isa::RawInsn> insns, std::uint32_t prog_type, std::uint32_t log_level,
+                std::uint32_t expected_attach_type, const LoadExtras& extras) {
   LoadResult out;
   static constexpr char kLicense[] = "GPL";
   std::size_t log_size = log_level != 0 ? 64 * 1024 : 0;
@@ -124,6 +133,13 @@ LoadResult load(std::span<const isa::RawInsn> insns, std::uint32_t prog_type, st
     attr.insns = ptr_to_u64(insns.data());
     attr.insn_cnt = static_cast<std::uint32_t>(insns.size());
     attr.license = ptr_to_u64(kLicense);
+    if (!extras.fd_array.empty()) attr.fd_array = ptr_to_u64(extras.fd_array.data());
+    if (!extras.func_info.empty()) {
+      attr.prog_btf_fd = static_cast<std::uint32_t>(extras.btf_fd);
+      attr.func_info = ptr_to_u64(extras.func_info.data());
+      attr.func_info_rec_size = sizeof(bpf_func_info);
+      attr.func_info_cnt = static_cast<std::uint32_t>(extras.func_info.size());
+    }
     if (log_size != 0) {
       attr.log_level = log_level;
       attr.log_buf = ptr_to_u64(log.data());
@@ -140,6 +156,58 @@ LoadResult load(std::span<const isa::RawInsn> insns, std::uint32_t prog_type, st
     if (log_size != 0) out.log.assign(log.data(), strnlen(log.data(), log.size()));
     return out;
   }
+}
+
+Result<Fd> load_btf(std::span<const std::uint8_t> blob) {
+  union bpf_attr attr;
+  std::memset(&attr, 0, sizeof(attr));
+  attr.btf = ptr_to_u64(blob.data());
+  attr.btf_size = static_cast<std::uint32_t>(blob.size());
+  const long fd = sys_bpf(BPF_BTF_LOAD, &attr);
+  if (fd < 0) {
+    const int err = errno;
+    return make_error(err, fmt::format("bpf(BPF_BTF_LOAD) of {} bytes: {} ({})", blob.size(), std::strerror(err), err));
+  }
+  return Fd(static_cast<int>(fd));
+}
+
+std::vector<std::uint8_t> func_btf(std::size_t n) {
+  std::string strings(1, '\0');
+  const auto add_string = [&strings](const std::string& str) {
+    const auto off = static_cast<std::uint32_t>(strings.size());
+    strings += str;
+    strings += '\0';
+    return off;
+  };
+  std::vector<std::uint32_t> types;
+  // [1] INT "long": 8 bytes, signed, 64 bits; [2] FUNC_PROTO returning [1], no parameters
+  types.insert(types.end(), {add_string("long"), std::uint32_t{BTF_KIND_INT} << 24, 8, (1u << 24) | 64u});
+  types.insert(types.end(), {0, std::uint32_t{BTF_KIND_FUNC_PROTO} << 24, 1});
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t linkage = i == 0 ? 1 : 0;  // BTF_FUNC_GLOBAL : BTF_FUNC_STATIC
+    types.insert(types.end(), {add_string(fmt::format("f{}", i)), (std::uint32_t{BTF_KIND_FUNC} << 24) | linkage, 2});
+  }
+  btf_header h{};
+  h.magic = BTF_MAGIC;
+  h.version = BTF_VERSION;
+  h.hdr_len = sizeof h;
+  h.type_off = 0;
+  h.type_len = static_cast<std::uint32_t>(types.size() * 4);
+  h.str_off = h.type_len;
+  h.str_len = static_cast<std::uint32_t>(strings.size());
+  std::vector<std::uint8_t> blob(sizeof h + h.type_len + h.str_len);
+  std::memcpy(blob.data(), &h, sizeof h);
+  std::memcpy(blob.data() + sizeof h, types.data(), h.type_len);
+  std::memcpy(blob.data() + sizeof h + h.type_len, strings.data(), h.str_len);
+  return blob;
+}
+
+std::vector<std::uint32_t> subprogram_starts(std::span<const isa::Insn> prog) {
+  std::set<std::uint32_t> starts = {0};
+  for (std::size_t pc = 0; pc < prog.size(); ++pc)
+    if (prog[pc].op == Op::CallLocal || prog[pc].op == Op::LddwFunc)
+      starts.insert(static_cast<std::uint32_t>(static_cast<std::int64_t>(pc) + 1 + prog[pc].imm));
+  return {starts.begin(), starts.end()};
 }
 
 Result<TestRun> test_run(const Fd& prog, std::span<const std::uint8_t> data_in, std::uint32_t repeat,

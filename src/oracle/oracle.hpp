@@ -51,6 +51,29 @@ struct LoadResult {
 // BPF_PROG_LOAD of raw instructions. prog_type is the kernel's enum bpf_prog_type value.
 LoadResult load(std::span<const isa::RawInsn> insns, std::uint32_t prog_type, std::uint32_t log_level = 1,
                 std::uint32_t expected_attach_type = 0);
+// What the plain load() leaves out: the fd_array that `lddw map_idx(i)` /
+// `map_idx_value(i)` index (BPF_PSEUDO_MAP_IDX), and BTF func_info (one
+// record per subprogram, insn_off ascending from 0; the kernel's verifier
+// wants it for programs that pass callbacks, e.g. to bpf_loop).
+struct LoadExtras {
+  std::span<const int> fd_array;
+  int btf_fd = -1;  // prog_btf_fd of the func_info (see load_btf)
+  std::span<const bpf_func_info> func_info;
+};
+LoadResult load(std::span<const isa::RawInsn> insns, std::uint32_t prog_type, std::uint32_t log_level,
+                std::uint32_t expected_attach_type, const LoadExtras& extras);
+// BPF_BTF_LOAD of a raw BTF blob (header, types, strings).
+Result<Fd> load_btf(std::span<const std::uint8_t> blob);
+// A BTF blob declaring `n` functions `long f<i>(void)`, type ids
+// kFuncBtfFirstId + i, the first global and the others static: func_info
+// for raw programs (one record per subprogram_starts() entry) that the
+// kernel's verifier accepts with callbacks (static subprograms are verified
+// in their caller's context, so the prototype does not matter).
+inline constexpr std::uint32_t kFuncBtfFirstId = 3;
+std::vector<std::uint8_t> func_btf(std::size_t n);
+// First instruction of every subprogram of `prog`, ascending: 0 and the
+// target of every bpf-to-bpf call and `lddw func`.
+std::vector<std::uint32_t> subprogram_starts(std::span<const isa::Insn> prog);
 
 struct TestRun {
   std::uint32_t retval = 0;
