@@ -8,7 +8,8 @@
 # The tests (ctest names, gtest Suite.Test):
 #   maps:    every MapConcurrency.* (LRU, LPM, queue under threads and processes),
 #            Maps.Threads* / TwoProcessesShareAPinnedMap / CpuSlotsAreExclusive,
-#            MapTypes.RingBuf* / SpinLockValues / PerfEventArrayAndPerfBuffer
+#            MapTypes.RingBuf* / SpinLockValues / PerfEventArrayAndPerfBuffer,
+#            RingBufWakeup.* (commit racing a consumer going to sleep)
 #   engines: InterpThreads.*, JitThreads.* (one program, many concurrent runs)
 #   helpers: Process.* (per-thread task, comm, pid/tgid)
 #   runtime (skipped with TSAN_QUICK=1: runtime_test pulls in the loader, the
@@ -28,9 +29,9 @@ BUILD=${BUILD:-$ROOT/build-tsan}
 JOBS=${JOBS:-2}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}
 
-TARGETS=(map_concurrency_test maps_test map_types_test interp_test jit_test helpers_test)
+TARGETS=(map_concurrency_test maps_test map_types_test ringbuf_wakeup_test interp_test jit_test helpers_test)
 [ "${TSAN_QUICK:-0}" = 1 ] || TARGETS+=(runtime_test)
-TESTS='^(MapConcurrency\.|Maps\.(Threads|TwoProcessesShareAPinnedMap|CpuSlotsAreExclusive)|MapTypes\.(RingBuf|SpinLockValues|PerfEventArrayAndPerfBuffer)|InterpThreads\.|JitThreads\.|Process\.|Runtime\.(ThreadsRunOneProgramLosingNoUpdate|PerCpuMapsFromPrograms|PinnedProgramAndMapAcrossProcesses))'
+TESTS='^(MapConcurrency\.|Maps\.(Threads|TwoProcessesShareAPinnedMap|CpuSlotsAreExclusive)|MapTypes\.(RingBuf|SpinLockValues|PerfEventArrayAndPerfBuffer)|RingBufWakeup\.|InterpThreads\.|JitThreads\.|Process\.|Runtime\.(ThreadsRunOneProgramLosingNoUpdate|PerCpuMapsFromPrograms|PinnedProgramAndMapAcrossProcesses))'
 [ "${TSAN_QUICK:-0}" = 1 ] || { TARGETS+=(timer_run_test); TESTS="${TESTS%)}|TimerRun\.(Interpreter|Jit))"; }  # bpf_timer thread (docs/timers.md)
 
 start=$(date +%s)

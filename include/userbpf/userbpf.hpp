@@ -45,16 +45,28 @@ struct RuntimeOptions {
   std::uint64_t verifier_memory = 0;  // bytes of verifier states per load (ENOMEM; default 1 GiB, 256 MiB unprivileged)
 };
 
-class MapRef {
+// An owned handle of a runtime object: closed when the owner goes; movable,
+// not copyable (a file descriptor's life in the kernel's model).
+class HandleRef {
  public:
-  MapRef(runtime::Runtime* rt, int handle) : rt_(rt), handle_(handle) {}
-  MapRef(MapRef&& o) noexcept : rt_(o.rt_), handle_(o.handle_) { o.handle_ = -1; }
-  MapRef& operator=(MapRef&& o) noexcept;
-  MapRef(const MapRef&) = delete;
-  MapRef& operator=(const MapRef&) = delete;
-  ~MapRef();
+  HandleRef(runtime::Runtime* rt, int handle) : rt_(rt), handle_(handle) {}
+  HandleRef(HandleRef&& o) noexcept : rt_(o.rt_), handle_(o.handle_) { o.handle_ = -1; }
+  HandleRef& operator=(HandleRef&& o) noexcept;
+  HandleRef(const HandleRef&) = delete;
+  HandleRef& operator=(const HandleRef&) = delete;
+  ~HandleRef();
 
   [[nodiscard]] int handle() const { return handle_; }
+
+ protected:
+  runtime::Runtime* rt_;
+  int handle_;
+};
+
+class MapRef : public HandleRef {
+ public:
+  using HandleRef::HandleRef;
+
   [[nodiscard]] std::uint32_t id() const;
   [[nodiscard]] std::uint32_t key_size() const;
   [[nodiscard]] std::uint32_t value_size() const;   // per-CPU: of one slot
@@ -67,10 +79,6 @@ class MapRef {
   int next_key(const void* key, void* next) const;  // key null: first key
   int freeze();
   Status pin(const std::string& path) const;
-
- private:
-  runtime::Runtime* rt_;
-  int handle_;
 };
 
 struct TestRun {
@@ -80,25 +88,15 @@ struct TestRun {
   std::vector<std::uint8_t> ctx_out;
 };
 
-class ProgRef {
+class ProgRef : public HandleRef {
  public:
-  ProgRef(runtime::Runtime* rt, int handle) : rt_(rt), handle_(handle) {}
-  ProgRef(ProgRef&& o) noexcept : rt_(o.rt_), handle_(o.handle_) { o.handle_ = -1; }
-  ProgRef& operator=(ProgRef&& o) noexcept;
-  ProgRef(const ProgRef&) = delete;
-  ProgRef& operator=(const ProgRef&) = delete;
-  ~ProgRef();
+  using HandleRef::HandleRef;
 
-  [[nodiscard]] int handle() const { return handle_; }
   [[nodiscard]] std::uint32_t id() const;
   // PROG_TEST_RUN with data_in (and optionally a context).
   Result<TestRun> test_run(std::span<const std::uint8_t> data, std::uint32_t repeat = 1,
                            std::span<const std::uint8_t> ctx = {}) const;
   Status pin(const std::string& path) const;
-
- private:
-  runtime::Runtime* rt_;
-  int handle_;
 };
 
 class Runtime {

@@ -12,7 +12,7 @@ namespace {
 std::shared_ptr<runtime::MapObject> map_of(runtime::Runtime* rt, int h) { return rt->get_map(h); }
 }  // namespace
 
-MapRef& MapRef::operator=(MapRef&& o) noexcept {
+HandleRef& HandleRef::operator=(HandleRef&& o) noexcept {
   if (this != &o) {
     if (handle_ >= 0) (void)rt_->close(handle_);
     rt_ = o.rt_;
@@ -21,9 +21,10 @@ MapRef& MapRef::operator=(MapRef&& o) noexcept {
   }
   return *this;
 }
-MapRef::~MapRef() {
+HandleRef::~HandleRef() {
   if (handle_ >= 0) (void)rt_->close(handle_);
 }
+
 std::uint32_t MapRef::id() const { return map_of(rt_, handle_)->id; }
 std::uint32_t MapRef::key_size() const { return map_of(rt_, handle_)->map->key_size(); }
 std::uint32_t MapRef::value_size() const { return map_of(rt_, handle_)->map->value_size(); }
@@ -40,18 +41,6 @@ int MapRef::next_key(const void* key, void* next) const { return map_of(rt_, han
 int MapRef::freeze() { return map_of(rt_, handle_)->map->freeze(); }
 Status MapRef::pin(const std::string& path) const { return rt_->pin(handle_, path); }
 
-ProgRef& ProgRef::operator=(ProgRef&& o) noexcept {
-  if (this != &o) {
-    if (handle_ >= 0) (void)rt_->close(handle_);
-    rt_ = o.rt_;
-    handle_ = o.handle_;
-    o.handle_ = -1;
-  }
-  return *this;
-}
-ProgRef::~ProgRef() {
-  if (handle_ >= 0) (void)rt_->close(handle_);
-}
 std::uint32_t ProgRef::id() const { return rt_->get_prog(handle_)->id; }
 Result<TestRun> ProgRef::test_run(std::span<const std::uint8_t> data, std::uint32_t repeat,
                                   std::span<const std::uint8_t> ctx) const {

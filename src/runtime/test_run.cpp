@@ -152,12 +152,16 @@ struct RunLoop {
     env.user = &st;
     abi::RunResult res;
     const std::uint64_t t0 = mono_ns();
+    // `prog` is held by the caller for the whole loop: a plain pointer per
+    // repetition (no reference count traffic); a tail call's target is held
+    // by `target` while it runs.
+    std::shared_ptr<const ProgObject> target;
     for (std::uint32_t i = 0; i < repeat; ++i) {
-      std::shared_ptr<const ProgObject> cur = prog;
+      const ProgObject* cur = prog.get();
       st.tail_calls = 0;
       for (;;) {
         st.maps = cur->map_ptrs;
-        st.prog = cur.get();  // bpf_timer_set_callback holds the program that calls it
+        st.prog = cur;  // bpf_timer_set_callback holds the program that calls it
         st.timers = cur->uses_timers ? rt.timer_service() : nullptr;
         env.options.checked = rt.options().checked && !cur->verified;
         set_regions(env, *cur);
@@ -166,7 +170,8 @@ struct RunLoop {
         const std::uint64_t args[1] = {ctx};
         res = cur->jitted ? cur->jitted->run(env, args) : cur->exec->run(env, args);
         if (!res.ok() || st.tail_target == nullptr) break;
-        cur = std::static_pointer_cast<const ProgObject>(std::move(pending));
+        target = std::static_pointer_cast<const ProgObject>(std::move(pending));
+        cur = target.get();
       }
       if (!res.ok()) break;
     }

@@ -23,12 +23,9 @@ using isa::Op;
 using userbpf::testing::Asm;
 using userbpf::testing::TempDir;
 
-namespace {
+using userbpf::testing::ptr;
 
-template <class T>
-std::uint64_t ptr(T* p) {
-  return reinterpret_cast<std::uint64_t>(p);
-}
+namespace {
 
 // One side of the comparison: bpf() and close() of the kernel or of a Runtime.
 struct Side : userbpf::testing::BpfSide {

@@ -24,12 +24,9 @@ using isa::Op;
 using userbpf::testing::Asm;
 using userbpf::testing::TempDir;
 
-namespace {
+using userbpf::testing::ptr;
 
-template <class T>
-std::uint64_t ptr(T* p) {
-  return reinterpret_cast<std::uint64_t>(p);
-}
+namespace {
 
 struct Fixture {
   TempDir dir;

@@ -36,6 +36,12 @@ inline runtime::Options rt_options() {
   return o;
 }
 
+// A pointer as the u64 a bpf_attr field holds.
+template <class T>
+std::uint64_t ptr(const T* p) {
+  return reinterpret_cast<std::uint64_t>(p);
+}
+
 // A fresh directory under /tmp, removed with everything in it at the end.
 class TempDir {
  public:
