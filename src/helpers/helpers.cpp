@@ -109,11 +109,26 @@ namespace {
 
 using namespace detail;  // NOLINT(google-build-using-namespace)
 
-u64 map_lookup_elem(abi::Env& env, u64 r1, u64 r2, u64, u64, u64) {
+// The general case of map_lookup_elem: checked runs, per-CPU maps, inner
+// maps of maps, bad arguments.
+[[gnu::noinline]] u64 map_lookup_elem_slow(abi::Env& env, u64 r1, u64 r2) {
   maps::Map* m = arg_map(env, r1);
   if (m == nullptr || !mem_ok(env, r2, m->key_size(), false)) return 0;
-  // the type's direct lookup (no virtual dispatch; hash, LRU and LPM: lock-free)
   return reinterpret_cast<u64>(m->lookup_from_prog(reinterpret_cast<const void*>(r2), cpu_for(env, *m)));
+}
+
+u64 map_lookup_elem(abi::Env& env, u64 r1, u64 r2, u64, u64, u64) {
+  // the common case first, in a frame that saves no register: an unchecked
+  // run, one of the program's own maps, not per-CPU; then the type's direct
+  // lookup as a tail call (no virtual dispatch; hash, LRU and LPM: lock-free)
+  const RunState* s = state(env);
+  if (s != nullptr && !env.options.checked && r2 != 0) [[likely]]
+    for (maps::Map* m : s->maps)
+      if (reinterpret_cast<u64>(m) == r1) {
+        if (m->percpu()) break;
+        return reinterpret_cast<u64>(m->lookup_from_prog(reinterpret_cast<const void*>(r2), 0));
+      }
+  return map_lookup_elem_slow(env, r1, r2);
 }
 
 u64 map_update_elem(abi::Env& env, u64 r1, u64 r2, u64 r3, u64 r4, u64) {

@@ -57,7 +57,7 @@ Geometry geometry(const MapSpec& s, std::uint32_t ncpus) {
   g.elem_size = static_cast<std::uint32_t>((lru ? 24 : 8) + round8(s.key_size) + round8(s.value_size) * ncpus);
   g.locks_off = align_up(sizeof(HashBase::Body), 64);
   g.buckets_off = g.locks_off + std::size_t{g.nlocks} * 64;
-  g.lists_off = align_up(g.buckets_off + std::size_t{g.nbuckets} * 4, 64);
+  g.lists_off = align_up(g.buckets_off + std::size_t{g.nbuckets} * 8, 64);
   g.elems_off = g.lists_off + std::size_t{g.nlists} * 64;
   g.total = g.elems_off + std::size_t{g.elem_size} * s.max_entries;
   return g;
@@ -91,13 +91,13 @@ void HashBase::init(std::uint8_t* body, const MapSpec& s, std::uint32_t ncpus) {
     L->lock.init();
     L->head = L->tail = kNil;
   }
-  for (std::uint32_t i = 0; i < g.nlocks; ++i) {
-    auto* slot = new (body + g.locks_off + std::size_t{i} * 64) BucketSeq{};
-    slot->lock.init();
-    slot->seq.store(0, std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < g.nlocks; ++i)
+    (new (body + g.locks_off + std::size_t{i} * 64) SharedSpinLock{})->init();
+  for (std::uint32_t i = 0; i < g.nbuckets; ++i) {
+    auto* bucket = new (body + g.buckets_off + std::size_t{i} * sizeof(Bucket)) Bucket{};
+    bucket->head = kNil;
+    bucket->seq.store(0, std::memory_order_relaxed);
   }
-  auto* heads = reinterpret_cast<std::uint32_t*>(body + g.buckets_off);
-  for (std::uint32_t i = 0; i < g.nbuckets; ++i) heads[i] = kNil;
   for (std::uint32_t i = 0; i < s.max_entries; ++i) {
     auto* e = new (body + g.elems_off + std::size_t{i} * g.elem_size) Elem{};
     e->next.store(i + 1 < s.max_entries ? i + 1 : kNil, std::memory_order_relaxed);
@@ -109,7 +109,7 @@ void HashBase::init(std::uint8_t* body, const MapSpec& s, std::uint32_t ncpus) {
 HashBase::HashBase(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc) : Map(std::move(file), desc) {
   body_ = reinterpret_cast<Body*>(body());
   locks_ = body() + body_->locks_off;
-  buckets_ = reinterpret_cast<std::uint32_t*>(body() + body_->buckets_off);
+  buckets_ = reinterpret_cast<Bucket*>(body() + body_->buckets_off);
   elems_ = body() + body_->elems_off;
   elem_size_ = body_->elem_size;
   key_stride_ = round8(key_size());
@@ -157,12 +157,12 @@ template <class Eq>
 [[gnu::always_inline]] inline std::uint32_t HashBase::find_unlocked_with(std::uint32_t hash, const void* key,
                                                                           Eq eq) const {
   const std::uint32_t b = hash & bucket_mask_;
-  std::atomic<std::uint32_t>& seq = slot_for(b).seq;
+  std::atomic<std::uint32_t>& seq = seq_of(b);
   const std::uint32_t limit = max_entries();
   // locals: the acquire loads below would make the compiler reload members
   std::uint8_t* const elems = elems_;
   const std::size_t esz = elem_size_;
-  std::atomic_ref<std::uint32_t> head_ref(buckets_[b]);
+  std::atomic_ref<std::uint32_t> head_ref(buckets_[b].head);
   for (int attempt = 0; attempt < 8; ++attempt) {
     const std::uint32_t s1 = seq.load(std::memory_order_acquire);
     if ((s1 & 1) != 0) [[unlikely]] {
@@ -184,6 +184,8 @@ template <class Eq>
       return found;
   }
   Guard lock(lock_for(b));  // writers keep changing this bucket (or one died mid-change)
+  if (const std::uint32_t s = seq.load(std::memory_order_relaxed); (s & 1) != 0)
+    seq.store(s + 1, std::memory_order_release);  // odd under the lock: its writer died mid-change
   return find(b, hash, key, nullptr);
 }
 
@@ -276,7 +278,7 @@ int HashBase::upsert(const void* key, const void* value, std::uint64_t flags, st
   }
   write_value(i, value, cpu, fresh);
   if (fresh) {
-    SeqEdit edit(slot_for(b).seq);
+    SeqEdit edit(seq_of(b));
     link_head(b, i);
     body_->count.fetch_add(1, std::memory_order_relaxed);
   }
@@ -341,24 +343,9 @@ int HashBase::do_lookup(const void* key, void* value) const {
   return 0;
 }
 
-int HashBase::do_delete(const void* key) {
-  const std::uint32_t h = hash_of(key);
-  const std::uint32_t b = h & bucket_mask_;
-  std::uint32_t i = kNil;
-  {
-    Guard lock(lock_for(b));
-    std::uint32_t prev = kNil;
-    i = find(b, h, key, &prev);
-    if (i == kNil) return ENOENT;
-    SeqEdit edit(slot_for(b).seq);
-    unlink(b, i, prev);
-    set_live(i, false);
-    body_->count.fetch_sub(1, std::memory_order_relaxed);
-  }
-  release(i);
-  return 0;
-}
+int HashBase::do_delete(const void* key) { return HashBase::do_lookup_and_delete(key, nullptr); }
 
+// value null: a plain delete.
 int HashBase::do_lookup_and_delete(const void* key, void* value) {
   const std::uint32_t h = hash_of(key);
   const std::uint32_t b = h & bucket_mask_;
@@ -368,8 +355,8 @@ int HashBase::do_lookup_and_delete(const void* key, void* value) {
     std::uint32_t prev = kNil;
     i = find(b, h, key, &prev);
     if (i == kNil) return ENOENT;
-    copy_out(i, value);
-    SeqEdit edit(slot_for(b).seq);
+    if (value != nullptr) copy_out(i, value);
+    SeqEdit edit(seq_of(b));
     unlink(b, i, prev);
     set_live(i, false);
     body_->count.fetch_sub(1, std::memory_order_relaxed);
@@ -442,7 +429,7 @@ int HashBase::do_lookup_batch(bool /*first*/, std::uint32_t& token, void* keys, 
       }
       if (and_delete) {
         std::uint32_t i = head(b);
-        SeqEdit edit(slot_for(b).seq);
+        SeqEdit edit(seq_of(b));
         set_head(b, kNil);
         while (i != kNil) {
           const std::uint32_t n = elem(i).next.load(std::memory_order_relaxed);

@@ -5,8 +5,9 @@
 //   locks      nlocks process-shared spin locks (SharedSpinLock, robust against
 //              dead processes), one cache line each; bucket b is guarded by
 //              lock b % nlocks (nlocks = min(nbuckets, 1024), a power of two)
-//   buckets    nbuckets u32 heads of singly linked chains (kNil = empty),
-//              nbuckets = roundup_pow_of_two(max_entries) as in the kernel
+//   buckets    nbuckets 8-byte buckets { u32 head of a singly linked chain
+//              (kNil = empty); u32 sequence counter }, nbuckets =
+//              roundup_pow_of_two(max_entries) as in the kernel
 //   elements   max_entries preallocated elements:
 //                { atomic u32 next; u32 hash; key (round8); value (round8) x ncpus }
 //
@@ -24,14 +25,17 @@
 //     and each chain from its head; a key that is not in the map restarts
 //     the walk at the first element, as the kernel does.
 // Readers: program lookups (prog_lookup, lookup_percpu) take no lock. Each
-// lock slot also holds a sequence counter (BucketSeq, next to the lock word
-// in the same cache line) that writers make odd before changing a chain
-// (linking, unlinking) and even again after; a reader walks the chain with
-// acquire loads (chain links, stored hashes and key words are atomics) and
-// accepts the result only if the counter was even and unchanged around the
-// walk, else retries (a few times, then takes the bucket lock: a writer that
-// died mid-change leaves the counter odd, and the next lock holder makes it
-// even). Because elements are never freed, a reader holding a stale index
+// bucket holds a sequence counter next to its chain head (same 8 bytes, so
+// a lookup touches the bucket's cache line and the element's, as the
+// kernel's; a counter per lock slot cost one more cache line per lookup)
+// that writers make odd before changing the chain (linking, unlinking) and
+// even again after; a reader walks the chain with acquire loads (chain
+// links, stored hashes and key words are atomics) and accepts the result
+// only if the counter was even and unchanged around the walk, else retries
+// (a few times, then takes the bucket lock: a writer that died mid-change
+// leaves the counter odd, and the reader that then holds the lock, or the
+// next writer of that bucket, makes it even). Because elements are never
+// freed, a reader holding a stale index
 // only reads a reused element's fields, which the counter check rejects. The
 // walk is bounded (max_entries steps) against cycles seen through torn
 // snapshots. Host lookups, updates and deletes take the bucket lock; updates
@@ -119,11 +123,13 @@ class HashBase : public Map {
     std::atomic<std::uint32_t> next;
     std::atomic<std::uint32_t> hash;
   };
-  // A lock slot (64 bytes): the bucket lock and the chains' sequence counter.
-  struct BucketSeq {
-    SharedSpinLock lock;
-    std::atomic<std::uint32_t> seq;  // odd while a chain of this slot changes
+  // A bucket: the chain's head (written under the bucket lock, read by
+  // lock-free readers) and its sequence counter (odd while the chain changes).
+  struct Bucket {
+    std::uint32_t head;
+    std::atomic<std::uint32_t> seq;
   };
+  static_assert(sizeof(Bucket) == 8);
   // LRU maps: after Elem (elements are then 24 bytes of header).
   struct LruNode {
     std::uint32_t prev, next;       // list links (list lock)
@@ -174,16 +180,17 @@ class HashBase : public Map {
     }
     return static_cast<std::uint32_t>(hash_bytes(key, ks_, seed_));
   }
-  [[nodiscard]] BucketSeq& slot_for(std::uint32_t bucket) const {
-    return *reinterpret_cast<BucketSeq*>(locks_ + std::size_t{bucket & lock_mask_} * 64);
+  // Lock slots are 64 bytes (one cache line) each.
+  [[nodiscard]] SharedSpinLock& lock_for(std::uint32_t bucket) const {
+    return *reinterpret_cast<SharedSpinLock*>(locks_ + std::size_t{bucket & lock_mask_} * 64);
   }
-  [[nodiscard]] SharedSpinLock& lock_for(std::uint32_t bucket) const { return slot_for(bucket).lock; }
+  [[nodiscard]] std::atomic<std::uint32_t>& seq_of(std::uint32_t bucket) const { return buckets_[bucket].seq; }
   // Bucket heads: written under the bucket lock, read by lock-free readers.
   [[nodiscard]] std::uint32_t head(std::uint32_t bucket) const {
-    return std::atomic_ref<std::uint32_t>(buckets_[bucket]).load(std::memory_order_acquire);
+    return std::atomic_ref<std::uint32_t>(buckets_[bucket].head).load(std::memory_order_acquire);
   }
   void set_head(std::uint32_t bucket, std::uint32_t i) const {
-    std::atomic_ref<std::uint32_t>(buckets_[bucket]).store(i, std::memory_order_release);
+    std::atomic_ref<std::uint32_t>(buckets_[bucket].head).store(i, std::memory_order_release);
   }
   // Links element i at the head of bucket b (bucket lock held, inside a SeqEdit).
   void link_head(std::uint32_t b, std::uint32_t i) const {
@@ -222,7 +229,7 @@ class HashBase : public Map {
 
   Body* body_;
   std::uint8_t* locks_;
-  std::uint32_t* buckets_;
+  Bucket* buckets_;
   std::uint8_t* elems_;
   std::uint32_t elem_size_;  // body_->elem_size (fixed)
   std::size_t key_stride_;

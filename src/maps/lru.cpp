@@ -99,7 +99,7 @@ std::uint32_t HashBase::lru_evict_from(std::uint32_t l) {
         std::uint32_t prev = kNil;
         for (std::uint32_t i = head(b); i != kNil && i != v; i = elem(i).next.load(std::memory_order_relaxed))
           prev = i;
-        SeqEdit edit(slot_for(b).seq);
+        SeqEdit edit(seq_of(b));
         unlink(b, v, prev);
         node(v).live.store(0, std::memory_order_relaxed);
         body_->count.fetch_sub(1, std::memory_order_relaxed);
@@ -150,7 +150,7 @@ int HashBase::lru_upsert(const void* key, const void* value, std::uint64_t flags
         node(spare).ref.store(0, std::memory_order_relaxed);
         write_value(spare, value, cpu, true);
         {
-          SeqEdit edit(slot_for(b).seq);
+          SeqEdit edit(seq_of(b));
           link_head(b, spare);
         }
         node(spare).live.store(1, std::memory_order_relaxed);

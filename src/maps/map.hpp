@@ -117,6 +117,17 @@ class Map {
   // types with a lock-free lookup install a direct function, as the kernel's
   // verifier patches the call to map->ops->map_lookup_elem.
   void* lookup_from_prog(const void* key, std::uint32_t cpu) { return prog_lookup_fn_(*this, key, cpu); }
+  // The type's direct program-side lookup, for a JIT that calls it without
+  // the helper (as the kernel's verifier patches map_lookup_elem to the
+  // map's own lookup): fn(map, key, cpu) behaves exactly as
+  // bpf_map_lookup_elem with a valid map and key (no argument checks), and
+  // does not fail, call back or touch the run's Env. Null for types
+  // without one (they dispatch through prog_lookup). `cpu` is the run's
+  // CPU slot for per-CPU maps (0 otherwise).
+  using ProgLookupFn = void* (*)(Map& map, const void* key, std::uint32_t cpu);
+  [[nodiscard]] ProgLookupFn direct_lookup() const {
+    return prog_lookup_fn_ == &virtual_prog_lookup ? nullptr : prog_lookup_fn_;
+  }
   virtual int prog_update(const void* key, const void* value, std::uint64_t flags, std::uint32_t cpu) = 0;
   virtual int prog_delete(const void* key) = 0;
   // Address of the value at `index` for BPF_PSEUDO_MAP_VALUE (arrays only).
@@ -163,7 +174,6 @@ class Map {
  protected:
   Map(std::unique_ptr<SharedFile> file, const MapTypeDesc& desc);
   [[nodiscard]] MapHeader& header() const { return *header_; }
-  using ProgLookupFn = void* (*)(Map& map, const void* key, std::uint32_t cpu);
   // Installs `fn` (which must behave as this type's prog_lookup) for lookup_from_prog.
   void set_prog_lookup_fn(ProgLookupFn fn) { prog_lookup_fn_ = fn; }
   [[nodiscard]] std::uint8_t* body() const;

@@ -12,17 +12,29 @@
 // Records, as the kernel's: an 8-byte header { u32 len | BUSY | DISCARD;
 // u32 offset } followed by the sample, padded to 8 bytes. reserve() takes
 // the producer lock (SharedSpinLock: threads and processes), checks space
-// (producer may run at most size-1 bytes ahead of the consumer), writes the
-// header with BUSY set and advances producer_pos; submit/discard clear BUSY
-// (release store), so the consumer sees records in reservation order and
-// stops at the first one still BUSY: nothing is lost or seen twice, and
-// records of one producer keep their order.
+// (producer may run at most size-1 bytes ahead of the consumer; checked
+// against a cached consumer position, the consumer's line is read only when
+// the ring looks full), writes the header with BUSY set and advances
+// producer_pos; submit/discard clear BUSY (release store), so the consumer
+// sees records in reservation order and stops at the first one still BUSY:
+// nothing is lost or seen twice, and records of one producer keep their
+// order. The control block has one writer per cache line (consumer_pos;
+// producer_pos; the lock and the producers' cached consumer position; the
+// wakeup words).
 //
 // Wakeups (BPF_RB_NO_WAKEUP / BPF_RB_FORCE_WAKEUP / default: wake when the
 // consumer has caught up with this record, as the kernel) bump a futex word
 // in the shared control page; RingBufConsumer::poll() sleeps on it (works
 // across processes). RingBufConsumer::fd() is an eventfd fed by a bridge
-// thread waiting on the same word, for event loops.
+// thread waiting on the same word, for event loops. A commit looks at the
+// waiter count only (sleeping consumers + a constant per bridge): zero
+// means nobody could be woken and the commit ends there. The handshake
+// (producer: publish, then read waiters; consumer: register, then look for
+// records) needs store-load order on both sides: the consumer gets it from
+// a locked RMW, producers from membarrier(GLOBAL_EXPEDITED) issued by the
+// consumer before it looks (so a commit is a plain store, no locked
+// instruction); a process that cannot register for membarrier commits with
+// seq_cst, and a consumer whose membarrier fails sleeps 1 ms at a time.
 #pragma once
 
 #include <atomic>
@@ -88,6 +100,9 @@ class RingBuf : public Map {
 
  private:
   void commit(void* sample, std::uint64_t flags, bool discard);
+  // Publishes the record at `hdr` with header length word `len` (BUSY
+  // clear) and wakes consumers per `flags`.
+  void commit_record(std::uint8_t* hdr, std::uint32_t len, std::uint64_t flags);
   Ctl* ctl_ = nullptr;
   std::uint8_t* data_ = nullptr;  // double mapping, 2 * size bytes
   std::uint64_t mask_ = 0;

@@ -124,7 +124,7 @@ class Deadline {
 };
 
 inline constexpr char kMapMagic[8] = {'U', 'B', 'P', 'F', 'M', 'A', 'P', '1'};
-inline constexpr std::uint32_t kLayoutVersion = 3;  // 3: hash lock slots hold a sequence counter
+inline constexpr std::uint32_t kLayoutVersion = 4;  // 3: hash lock slots hold a sequence counter; 4: hash buckets do
 
 // The first bytes of every map file.
 struct MapHeader {

@@ -8,19 +8,23 @@
 //
 // Running a callback. The engines run a program from its first instruction,
 // and a callback is a function inside it. A callback's entry code is the
-// program's executable instructions preceded by two instructions,
-//     call <callback>      (a bpf-to-bpf call, relative: fn + 1)
-//     exit
+// program's executable instructions preceded by one instruction,
+//     goto <callback>      (ja, or gotol when the offset needs 32 bits)
 // so every relative jump and call of the program is unchanged and the
-// callback runs as the callee of that call with r1-r3 = (map, key, value).
+// callback's body runs as the run's frame 0 with r1-r3 = (map, key, value),
+// as the kernel's async callbacks do (a new verifier state whose only frame
+// is the callback): it may nest 7 more bpf-to-bpf frames, and its `exit`
+// ends the run with its r0. The jump leaves the function of pc 0, so both
+// engines take the entry code without the kernel's structural rules
+// (kernel_structure = false: only in-range targets); the JIT then compiles
+// it without its per-function facts (run-time depth checks, every r6-r9
+// saved, no inlined calls or array lookups), which costs a few ns per call
+// in the callback only.
 // The code is made (and JIT-compiled when the runtime uses the JIT) once
 // per program and callback, on first use, and cached in the ProgObject.
-// func_addr values computed inside the entry code are 2 higher than the
-// program's own; the run's RunState::func_base = 2 lets
+// func_addr values computed inside the entry code are 1 higher than the
+// program's own; the run's RunState::func_base = 1 lets
 // bpf_timer_set_callback store callbacks in the program's own numbering.
-// The callback runs one call level deeper than in the kernel (whose async
-// callbacks are frame 0): a callback that itself nests 8 bpf-to-bpf frames
-// fails with the call-depth fault here.
 //
 // The callback's run: a fresh Env and RunState (the program's maps, a CPU
 // slot, the trace sink, the timer service), checked when the program was
@@ -30,6 +34,7 @@
 #include <linux/bpf.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "runtime/internal.hpp"
 #include "runtime/runtime.hpp"
@@ -47,7 +52,7 @@ struct ProgObject::CallbackEntry {
 };
 
 namespace {
-constexpr std::uint64_t kEntryInsns = 2;  // call <callback>; exit
+constexpr std::uint64_t kEntryInsns = 1;  // goto <callback>
 }
 
 struct Runtime::TimerRunner final : helpers::AsyncRunner {
@@ -69,16 +74,25 @@ struct Runtime::TimerRunner final : helpers::AsyncRunner {
     if (pc >= code.size()) return make_error(EINVAL, fmt::format("timer callback at insn {} is outside the program", pc));
     std::vector<isa::Insn> v;
     v.reserve(code.size() + kEntryInsns);
-    v.push_back(isa::make(isa::Op::CallLocal, 0, 0, 0, static_cast<std::int32_t>(pc + kEntryInsns - 1)));
-    v.push_back(isa::make(isa::Op::Exit));
+    // the jump at 0 reaches program pc `pc` at pc + kEntryInsns: offset pc
+    if (pc <= static_cast<std::size_t>(std::numeric_limits<std::int16_t>::max()))
+      v.push_back(isa::make(isa::Op::Ja, 0, 0, static_cast<std::int16_t>(pc)));
+    else
+      v.push_back(isa::make(isa::Op::Gotol, 0, 0, 0, static_cast<std::int32_t>(pc)));
     v.insert(v.end(), code.begin(), code.end());
     auto e = std::make_shared<ProgObject::CallbackEntry>();
-    auto ip = interp::Program::create(v);
+    // the jump leaves pc 0's function: both engines take the code without
+    // the kernel's structural rules (only in-range targets)
+    interp::LoadOptions lo;
+    lo.kernel_structure = false;
+    auto ip = interp::Program::create(v, lo);
     if (!ip) return ip.error();
     e->interp = std::make_unique<interp::Program>(std::move(*ip));
     if (p.jitted) {
       jit::Options jo = p.jitted->options();
       jo.proven_safe.clear();
+      jo.kernel_structure = false;
+      jo.array_maps.clear();  // inlined lookups need the structural rules
       auto jp = jit::Program::compile(v, jo);
       if (!jp) return jp.error();
       e->jitted = std::make_unique<jit::Program>(std::move(*jp));

@@ -2,11 +2,19 @@
 // program (16 bpf_map_lookup_elem or bpf_map_update_elem calls per run over
 // a map of 1024 entries) loaded with the same bpf_attr into the kernel and
 // into userbpf's runtime (JIT, verified), run with BPF_PROG_TEST_RUN repeat
-// on 1 and 2 threads at once: ns per operation from the kernel's reported
-// duration per run and from the thread CPU time of userbpf's runs (the
-// kernel's timer leaves out the time it yields the CPU; ours would not). Maps: hash, LRU hash, array, LPM trie (IPv4 /32
-// keys), and a baseline "call" row: 16 calls of bpf_get_prandom_u32 (what a
-// helper call costs by itself on each side). Prints one line per case and the ratio userbpf / kernel (below 1:
+// on 1 and 2 threads at once: ns per operation. Both sides measure the same
+// thing, the run loop: the kernel's reported duration (bpf_test_run: the
+// time from before the first run to after the last, per run, including its
+// per-run loop overhead but not the command's setup, and leaving out the
+// time it yields the CPU) and, for userbpf, the thread CPU time of the
+// command with `repeat` runs less that of the same command with one run,
+// per run (CPU time: a loaded machine's preemption is not counted; the
+// difference: the setup — context, packet copy — is not counted either).
+// Maps: hash, LRU hash, array, LPM trie (IPv4 /32 keys), and two baselines:
+// "empty" (`r0 = 0; exit`: the run loop's cost per run, shown divided by 16
+// as the share of it in each operation of the other rows) and "call" (16
+// calls of bpf_get_prandom_u32: what a helper call costs by itself on each
+// side). Prints one line per case and the ratio userbpf / kernel (below 1:
 // userbpf is faster).
 //
 // Ring buffers: the same kind of program makes 16 bpf_ringbuf_output calls
@@ -15,7 +23,22 @@
 // a consumer thread drains it (the kernel's ring through its mmap, userbpf's
 // through RingBufConsumer::consume); ns per record on the producer side as
 // above, and the share of records the consumer received (an output that
-// finds the ring full fails with -EAGAIN and is not retried).
+// finds the ring full fails with -EAGAIN and is not retried). The method,
+// and why (earlier versions measured something else):
+//   - warm ring: each measurement first writes the whole ring once (drained)
+//     and waits until the consumer has caught up. The first write to each
+//     page of a new ring costs ~5 us on both sides in this VM (page tables,
+//     TLB), which at 520-byte records was ~90% of the figure;
+//   - no full ring: the measured runs fit in the ring (repeat is capped at
+//     its capacity), so a consumer starved of CPU on a loaded machine cannot
+//     turn the figure into the cost of failing (-EAGAIN / NULL): `rcvd` must
+//     be 100%;
+//   - both sides kRingRounds times, alternating which goes first, median
+//     per side: load on the shared 2-core machine changes over seconds;
+//   - the consumer's own CPU time is not counted on either side (a thread
+//     spinning on the ring in both cases); the producer's is: the kernel's
+//     reported run-loop duration vs our thread CPU time of the same runs
+//     (test_run above).
 //
 //   userbpf-map-prog-bench [--repeat N] [--only maps|ringbuf|hash|lru_hash|array|lpm_trie]
 #include <linux/bpf.h>
@@ -25,7 +48,9 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -48,8 +73,9 @@ constexpr std::uint32_t kEntries = 1024;
 constexpr int kOpsPerRun = 16;
 
 struct Side : maps::test::Side {
-  // Drains the ring buffer `fd` until `stop`; returns the records received.
-  std::function<std::uint64_t(int fd, const std::atomic<bool>& stop)> drain;
+  // Drains the ring buffer `fd` until `stop`, counting the records received
+  // in `received` as it goes.
+  std::function<void(int fd, const std::atomic<bool>& stop, std::atomic<std::uint64_t>& received)> drain;
   // Time the runs by the calling thread's CPU time (userbpf: the run loop is
   // ordinary code a loaded machine preempts) instead of the reported duration
   // (the kernel's test-run timer leaves out the time it yields the CPU).
@@ -62,11 +88,37 @@ double thread_cpu_ns() {
   return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
 }
 
+// BPF_PROG_TEST_RUN of `prog` `repeat` times on a zeroed 64-byte packet on
+// `side`: the time per run in ns (the side's measure, see Side::cpu_time),
+// or -1 when the command fails.
+double test_run(const Side& side, int prog, std::uint32_t repeat) {
+  const std::uint8_t pkt[64] = {};
+  const auto run = [&](std::uint32_t n, double& cpu) {
+    bpf_attr a{};
+    a.test.prog_fd = static_cast<std::uint32_t>(prog);
+    a.test.data_in = reinterpret_cast<std::uint64_t>(pkt);
+    a.test.data_size_in = sizeof pkt;
+    a.test.repeat = n;
+    const double t0 = thread_cpu_ns();
+    const int r = side.bpf(BPF_PROG_TEST_RUN, a);
+    cpu = thread_cpu_ns() - t0;
+    return r != 0 ? -1.0 : static_cast<double>(a.test.duration);
+  };
+  double cpu_n = 0, cpu_1 = 0;
+  const double duration = run(repeat, cpu_n);
+  if (duration < 0 || !side.cpu_time) return duration;
+  // the kernel's duration times its run loop only (not the command's setup: context, packet copy):
+  // the same share of our CPU time is that of `repeat` runs less that of one run
+  if (repeat < 2 || run(1, cpu_1) < 0) return cpu_n / std::max<std::uint32_t>(repeat, 1);
+  return std::max(cpu_n - cpu_1, 0.0) / (repeat - 1);
+}
+
 struct MapCase {
   const char* name;
-  std::uint32_t type;
+  std::uint32_t type;  // BPF_MAP_TYPE_UNSPEC: a baseline without map operations
   std::uint32_t key_size;
   std::uint32_t flags;
+  bool empty = false;  // baseline: `r0 = 0; exit` (the run loop's cost per run, shown per 16th of a run)
 };
 
 // The key of entry i in the map's format.
@@ -83,8 +135,8 @@ void key_of(const MapCase& mc, std::uint32_t i, std::uint8_t* key) {
 std::vector<isa::RawInsn> program(const MapCase& mc, int map_fd, bool update) {
   using isa::Op;
   isa::Builder p;
-  if (mc.type == BPF_MAP_TYPE_UNSPEC) {  // the baseline: 16 calls of a helper that does almost nothing
-    for (int i = 0; i < kOpsPerRun; ++i) p(Op::Call, 0, 0, 0, BPF_FUNC_get_prandom_u32);
+  if (mc.type == BPF_MAP_TYPE_UNSPEC) {  // the baselines: 16 calls of a helper that does almost nothing, or none
+    for (int i = 0; i < kOpsPerRun && !mc.empty; ++i) p(Op::Call, 0, 0, 0, BPF_FUNC_get_prandom_u32);
     p.mov(0, 0).exit();
     return isa::encode(p.v);
   }
@@ -140,16 +192,8 @@ double measure(const Side& side, const MapCase& mc, bool update, int threads, st
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t)
     ts.emplace_back([&, t] {
-      const std::uint8_t pkt[64] = {};
-      bpf_attr a{};
-      a.test.prog_fd = static_cast<std::uint32_t>(prog);
-      a.test.data_in = reinterpret_cast<std::uint64_t>(pkt);
-      a.test.data_size_in = sizeof pkt;
-      a.test.repeat = repeat;
-      const double t0 = thread_cpu_ns();
-      if (side.bpf(BPF_PROG_TEST_RUN, a) == 0)
-        per_thread[static_cast<std::size_t>(t)] =
-            (side.cpu_time ? (thread_cpu_ns() - t0) / repeat : static_cast<double>(a.test.duration)) / kOpsPerRun;
+      const double ns = test_run(side, prog, repeat);
+      if (ns >= 0) per_thread[static_cast<std::size_t>(t)] = ns / kOpsPerRun;
     });
   for (auto& t : ts) t.join();
   side.close(prog);
@@ -166,11 +210,11 @@ constexpr std::uint32_t kRingSize = 16u << 20;
 
 // Drains the kernel's ring through its mmap (consumer page rw at 0, producer
 // page and data twice at one page).
-std::uint64_t drain_kernel(int fd, const std::atomic<bool>& stop) {
+void drain_kernel(int fd, const std::atomic<bool>& stop, std::atomic<std::uint64_t>& received) {
   const std::size_t page = 4096;
   void* cons = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   void* prod = ::mmap(nullptr, page + 2 * std::size_t{kRingSize}, PROT_READ, MAP_SHARED, fd, page);
-  if (cons == MAP_FAILED || prod == MAP_FAILED) return 0;
+  if (cons == MAP_FAILED || prod == MAP_FAILED) return;
   std::atomic_ref<std::uint64_t> cpos(*static_cast<std::uint64_t*>(cons));
   std::atomic_ref<std::uint64_t> ppos(*static_cast<std::uint64_t*>(prod));
   const auto* data = static_cast<const std::uint8_t*>(prod) + page;
@@ -185,7 +229,7 @@ std::uint64_t drain_kernel(int fd, const std::atomic<bool>& stop) {
                                     .load(std::memory_order_acquire);
       if ((hdr & BPF_RINGBUF_BUSY_BIT) != 0) break;
       const std::uint32_t len = hdr & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
-      if ((hdr & BPF_RINGBUF_DISCARD_BIT) == 0) ++n;
+      if ((hdr & BPF_RINGBUF_DISCARD_BIT) == 0) received.store(++n, std::memory_order_relaxed);
       c += (len + BPF_RINGBUF_HDR_SZ + 7) & ~7ULL;
       cpos.store(c, std::memory_order_release);
     }
@@ -193,7 +237,6 @@ std::uint64_t drain_kernel(int fd, const std::atomic<bool>& stop) {
   }
   ::munmap(cons, page);
   ::munmap(prod, page + 2 * std::size_t{kRingSize});
-  return n;
 }
 
 // The program: 16 outputs (or reserve + submit) of `size` bytes from an
@@ -243,33 +286,69 @@ RingResult measure_ring(const Side& side, std::int32_t size, bool reserve, std::
     std::fprintf(stderr, "ringbuf: MAP_CREATE %d %d\n", rb, src);
     return out;
   }
+  // The measured runs fit in the ring (test_run makes repeat + 1 runs): a
+  // consumer starved of CPU on a loaded machine would otherwise let the ring
+  // fill, and most calls would fail fast (-EAGAIN / NULL): the cost of
+  // failing, not of a record.
+  const std::uint64_t rec = (static_cast<std::uint64_t>(size) + BPF_RINGBUF_HDR_SZ + 7) & ~7ULL;
+  const auto fit = static_cast<std::uint32_t>((kRingSize - 1) / (kOpsPerRun * rec) - 1);
+  repeat = std::min(repeat, fit);
   const int prog = maps::test::load_prog(side, BPF_PROG_TYPE_SOCKET_FILTER, ring_program(rb, src, size, reserve));
   if (prog < 0) {
     std::fprintf(stderr, "ringbuf: PROG_LOAD %d\n", prog);
   } else {
     std::atomic<bool> stop{false};
-    std::uint64_t got = 0;
-    std::thread consumer([&] { got = side.drain(rb, stop); });
-    const std::uint8_t pkt[64] = {};
-    bpf_attr t{};
-    t.test.prog_fd = static_cast<std::uint32_t>(prog);
-    t.test.data_in = reinterpret_cast<std::uint64_t>(pkt);
-    t.test.data_size_in = sizeof pkt;
-    t.test.repeat = repeat;
-    const double t0 = thread_cpu_ns();
-    const int r = side.bpf(BPF_PROG_TEST_RUN, t);
-    const double cpu = thread_cpu_ns() - t0;
+    std::atomic<std::uint64_t> got{0};
+    std::thread consumer([&] { side.drain(rb, stop, got); });
+    // Warm-up: one pass over the whole ring, drained. A long-running ring's
+    // pages have all been written before; the first write to each page of a
+    // new ring costs microseconds on both sides (page-table and TLB set-up;
+    // ~5 us a page in this VM), which would otherwise be most of the figure.
+    const double warm = test_run(side, prog, fit);
+    const std::uint64_t warm_records = std::uint64_t{fit} * kOpsPerRun;
+    for (int i = 0; i < 5000 && got.load(std::memory_order_relaxed) < warm_records; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // test_run's extra run, if any
+    const std::uint64_t before = got.load(std::memory_order_relaxed);
+    const double ns = warm >= 0 ? test_run(side, prog, repeat) : -1;
     stop.store(true, std::memory_order_release);
     consumer.join();
-    if (r == 0) {
-      out.ns = (side.cpu_time ? cpu / repeat : static_cast<double>(t.test.duration)) / kOpsPerRun;
-      out.received = static_cast<double>(got) / (static_cast<double>(repeat) * kOpsPerRun);
+    if (ns >= 0) {
+      out.ns = ns / kOpsPerRun;
+      out.received = static_cast<double>(got.load(std::memory_order_relaxed) - before) /
+                     (static_cast<double>(repeat) * kOpsPerRun);
     }
     side.close(prog);
   }
   side.close(src);
   side.close(rb);
   return out;
+}
+
+// Both sides, kRingRounds times, alternating which goes first (a loaded
+// 2-core machine changes speed over seconds: both sides see the same
+// moments); the median ns of each side and the smallest received share.
+constexpr int kRingRounds = 7;
+std::pair<RingResult, RingResult> measure_ring_pair(const Side& user, const Side& kernel, std::int32_t size,
+                                                    bool reserve, std::uint32_t repeat) {
+  std::vector<RingResult> u, k;
+  for (int i = 0; i < kRingRounds; ++i) {
+    if (i % 2 == 0) u.push_back(measure_ring(user, size, reserve, repeat));
+    k.push_back(measure_ring(kernel, size, reserve, repeat));
+    if (i % 2 != 0) u.push_back(measure_ring(user, size, reserve, repeat));
+  }
+  const auto median = [](std::vector<RingResult>& v) {
+    RingResult r;
+    for (const RingResult& x : v)
+      if (x.ns < 0) return r;  // a failed run
+    std::sort(v.begin(), v.end(), [](const RingResult& a, const RingResult& b) { return a.ns < b.ns; });
+    r.ns = v[v.size() / 2].ns;
+    r.received = std::min_element(v.begin(), v.end(), [](const RingResult& a, const RingResult& b) {
+                   return a.received < b.received;
+                 })->received;
+    return r;
+  };
+  return {median(u), median(k)};
 }
 
 }  // namespace
@@ -295,27 +374,27 @@ int main(int argc, char** argv) {
     o.pin_dir = tmpl;
     runtime::Runtime rt(o);
     const Side user{maps::test::user_side(rt),
-                    [&rt](int fd, const std::atomic<bool>& stop) -> std::uint64_t {
+                    [&rt](int fd, const std::atomic<bool>& stop, std::atomic<std::uint64_t>& received) {
                       auto m = rt.get_map(fd);
-                      if (!m) return 0;
+                      if (!m) return;
                       std::uint64_t n = 0;
                       maps::RingBufConsumer c;
-                      if (c.add(*m->map, [&n](const void*, std::size_t) {
-                            ++n;
+                      if (c.add(*m->map, [&n, &received](const void*, std::size_t) {
+                            received.store(++n, std::memory_order_relaxed);
                             return 0;
                           }) != 0)
-                        return 0;
+                        return;
                       for (;;) {
                         const bool last = stop.load(std::memory_order_acquire);
                         c.consume();
                         if (last) break;
                       }
-                      return n;
                     },
                     true};
     // "call": bpf_get_prandom_u32 instead of a map operation (the map is unused): what a
     // helper call costs by itself on each side
-    const MapCase cases[] = {{"call", BPF_MAP_TYPE_UNSPEC, 4, 0},
+    const MapCase cases[] = {{"empty", BPF_MAP_TYPE_UNSPEC, 4, 0, true},
+                             {"call", BPF_MAP_TYPE_UNSPEC, 4, 0},
                              {"hash", BPF_MAP_TYPE_HASH, 4, 0},
                              {"lru_hash", BPF_MAP_TYPE_LRU_HASH, 4, 0},
                              {"array", BPF_MAP_TYPE_ARRAY, 4, 0},
@@ -331,7 +410,7 @@ int main(int argc, char** argv) {
           const double k = measure(kernel, mc, update, threads, repeat);
           if (u < 0) rc = 1;
           std::printf("%-10s %-7s %7d %12.1f %12.1f %8s\n", mc.name,
-                      mc.type == BPF_MAP_TYPE_UNSPEC ? "prandom" : update ? "update" : "lookup", threads, u, k,
+                      mc.empty ? "run/16" : mc.type == BPF_MAP_TYPE_UNSPEC ? "prandom" : update ? "update" : "lookup", threads, u, k,
                       u > 0 && k > 0 ? std::to_string(u / k).substr(0, 5).c_str() : "-");
         }
     if (only.empty() || only == "ringbuf") {
@@ -339,8 +418,7 @@ int main(int argc, char** argv) {
                   "user rcvd", "kern rcvd");
       for (const bool reserve : {false, true})
         for (const std::int32_t size : {8, 64, 512}) {
-          const RingResult u = measure_ring(user, size, reserve, repeat);
-          const RingResult k = measure_ring(kernel, size, reserve, repeat);
+          const auto [u, k] = measure_ring_pair(user, kernel, size, reserve, repeat);
           if (u.ns < 0) rc = 1;
           std::printf("%-8d %-14s %12.1f %12.1f %8s %9.1f%% %9.1f%%\n", size, reserve ? "reserve+submit" : "output",
                       u.ns, k.ns, u.ns > 0 && k.ns > 0 ? std::to_string(u.ns / k.ns).substr(0, 5).c_str() : "-",
