@@ -93,8 +93,13 @@ u8 callee_saved_written(const Insn& in) {
   return r >= 6 && r <= 9 ? static_cast<u8>(1u << (r - 6)) : 0;
 }
 
-std::optional<std::uint64_t> lddw_constant(std::span<const Insn> insns, const std::vector<bool>& is_target,
-                                           const std::vector<bool>& is_entry, std::size_t pc, int reg) {
+namespace {
+// The lddw that last wrote `reg` before pc inside pc's basic block (through
+// register moves): its index, or the register it was moved from when the
+// trace reaches the block's start (-1 - reg), or nullopt when something else
+// wrote it (or a call may have).
+std::optional<std::int64_t> block_source(std::span<const Insn> insns, const std::vector<bool>& is_target,
+                                         const std::vector<bool>& is_entry, std::size_t pc, int reg, Op kind) {
   // Back through pc's basic block (no instruction in (k, pc] is entered
   // from elsewhere), following register moves.
   for (std::size_t k = pc; !is_target[k] && !is_entry[k] && k > 0;) {
@@ -105,10 +110,27 @@ std::optional<std::uint64_t> lddw_constant(std::span<const Insn> insns, const st
     const bool c_call = f == Form::Call || f == Form::CallKfunc || f == Form::LdAbs || f == Form::LdInd;
     if (c_call && reg <= 5) return std::nullopt;  // r0 written, r1-r5 unreadable after it (verified)
     if (written_reg(in) != reg) continue;
-    if (in.op == Op::Lddw) return in.imm64();
+    if (in.op == kind) return static_cast<std::int64_t>(k);
     if (in.op != Op::MovReg) return std::nullopt;
     reg = in.src;  // `r = r` keeps reg
   }
+  return -1 - static_cast<std::int64_t>(reg);
+}
+}  // namespace
+
+std::optional<std::size_t> lddw_func_target(std::span<const Insn> insns, const std::vector<bool>& is_target,
+                                            const std::vector<bool>& is_entry, std::size_t pc, int reg) {
+  const std::optional<std::int64_t> k = block_source(insns, is_target, is_entry, pc, reg, Op::LddwFunc);
+  if (!k || *k < 0) return std::nullopt;
+  return static_cast<std::size_t>(*k + 1 + insns[static_cast<std::size_t>(*k)].imm);
+}
+
+std::optional<std::uint64_t> lddw_constant(std::span<const Insn> insns, const std::vector<bool>& is_target,
+                                           const std::vector<bool>& is_entry, std::size_t pc, int reg) {
+  const std::optional<std::int64_t> src = block_source(insns, is_target, is_entry, pc, reg, Op::Lddw);
+  if (!src) return std::nullopt;
+  if (*src >= 0) return insns[static_cast<std::size_t>(*src)].imm64();
+  reg = static_cast<int>(-1 - *src);
   if (reg < 6 || reg > 9) return std::nullopt;
   // r6-r9 are not arguments: in a verified function every read follows a
   // write of the function itself (callees save and restore them). If every

@@ -63,6 +63,13 @@ CallFacts call_facts(std::span<const isa::Insn> insns, const std::vector<bool>& 
 std::optional<std::uint64_t> lddw_constant(std::span<const isa::Insn> insns, const std::vector<bool>& is_target,
                                            const std::vector<bool>& is_entry, std::size_t pc, int reg);
 
+// The function entry (pc) a `lddw rX, func` (BPF_PSEUDO_FUNC) gave
+// register `reg` before instruction pc: traced back through register moves
+// inside pc's basic block only, so the fact holds on every path into pc
+// (verified or not). nullopt: not known.
+std::optional<std::size_t> lddw_func_target(std::span<const isa::Insn> insns, const std::vector<bool>& is_target,
+                                            const std::vector<bool>& is_entry, std::size_t pc, int reg);
+
 // Liveness: per pc, the BPF registers (bit i = ri) that may be read after
 // the instruction before being written again. Conservative: calls and
 // exits of functions other than the main program read every register, r10

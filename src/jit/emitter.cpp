@@ -82,7 +82,8 @@ u32 max_code_size(const Insn& in, Variant v, bool blinding) {
 // expanded body (inline_code). Also returns a bound of the whole code
 // (body, out-of-line thunks, stubs, trampoline).
 std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool>& heads, Variant v, bool blinding,
-                             const std::vector<std::uint32_t>& inline_end, std::size_t& total) {
+                             const std::vector<std::uint32_t>& inline_end, const std::vector<u32>& loops,
+                             std::size_t& total) {
   const std::size_t n = insns.size();
   std::vector<u32> bound(n + 1, 0);
   // inline_code[entry]: bound of an inlined copy of the function at entry
@@ -110,7 +111,8 @@ std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool
   };
   std::size_t cold = 0;
   for (std::size_t pc = 0; pc < n; ++pc) {
-    const u32 b = inline_end.empty() ? plain(pc) : size_of(size_of, pc);
+    const u32 b = (inline_end.empty() ? plain(pc) : size_of(size_of, pc)) +
+                  (!loops.empty() && loops[pc] != 0 ? kInlineLoopCode : 0);
     bound[pc + 1] = bound[pc] + b;
     // cold thunks: one per counted insn, checked access, call (<= 48 bytes each)
     cold += (v.counting ? 48u : 0u) + (v.checked ? 48u : 0u);
@@ -1064,6 +1066,10 @@ void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
   const u32 id = static_cast<u32>(in.imm);
   if (v_.direct && !v_.checked && !blinding() && !array_lookup_.empty() && array_lookup_[pc] != 0) {
     emit_array_lookup(opts_.array_maps[array_lookup_[pc] - 1]);
+    return;
+  }
+  if (!loop_inline_.empty() && loop_inline_[pc] != 0 && loop_inline_enabled()) {
+    emit_inline_loop(pc, loop_inline_[pc] - 1);
     return;
   }
   if (v_.direct) {

@@ -73,6 +73,13 @@ inline bool inline_enabled(Variant v, const Options& opts, bool writes_r10, cons
   return !v.counting && !v.checked && !writes_r10 && opts.inline_calls && !calls.inline_end.empty();
 }
 
+// Whether variant v compiles the bpf_loop calls of loop_inline_pcs as native
+// loops: it calls Options::helpers directly and neither counts nor checks,
+// and the program never writes r10 (so rbp is the canonical frame pointer).
+inline bool loops_enabled(Variant v, bool writes_r10) {
+  return v.direct && !v.checked && !v.counting && !writes_r10;
+}
+
 class Emitter : public Xbyak::CodeGenerator {
  public:
   // Assembles straight into `buf` (`cap` bytes: the final mapping, still
@@ -80,7 +87,8 @@ class Emitter : public Xbyak::CodeGenerator {
   Emitter(std::span<const Insn> insns, const Options& opts, Variant v, const std::vector<bool>& is_target,
           const std::vector<bool>& is_entry, bool writes_r10, const std::vector<u8>& save_mask,
           const detail::CallFacts& calls, const std::vector<std::uint16_t>& live, const std::vector<bool>& heads,
-          const std::vector<u32>& array_lookup, u8* buf, std::size_t cap, const std::vector<u32>& bound)
+          const std::vector<u32>& array_lookup, const std::vector<u32>& loop_inline, u8* buf, std::size_t cap,
+          const std::vector<u32>& bound)
       : Xbyak::CodeGenerator(cap, buf),
         insns_(insns),
         opts_(opts),
@@ -94,7 +102,8 @@ class Emitter : public Xbyak::CodeGenerator {
         live_(live),
         bound_(bound),
         heads_(heads),
-        array_lookup_(array_lookup) {
+        array_lookup_(array_lookup),
+        loop_inline_(loop_inline) {
     setDefaultJmpNEAR(true);
     for (std::size_t i = 0; i < insns.size(); ++i) {
       if (is_target[i]) labels_[i] = std::make_unique<Label>();
@@ -224,6 +233,11 @@ class Emitter : public Xbyak::CodeGenerator {
   // (array_lookup_pcs); empty: none.
   const std::vector<u32>& array_lookup_;
   void emit_array_lookup(const Options::ArrayMap& m);
+  // Per pc: 1 + the entry pc of the callback of a bpf_loop call to inline
+  // (loop_inline_pcs); empty: none.
+  const std::vector<u32>& loop_inline_;
+  bool loop_inline_enabled() const { return loops_enabled(v_, writes_r10_); }
+  void emit_inline_loop(std::size_t pc, std::size_t entry);
   std::size_t emit_load_op(std::size_t pc);
   // The multi-instruction folds: how many instructions after pc they consumed.
   std::size_t fold_group(std::size_t pc) {
@@ -263,8 +277,16 @@ u32 max_code_size(const Insn& in, Variant v, bool blinding);
 // at pc may inline (see Options::array_maps); empty if there is none.
 std::vector<u32> array_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
                                   const std::vector<bool>& is_entry);
-// inline_end: calls.inline_end if the variant inlines (inline_enabled), else empty.
+// Per pc: 1 + the entry pc of the callback of a `call bpf_loop` that may be
+// compiled as a native loop (see Options::inline_loops); empty if none.
+std::vector<u32> loop_inline_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
+                                 const std::vector<bool>& is_entry);
+// Upper bound of the code of an inlined bpf_loop (emit_inline_loop).
+inline constexpr u32 kInlineLoopCode = 256;
+// inline_end: calls.inline_end if the variant inlines (inline_enabled), else
+// empty; loops: loop_inline_pcs if the variant inlines them, else empty.
 std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool>& heads, Variant v, bool blinding,
-                             const std::vector<std::uint32_t>& inline_end, std::size_t& total);
+                             const std::vector<std::uint32_t>& inline_end, const std::vector<u32>& loops,
+                             std::size_t& total);
 
 }  // namespace userbpf::jit::detail

@@ -16,9 +16,15 @@
 //   loads then swap order (no store between them). rX keeps its old value,
 //   which no one reads. Invariant: only where the load's width equals the
 //   operation's (x86 has no zero-extending load-op).
+//
+// * Inline bpf_loop (Options::inline_loops), as the kernel's verifier's
+//   inline_bpf_loop: `call bpf_loop` whose r2 is a `lddw func` of the same
+//   basic block is a native loop calling the callback as a bpf-to-bpf call
+//   (emit_inline_loop has the code and its invariants).
 #include <linux/bpf.h>
 
 #include <bit>
+#include <cerrno>
 
 #include "jit/emitter.hpp"
 
@@ -112,6 +118,98 @@ std::size_t Emitter::emit_load_op(std::size_t pc) {
     default: xor_(d, op); break;
   }
   return at - pc;
+}
+
+}  // namespace userbpf::jit::detail
+
+namespace userbpf::jit::detail {
+
+std::vector<u32> loop_inline_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
+                                 const std::vector<bool>& is_entry) {
+  std::vector<u32> out;
+  if (!opts.inline_loops || opts.helpers == nullptr) return out;
+  const abi::Helper* h = opts.helpers->find(BPF_FUNC_loop);
+  if (h == nullptr || h->name != "loop") return out;  // the contract of Options::inline_loops
+  for (std::size_t pc = 0; pc < insns.size(); ++pc) {
+    const Insn& in = insns[pc];
+    if (in.op != Op::Call || in.imm != BPF_FUNC_loop) continue;
+    const std::optional<std::size_t> t = lddw_func_target(insns, is_target, is_entry, pc, 2);
+    if (!t || *t >= insns.size() || !is_entry[*t]) continue;
+    if (out.empty()) out.assign(insns.size(), 0);
+    out[pc] = static_cast<u32>(*t + 1);
+  }
+  return out;
+}
+
+// `call bpf_loop` with r2 = the function at `entry` (as the kernel's
+// inline_bpf_loop, without its stack slots):
+//   rax = -EINVAL; test r8, r8; jnz done            ; flags (u64) != 0
+//   rax = -E2BIG;  cmp esi, 1 << 23; ja done        ; nr_loops is a u32
+//   xor eax, eax;  test esi, esi; jz done           ; nothing to call: 0
+//   cmp rbp, [min_call_rbp]; jb depth fault (r0 = 0) ; the callback's frame
+//   push r1-r5, r6-r9; sub rsp, slots: [rsp] = i, [rsp+8] = nr, [rsp+16] = ctx
+// loop:
+//   r1 = i; r2 = ctx; r0 = r3 = r4 = r5 = r6..r9 = 0; [may_goto counter]
+//   sub rbp, 512; call entry; add rbp, 512
+//   ++i; if r0 != 0 goto stop; if i < nr goto loop
+// stop: rax = i; add rsp, slots; pop r6-r9, r1-r5
+// done:
+// Invariants (= the helper through abi::Env::call_function / rt_callback):
+// the callee starts exactly as a callback does (r0, r3-r9 zero, r1 = i,
+// r2 = ctx, r10 = the frame below the caller's, a fresh may_goto counter);
+// the depth check is the same and only made when a call happens; r1-r9 of
+// the caller are kept (a helper call keeps them); a fault or an exit inside
+// the callee ends the run through `abort` with the same State as the
+// nested trampoline leaves. rsp is 8 mod 16 at the `call` (9 pushes, the
+// slots and the counter), as at every bpf-to-bpf call.
+void Emitter::emit_inline_loop(std::size_t pc, std::size_t entry) {
+  constexpr u32 kMaxLoops = 1u << 23;  // BPF_MAX_LOOPS, as helpers' bpf_loop
+  const auto neg = [](int e) { return static_cast<u64>(-static_cast<s64>(e)); };
+  const Reg64& nr = kReg[1];
+  const Reg64& ctx = kReg[3];
+  const Reg64& flags = kReg[4];
+  Label loop, stop, done;
+  mov(rax, neg(EINVAL));
+  test(flags, flags);
+  jnz(done, T_NEAR);
+  mov(rax, neg(E2BIG));
+  cmp(r32(nr), kMaxLoops);
+  ja(done, T_NEAR);
+  xor_(eax, eax);
+  test(r32(nr), r32(nr));
+  jz(done, T_NEAR);
+  cmp(rbp, qword[st(&State::min_call_rbp)]);
+  jb(fault_thunk(abi::Fault::CallDepth, pc));  // r0 = 0, as rt_callback's fault
+  for (std::size_t r = 1; r <= 5; ++r) push(kReg[r]);
+  push_saved(kAllCalleeSaved);
+  const u32 slots = may_goto_ ? 24 : 32;  // 72 + slots (+ 8) is 8 mod 16
+  sub(rsp, slots);
+  mov(dword[rsp], 0);
+  mov(dword[rsp + 8], r32(nr));
+  mov(qword[rsp + 16], ctx);
+  L(loop);
+  mov(r32(kReg[1]), dword[rsp]);
+  mov(kReg[2], qword[rsp + 16]);
+  for (std::size_t r : {0u, 3u, 4u, 5u}) xor_(r32(kReg[r]), r32(kReg[r]));
+  for (const Reg64& r : kCalleeSaved) xor_(r32(r), r32(r));
+  if (may_goto_) push(static_cast<u32>(abi::kMayGotoBudget));
+  sub(rbp, static_cast<u32>(kFrameSize));
+  call(target_label(entry));
+  add(rbp, static_cast<u32>(kFrameSize));
+  if (may_goto_) add(rsp, 8);
+  mov(r10d, dword[rsp]);
+  add(r10d, 1);
+  mov(dword[rsp], r10d);
+  test(rax, rax);
+  jnz(stop, T_SHORT);
+  cmp(r10d, dword[rsp + 8]);
+  jb(loop, T_NEAR);
+  L(stop);
+  mov(eax, r10d);
+  add(rsp, slots);
+  pop_saved(kAllCalleeSaved);
+  for (std::size_t r = 5; r >= 1; --r) pop(kReg[r]);
+  L(done);
 }
 
 }  // namespace userbpf::jit::detail

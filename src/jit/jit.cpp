@@ -66,6 +66,13 @@
 //     callee leaves them. No depth fault is possible (static depth), so
 //     results equal the interpreter's. The function's own code is still
 //     emitted (listings, other entries). Options::inline_calls turns it off.
+//   * inline bpf_loop (Options::inline_loops; fold.cpp: emit_inline_loop):
+//     a `call bpf_loop` whose r2 is a `lddw func` of the same basic block
+//     (detail::lddw_func_target) is a native loop that calls the callback
+//     as a bpf-to-bpf call, starting it exactly as rt_callback does (r0,
+//     r3-r9 = 0, the frame below, a fresh may_goto counter, the same depth
+//     check), in direct-helper variants that neither count nor check, when
+//     the program never writes r10.
 // Each fused group's code shows under its first instruction in listings.
 //
 // Variants: a Program holds up to 8 compiled variants (checked x counting x
@@ -258,6 +265,7 @@ struct Program::Impl {
   std::vector<std::uint16_t> live;  // detail::live_out (empty: not needed)
   std::vector<bool> heads;          // loop heads (targets of backward jumps)
   std::vector<u32> array_lookup;    // detail::array_lookup_pcs (empty: no lookup to inline)
+  std::vector<u32> loop_inline;     // detail::loop_inline_pcs (empty: no bpf_loop to inline)
   bool writes_r10 = false;
   Variant primary;
   // Variants are compiled on demand (the primary one at compile time): the
@@ -285,8 +293,10 @@ Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
   auto c = std::make_unique<Code>();
   std::size_t cap = 0;
   static const std::vector<std::uint32_t> kNone;
-  const std::vector<u32> bound = code_bounds(insns, heads, v, opts.blinding,
-                                             inline_enabled(v, opts, writes_r10, calls) ? calls.inline_end : kNone, cap);
+  static const std::vector<u32> kNoLoops;
+  const std::vector<u32> bound =
+      code_bounds(insns, heads, v, opts.blinding, inline_enabled(v, opts, writes_r10, calls) ? calls.inline_end : kNone,
+                  loops_enabled(v, writes_r10) ? loop_inline : kNoLoops, cap);
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   bool short_jumps = true;
   try {
@@ -300,7 +310,7 @@ Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
       if (m == MAP_FAILED) return make_error(ENOMEM, fmt::format("jit: cannot map {} bytes for code", map_len));
       c->map = static_cast<u8*>(m);
       c->map_len = map_len;
-      Emitter e(insns, opts, v, is_target, is_entry, writes_r10, save_mask, calls, live, heads, array_lookup, c->map, map_len,
+      Emitter e(insns, opts, v, is_target, is_entry, writes_r10, save_mask, calls, live, heads, array_lookup, loop_inline, c->map, map_len,
                 bound);
       e.short_jumps = short_jumps;
       try {
@@ -387,6 +397,7 @@ Result<Program> Program::compile(std::span<const Insn> insns, const Options& opt
   // and emit_load_op (loads).
   if (pointer_access) impl->live = detail::live_out(insns, impl->is_entry, opts.kernel_structure);
   impl->array_lookup = detail::array_lookup_pcs(insns, opts, impl->is_target, impl->is_entry);
+  impl->loop_inline = detail::loop_inline_pcs(insns, opts, impl->is_target, impl->is_entry);
   impl->primary.checked = opts.checked;
   impl->primary.counting = opts.budget != 0 || opts.count_insns || opts.checked;
   impl->primary.direct = opts.helpers != nullptr && !opts.checked;

@@ -77,6 +77,17 @@ struct Options {
   // the call depth is static (see detail::CallFacts), in variants that
   // neither count nor check. false: every call is a call (tests, A/B).
   bool inline_calls = true;
+  // Inline bpf_loop (as the kernel's verifier does, inline_bpf_loop): a
+  // `call BPF_FUNC_loop` whose r2 provably holds a `lddw func` of the same
+  // basic block (detail::lddw_func_target) is a native loop that calls the
+  // callback as a bpf-to-bpf call, in variants that call Options::helpers
+  // directly and neither count nor check, when the program never writes
+  // r10. Only if Options::helpers' BPF_FUNC_loop entry is named "loop" (as
+  // helpers::register_helpers names it): the caller guarantees that such an
+  // entry has bpf_loop's semantics (u32 nr_loops > 2^23: -E2BIG; flags != 0:
+  // -EINVAL; stops after a callback returns nonzero; returns the number of
+  // calls). Results equal the helper's (see emit_inline_loop).
+  bool inline_loops = true;
 };
 
 // A compiled program: immutable native code in read+exec memory. One Program

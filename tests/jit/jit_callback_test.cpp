@@ -8,23 +8,10 @@
 namespace userbpf::jit::test {
 namespace {
 
-constexpr s32 kLoop = 181;    // loop(nr, fn, ctx, flags): like bpf_loop
+constexpr s32 kLoop = 181;    // loop(nr, fn, ctx, flags): bpf_loop (the JIT inlines it in direct variants)
 constexpr s32 kExit = 2;      // exit(v): ends the run with r0 = v
 constexpr s32 kTwice = 182;   // twice(fn, ctx): calls fn(ctx) twice, returns the sum
 
-u64 loop_helper(abi::Env& env, u64 nr, u64 fn, u64 ctx, u64, u64) {
-  u64 i = 0;
-  for (; i < nr; ++i) {
-    const u64 r = env.call_function(fn, i, ctx, 0, 0, 0);
-    if (env.callback_aborted()) return 0;
-    if (r == 1) {
-      ++i;
-      break;
-    }
-  }
-  clobber_caller_saved();
-  return i;
-}
 u64 exit_helper(abi::Env& env, u64 a, u64, u64, u64, u64) {
   env.request_exit(a);
   return 0;
@@ -40,7 +27,7 @@ const abi::HelperTable& helpers() {
   static const abi::HelperTable t = [] {
     abi::HelperTable h;
     h.set(kExit, "exit", exit_helper);
-    h.set(kLoop, "loop", loop_helper);
+    h.set(kLoop, "loop", bpf_loop_helper);
     h.set(kTwice, "twice", twice_helper);
     return h;
   }();
@@ -177,12 +164,7 @@ TEST(JitCallback, BadFunctionValue) {
 TEST(JitCallback, DepthLimitCountsCallbackFrames) {
   // cb(i, ctx): *ctx += 1; loop(1, cb, ctx, 0) -- recursion until 8 frames are in use
   Layout l = loop_main(1);
-  const std::size_t cb = l.p.size();
-  l.p(Op::LdxDW, 0, 2, 0)(Op::AddImm, 0, 0, 0, 1)(Op::StxDW, 2, 0, 0)(Op::MovReg, 3, 2).mov(1, 1);
-  const std::size_t at = l.p.size();
-  l.p.lddw(2, 0, Op::LddwFunc);
-  l.p.v[at].imm = static_cast<s32>(static_cast<std::int64_t>(cb) - static_cast<std::int64_t>(at) - 1);
-  l.p.mov(4, 0)(Op::Call, 0, 0, 0, kLoop).mov(0, 0).exit();
+  const std::size_t at = append_recursive_loop_callback(l.p, 1);
   for (bool checked : {false, true}) {
     RunSetup s = setup();
     s.checked = checked;

@@ -78,6 +78,39 @@ inline void clobber_caller_saved() {
           : "rsi", "rdx", "rcx", "r8", "r9", "r10", "r11", "rdi");
 }
 
+// bpf_loop's semantics exactly (helpers' callbacks.cpp), for tables that
+// register it as "loop" under BPF_FUNC_loop (181): jit::Options::inline_loops
+// relies on them, and the direct-helper variants inline it.
+inline u64 bpf_loop_helper(abi::Env& env, u64 nr, u64 fn, u64 ctx, u64 flags, u64) {
+  const auto n = static_cast<std::uint32_t>(nr);
+  if (flags != 0) return static_cast<u64>(-22);     // -EINVAL
+  if (n > (1u << 23)) return static_cast<u64>(-7);  // -E2BIG
+  u64 i = 0;
+  for (; i < n; ++i) {
+    const u64 r = env.call_function(fn, i, ctx, 0, 0, 0);
+    if (env.callback_aborted()) return 0;
+    if (r != 0) {
+      ++i;
+      break;
+    }
+  }
+  clobber_caller_saved();
+  return i;
+}
+
+// Appends a callback cb(i, ctx): *ctx += 1; bpf_loop(nr, cb, ctx, 0) (BPF_FUNC_loop
+// = 181), recursing until the 8-frame limit faults. Returns the index of its lddw
+// func (the helper call is 3 instructions later).
+inline std::size_t append_recursive_loop_callback(Prog& p, std::int32_t nr) {
+  const std::size_t cb = p.size();
+  p(Op::LdxDW, 0, 2, 0)(Op::AddImm, 0, 0, 0, 1)(Op::StxDW, 2, 0, 0)(Op::MovReg, 3, 2).mov(1, nr);
+  const std::size_t at = p.size();
+  p.lddw(2, 0, Op::LddwFunc);
+  p.v[at].imm = static_cast<std::int32_t>(static_cast<std::int64_t>(cb) - static_cast<std::int64_t>(at) - 1);
+  p.mov(4, 0)(Op::Call, 0, 0, 0, 181).mov(0, 0).exit();
+  return at;
+}
+
 // One run's setup: arguments, memory the program may use, helpers, packet.
 struct RunSetup {
   std::vector<u64> args;
@@ -89,6 +122,7 @@ struct RunSetup {
   u64 budget = 0;
   bool checked = false;
   bool addresses_differ = false;  // see same()
+  bool inline_loops = true;       // jit::Options::inline_loops
 };
 
 struct Outcome {
@@ -156,6 +190,7 @@ inline Outcome run_engine(Engine e, const std::vector<Insn>& insns, const RunSet
     o.blinding = e == Engine::JitBlinded;
     if (e == Engine::JitDirect) o.helpers = s.helpers;
     o.bmi2 = e != Engine::JitNoBmi2;
+    o.inline_loops = s.inline_loops;
     auto p = Program::compile(insns, o);
     if (!p) {
       ADD_FAILURE() << "jit compile failed: " << p.error().to_string();
