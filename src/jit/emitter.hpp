@@ -2,7 +2,7 @@
 // lowers BPF instructions to machine code through xbyak, and the code-size
 // bounds that decide short branches. The design comment in jit.cpp describes
 // how it works; emitter.cpp has the definitions, fold.cpp the
-// cross-instruction rewrites (array-map lookups, load-op folding).
+// cross-instruction rewrites (map lookups, load-op folding).
 #pragma once
 
 #include <xbyak/xbyak.h>
@@ -80,7 +80,7 @@ class Emitter : public Xbyak::CodeGenerator {
   Emitter(std::span<const Insn> insns, const Options& opts, Variant v, const std::vector<bool>& is_target,
           const std::vector<bool>& is_entry, bool writes_r10, const std::vector<u8>& save_mask,
           const detail::CallFacts& calls, const std::vector<std::uint16_t>& live, const std::vector<bool>& heads,
-          const std::vector<u32>& array_lookup, u8* buf, std::size_t cap, const std::vector<u32>& bound)
+          const std::vector<u32>& map_lookup, u8* buf, std::size_t cap, const std::vector<u32>& bound)
       : Xbyak::CodeGenerator(cap, buf),
         insns_(insns),
         opts_(opts),
@@ -94,7 +94,7 @@ class Emitter : public Xbyak::CodeGenerator {
         live_(live),
         bound_(bound),
         heads_(heads),
-        array_lookup_(array_lookup) {
+        map_lookup_(map_lookup) {
     setDefaultJmpNEAR(true);
     for (std::size_t i = 0; i < insns.size(); ++i) {
       if (is_target[i]) labels_[i] = std::make_unique<Label>();
@@ -220,10 +220,11 @@ class Emitter : public Xbyak::CodeGenerator {
   std::optional<Xbyak::RegExp> addr_override_;  // emit_address_fold: the address of the next memory operand
   const std::vector<u32>& bound_;  // bound_[pc]: upper bound of the code offset of pc (code_bounds)
   const std::vector<bool>& heads_;  // loop heads: aligned to kLoopAlign
-  // Per pc: 1 + the index in Options::array_maps of a map lookup to inline
-  // (array_lookup_pcs); empty: none.
-  const std::vector<u32>& array_lookup_;
-  void emit_array_lookup(const Options::ArrayMap& m);
+  // Per pc: 1 + the index in Options::map_lookups of a map lookup to inline
+  // or call directly (map_lookup_pcs); empty: none.
+  const std::vector<u32>& map_lookup_;
+  void emit_map_lookup(const Options::MapLookup& m);
+  void emit_array_lookup(const Options::MapLookup& m);
   std::size_t emit_load_op(std::size_t pc);
   // The multi-instruction folds: how many instructions after pc they consumed.
   std::size_t fold_group(std::size_t pc) {
@@ -259,9 +260,10 @@ class Emitter : public Xbyak::CodeGenerator {
 };
 
 u32 max_code_size(const Insn& in, Variant v, bool blinding);
-// Per pc: 1 + the index in opts.array_maps of the map whose lookup the call
-// at pc may inline (see Options::array_maps); empty if there is none.
-std::vector<u32> array_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
+// Per pc: 1 + the index in opts.map_lookups of the map whose lookup the call
+// at pc may inline or call directly (see Options::map_lookups); empty if
+// there is none.
+std::vector<u32> map_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
                                   const std::vector<bool>& is_entry);
 // inline_end: calls.inline_end if the variant inlines (inline_enabled), else empty.
 std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool>& heads, Variant v, bool blinding,
