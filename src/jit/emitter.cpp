@@ -1064,8 +1064,8 @@ void Emitter::emit_before_helper(std::size_t pc) {
 void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
   const bool kfunc = in.op == Op::CallKfunc;
   const u32 id = static_cast<u32>(in.imm);
-  if (v_.direct && !v_.checked && !blinding() && !array_lookup_.empty() && array_lookup_[pc] != 0) {
-    emit_array_lookup(opts_.array_maps[array_lookup_[pc] - 1]);
+  if (v_.direct && !v_.checked && !blinding() && !map_lookup_.empty() && map_lookup_[pc] != 0) {
+    emit_map_lookup(opts_.map_lookups[map_lookup_[pc] - 1]);
     return;
   }
   if (!loop_inline_.empty() && loop_inline_[pc] != 0 && loop_inline_enabled()) {

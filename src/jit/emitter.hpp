@@ -2,7 +2,7 @@
 // lowers BPF instructions to machine code through xbyak, and the code-size
 // bounds that decide short branches. The design comment in jit.cpp describes
 // how it works; emitter.cpp has the definitions, fold.cpp the
-// cross-instruction rewrites (array-map lookups, load-op folding).
+// cross-instruction rewrites (map lookups, load-op folding).
 #pragma once
 
 #include <xbyak/xbyak.h>
@@ -87,7 +87,7 @@ class Emitter : public Xbyak::CodeGenerator {
   Emitter(std::span<const Insn> insns, const Options& opts, Variant v, const std::vector<bool>& is_target,
           const std::vector<bool>& is_entry, bool writes_r10, const std::vector<u8>& save_mask,
           const detail::CallFacts& calls, const std::vector<std::uint16_t>& live, const std::vector<bool>& heads,
-          const std::vector<u32>& array_lookup, const std::vector<u32>& loop_inline, u8* buf, std::size_t cap,
+          const std::vector<u32>& map_lookup, const std::vector<u32>& loop_inline, u8* buf, std::size_t cap,
           const std::vector<u32>& bound)
       : Xbyak::CodeGenerator(cap, buf),
         insns_(insns),
@@ -102,7 +102,7 @@ class Emitter : public Xbyak::CodeGenerator {
         live_(live),
         bound_(bound),
         heads_(heads),
-        array_lookup_(array_lookup),
+        map_lookup_(map_lookup),
         loop_inline_(loop_inline) {
     setDefaultJmpNEAR(true);
     for (std::size_t i = 0; i < insns.size(); ++i) {
@@ -229,10 +229,11 @@ class Emitter : public Xbyak::CodeGenerator {
   std::optional<Xbyak::RegExp> addr_override_;  // emit_address_fold: the address of the next memory operand
   const std::vector<u32>& bound_;  // bound_[pc]: upper bound of the code offset of pc (code_bounds)
   const std::vector<bool>& heads_;  // loop heads: aligned to kLoopAlign
-  // Per pc: 1 + the index in Options::array_maps of a map lookup to inline
-  // (array_lookup_pcs); empty: none.
-  const std::vector<u32>& array_lookup_;
-  void emit_array_lookup(const Options::ArrayMap& m);
+  // Per pc: 1 + the index in Options::map_lookups of a map lookup to inline
+  // or call directly (map_lookup_pcs); empty: none.
+  const std::vector<u32>& map_lookup_;
+  void emit_map_lookup(const Options::MapLookup& m);
+  void emit_array_lookup(const Options::MapLookup& m);
   // Per pc: 1 + the entry pc of the callback of a bpf_loop call to inline
   // (loop_inline_pcs); empty: none.
   const std::vector<u32>& loop_inline_;
@@ -273,9 +274,10 @@ class Emitter : public Xbyak::CodeGenerator {
 };
 
 u32 max_code_size(const Insn& in, Variant v, bool blinding);
-// Per pc: 1 + the index in opts.array_maps of the map whose lookup the call
-// at pc may inline (see Options::array_maps); empty if there is none.
-std::vector<u32> array_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
+// Per pc: 1 + the index in opts.map_lookups of the map whose lookup the call
+// at pc may inline or call directly (see Options::map_lookups); empty if
+// there is none.
+std::vector<u32> map_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
                                   const std::vector<bool>& is_entry);
 // Per pc: 1 + the entry pc of the callback of a `call bpf_loop` that may be
 // compiled as a native loop (see Options::inline_loops); empty if none.

@@ -1,14 +1,21 @@
 // Cross-instruction rewrites of the x86-64 JIT that need whole-program facts
 // beyond one straight-line group (see the design comment in jit.cpp):
 //
-// * Inline array-map lookups (Options::array_maps), as the kernel's
-//   array_map_gen_lookup: `call map_lookup_elem` whose r1 is provably a
-//   listed array map becomes a bounds test and an address computation.
-//   Invariant: the result equals the helper's for every key (exact bound
-//   test against max_entries, no index masking); r1-r5 are kept (the
-//   interpreter's helper call keeps them too); only the scratch registers
-//   r10/r11 are used besides rax.
-//
+// * Map lookups (Options::map_lookups): `call map_lookup_elem` whose r1 is
+//   provably a listed map (detail::lddw_constant; map_lookup_pcs) is
+//   - for arrays, inline, as the kernel's array_map_gen_lookup: a bounds
+//     test and an address computation. Invariant: the result equals the
+//     helper's for every key (exact bound test against max_entries, no
+//     index masking); r1-r5 are kept (the interpreter's helper call keeps
+//     them too); only the scratch registers r10/r11 are used besides rax;
+//   - for other maps with a direct lookup function (not per-CPU), a plain
+//     System V call lookup(map = r1, key = r2, cpu = 0), as the kernel's
+//     verifier patches the call to map->ops->map_lookup_elem: no fp /
+//     call_pc stores, no register saves, no signal check (the function
+//     neither fails nor calls back nor touches the Env). Invariant: only
+//     caller-saved registers change: rax (r0), r1-r5 (unreadable after a
+//     call in a verified program) and rdi, r10, r11 (scratch); rsp is
+//     16-byte aligned at the call as at every helper call.
 // * Loads folded into ALU operands: `rX = *(u64 *)(rB + off); rD op= rX`
 //   (and the u32 / 32-bit ALU form) with rX dead afterwards (liveness) is
 //   one `op rD, [rB + off]` (add, sub, and, or, xor, imul); also with a
@@ -30,24 +37,41 @@
 
 namespace userbpf::jit::detail {
 
-std::vector<u32> array_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
-                                  const std::vector<bool>& is_entry) {
+std::vector<u32> map_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
+                                const std::vector<bool>& is_entry) {
   std::vector<u32> out;
-  if (opts.array_maps.empty() || opts.helpers == nullptr || !opts.kernel_structure) return out;
+  if (opts.map_lookups.empty() || opts.helpers == nullptr || !opts.kernel_structure) return out;
   for (std::size_t pc = 0; pc < insns.size(); ++pc) {
     const Insn& in = insns[pc];
     if (in.op != Op::Call || in.imm != BPF_FUNC_map_lookup_elem) continue;
     const std::optional<u64> map = lddw_constant(insns, is_target, is_entry, pc, 1);
     if (!map) continue;
-    for (std::size_t i = 0; i < opts.array_maps.size(); ++i) {
-      const Options::ArrayMap& m = opts.array_maps[i];
-      if (m.map != *map || m.stride >= (u64{1} << 31)) continue;
+    for (std::size_t i = 0; i < opts.map_lookups.size(); ++i) {
+      const Options::MapLookup& m = opts.map_lookups[i];
+      if (m.map != *map) continue;
+      const bool inline_array = m.values != 0 && m.stride < (u64{1} << 31);
+      const bool direct = !inline_array && m.lookup != 0 && opts.direct_map_lookups;
+      if (!inline_array && !direct) continue;
       if (out.empty()) out.assign(insns.size(), 0);
       out[pc] = static_cast<u32>(i + 1);
       break;
     }
   }
   return out;
+}
+
+// One map lookup of map_lookup_pcs: the inline array lookup or the direct call.
+void Emitter::emit_map_lookup(const Options::MapLookup& m) {
+  if (m.values != 0) {
+    emit_array_lookup(m);
+    return;
+  }
+  //   mov rdi, rsi ; mov rsi, rdx ; xor edx, edx ; mov rax, lookup ; call rax
+  mov(rdi, kReg[1]);
+  mov(rsi, kReg[2]);
+  xor_(edx, edx);
+  mov(rax, m.lookup);
+  call(rax);
 }
 
 //   mov eax, [rdx]           ; i = *(u32 *)r2
@@ -57,7 +81,7 @@ std::vector<u32> array_lookup_pcs(std::span<const Insn> insns, const Options& op
 //   jmp done
 // null: xor eax, eax
 // done:
-void Emitter::emit_array_lookup(const Options::ArrayMap& m) {
+void Emitter::emit_array_lookup(const Options::MapLookup& m) {
   Label null, done;
   const Reg64& key = kReg[2];
   mov(eax, dword[key]);

@@ -48,10 +48,12 @@
 //     divisor-0 / -1 cases are out of line, the common path has no jump;
 //   * loads folded into ALU operands: `rX = load; rD op= rX` with rX dead
 //     afterwards is `op rD, [mem]` (fold.cpp: emit_load_op);
-//   * inline array-map lookups (Options::array_maps; fold.cpp): a
-//     `call map_lookup_elem` whose r1 is provably a listed array map
-//     (detail::lddw_constant) is a bounds test and an address computation,
-//     in direct-helper variants that are neither checked nor blinded;
+//   * map lookups (Options::map_lookups; fold.cpp): a `call
+//     map_lookup_elem` whose r1 is provably a listed map
+//     (detail::lddw_constant) is, for an array, a bounds test and an
+//     address computation, for other maps a direct call of the type's
+//     lookup function (no helper frame, no signal check), in direct-helper
+//     variants that are neither checked nor blinded;
 //   * bpf-to-bpf calls in programs without helper calls or callx, whose call
 //     graph is acyclic and at most 8 frames deep, have no depth check; a
 //     callee that (with its callees) never reads r10 is called without
@@ -264,7 +266,7 @@ struct Program::Impl {
   detail::CallFacts calls;
   std::vector<std::uint16_t> live;  // detail::live_out (empty: not needed)
   std::vector<bool> heads;          // loop heads (targets of backward jumps)
-  std::vector<u32> array_lookup;    // detail::array_lookup_pcs (empty: no lookup to inline)
+  std::vector<u32> map_lookup;      // detail::map_lookup_pcs (empty: no lookup to rewrite)
   std::vector<u32> loop_inline;     // detail::loop_inline_pcs (empty: no bpf_loop to inline)
   bool writes_r10 = false;
   Variant primary;
@@ -310,7 +312,7 @@ Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
       if (m == MAP_FAILED) return make_error(ENOMEM, fmt::format("jit: cannot map {} bytes for code", map_len));
       c->map = static_cast<u8*>(m);
       c->map_len = map_len;
-      Emitter e(insns, opts, v, is_target, is_entry, writes_r10, save_mask, calls, live, heads, array_lookup, loop_inline, c->map, map_len,
+      Emitter e(insns, opts, v, is_target, is_entry, writes_r10, save_mask, calls, live, heads, map_lookup, loop_inline, c->map, map_len,
                 bound);
       e.short_jumps = short_jumps;
       try {
@@ -396,7 +398,7 @@ Result<Program> Program::compile(std::span<const Insn> insns, const Options& opt
   // Liveness serves emit_address_fold (accesses through a pointer register)
   // and emit_load_op (loads).
   if (pointer_access) impl->live = detail::live_out(insns, impl->is_entry, opts.kernel_structure);
-  impl->array_lookup = detail::array_lookup_pcs(insns, opts, impl->is_target, impl->is_entry);
+  impl->map_lookup = detail::map_lookup_pcs(insns, opts, impl->is_target, impl->is_entry);
   impl->loop_inline = detail::loop_inline_pcs(insns, opts, impl->is_target, impl->is_entry);
   impl->primary.checked = opts.checked;
   impl->primary.counting = opts.budget != 0 || opts.count_insns || opts.checked;

@@ -49,26 +49,41 @@ struct Options {
   // bounds check for those instructions; indexes past the end count as
   // unproven. Unchecked variants ignore it.
   std::vector<bool> proven_safe;
-  // Inline array-map lookups (as the kernel's array_map_gen_lookup). A call
-  // of helper BPF_FUNC_map_lookup_elem whose r1 provably holds the `map`
-  // value of an entry here (detail::lddw_constant: a plain lddw in the same
-  // basic block, through register moves, or an r6-r9 whose every write in
-  // the function is that lddw) is compiled as
-  //   i = *(u32 *)r2;  r0 = i < max_entries ? values + i * stride : 0
-  // with r1-r5 kept, in variants that call Options::helpers directly (not
-  // checked) and without blinding; other variants call the helper. The
-  // caller guarantees what the helper would otherwise check: the program
-  // is verified (r1 is that map and r2 points to its key at every such
-  // call), Options::helpers' BPF_FUNC_map_lookup_elem is the lookup of
-  // these maps, and the values stay mapped while the Program lives.
-  // Requires kernel_structure.
-  struct ArrayMap {
+  // Map lookups without the generic helper call, as the kernel's verifier
+  // rewrites them. A call of helper BPF_FUNC_map_lookup_elem whose r1
+  // provably holds the `map` value of an entry here (detail::lddw_constant:
+  // a plain lddw in the same basic block, through register moves, or an
+  // r6-r9 whose every write in the function is that lddw) is compiled, in
+  // variants that call Options::helpers directly (not checked) and without
+  // blinding (other variants call the helper), as
+  //   * arrays (values != 0; the kernel's array_map_gen_lookup) inline:
+  //       i = *(u32 *)r2;  r0 = i < max_entries ? values + i * stride : 0
+  //     with r1-r5 kept;
+  //   * otherwise, if `lookup` is set and direct_map_lookups is on, a direct
+  //     System V call r0 = lookup(map, r2, 0) (maps::Map::direct_lookup,
+  //     as the kernel patches the call to map->ops->map_lookup_elem):
+  //     none of the helper call's fp / call_pc stores, register saves or
+  //     signal checks; r1-r5 are clobbered (a verified program never reads
+  //     them after a call), r6-r10 kept. The cpu argument is 0: only maps
+  //     that are not per-CPU may be listed with a `lookup`.
+  // The caller guarantees what the helper would otherwise check: the
+  // program is verified (r1 is that map and r2 points to its key at every
+  // such call), Options::helpers' BPF_FUNC_map_lookup_elem is the lookup of
+  // these maps (and for `lookup` entries returns exactly lookup(map, r2, 0)
+  // in an unchecked run), and the maps and their values stay mapped while
+  // the Program lives. Requires kernel_structure.
+  struct MapLookup {
     std::uint64_t map = 0;     // the map pointer a relocated lddw loads
-    std::uint64_t values = 0;  // address of element 0's value
-    std::uint64_t stride = 0;  // bytes from one element's value to the next (< 2^31)
+    std::uint64_t values = 0;  // arrays: address of element 0's value (0: not inlined)
+    std::uint64_t stride = 0;  // arrays: bytes from one element's value to the next (< 2^31)
     std::uint32_t max_entries = 0;
+    // address of a System V function void* lookup(map, const void* key,
+    // std::uint32_t cpu) with `map` as its first argument (0: none)
+    std::uint64_t lookup = 0;
   };
-  std::vector<ArrayMap> array_maps;
+  std::vector<MapLookup> map_lookups;
+  // false: entries with only a `lookup` are ignored (the helper is called; A/B).
+  bool direct_map_lookups = true;
   // Use BMI2 shifts (shlx/shrx/sarx) where the CPU has them; false forces the
   // cl-based sequence (the tests cover both).
   bool bmi2 = true;

@@ -92,7 +92,7 @@ struct Runtime::TimerRunner final : helpers::AsyncRunner {
       jit::Options jo = p.jitted->options();
       jo.proven_safe.clear();
       jo.kernel_structure = false;
-      jo.array_maps.clear();  // inlined lookups need the structural rules
+      jo.map_lookups.clear();  // rewritten lookups need the structural rules
       auto jp = jit::Program::compile(v, jo);
       if (!jp) return jp.error();
       e->jitted = std::make_unique<jit::Program>(std::move(*jp));

@@ -1,4 +1,4 @@
-// Inline array-map lookups (jit::Options::array_maps): a `call
+// Inline array-map lookups (jit::Options::map_lookups): a `call
 // map_lookup_elem` whose r1 is a listed map becomes inline code in the
 // direct-helper variant. Every case runs in the interpreter (which calls the
 // helper) and in the JIT with and without the table; results must agree,
@@ -103,7 +103,7 @@ Runs run_three(const std::vector<Insn>& insns, const FakeArray& a, u64 key) {
   }
   Options o;
   o.helpers = &helpers;
-  o.array_maps.push_back(Options::ArrayMap{reinterpret_cast<u64>(&a), a.values(), a.stride, a.max_entries});
+  o.map_lookups.push_back(Options::MapLookup{reinterpret_cast<u64>(&a), a.values(), a.stride, a.max_entries, 0});
   {
     abi::Env env;
     env.helpers = &helpers;
@@ -114,7 +114,7 @@ Runs run_three(const std::vector<Insn>& insns, const FakeArray& a, u64 key) {
   }
   {
     Options plain = o;
-    plain.array_maps.clear();
+    plain.map_lookups.clear();
     abi::Env env;
     env.helpers = &helpers;
     r.jit_plain = compile(insns, plain).run(env, args);
@@ -194,11 +194,11 @@ TEST(JitArrayMap, ListingHasNoCall) {
   helpers.set(BPF_FUNC_map_lookup_elem, "map_lookup_elem", &lookup);
   Options o;
   o.helpers = &helpers;
-  o.array_maps.push_back(Options::ArrayMap{reinterpret_cast<u64>(&a), a.values(), a.stride, a.max_entries});
+  o.map_lookups.push_back(Options::MapLookup{reinterpret_cast<u64>(&a), a.values(), a.stride, a.max_entries, 0});
   const std::vector<Insn> prog = lookup_prog(reinterpret_cast<u64>(&a), true, false);
   const std::string text = compile(prog, o).disassemble();
   Options plain = o;
-  plain.array_maps.clear();
+  plain.map_lookups.clear();
   const std::string plain_text = compile(prog, plain).disassemble();
   EXPECT_EQ(count(text, "call"), count(plain_text, "call") - 1) << text;
   EXPECT_NE(text.find("cmp eax, 0x10"), std::string::npos) << text;
