@@ -12,7 +12,10 @@
 # configured and built here when missing), JOBS (ninja -j, default 2),
 # FUZZ_ARGS (extra libFuzzer flags).
 # FUZZ_CPU (pin the fuzzer and its children to these CPUs, taskset -c; e.g. 1),
-# FUZZ_NO_BUILD=1 (run the binaries as they are, without rebuilding them first).
+# FUZZ_NO_BUILD=1 (run the binaries as they are, without rebuilding them first),
+# FUZZ_TIMEOUT (libFuzzer -timeout: wall seconds one input may take, default 30;
+# the verifier target also fails an input whose verification takes more than
+# 10 s of CPU, fuzz/targets/verifier.cpp, which a loaded machine cannot trip).
 # Working corpora and crash artifacts live in $BUILD/fuzz/{corpus,artifacts}/<target>;
 # each run appends `target,start,wall seconds,CPU seconds` to $BUILD/fuzz/runs.csv
 # (CPU: user + system of the fuzzer and every child it ran, /usr/bin/time). A crash prints the
@@ -72,12 +75,14 @@ for t in "${TARGETS[@]}"; do
   echo "== $t: ${SECONDS_PER}s"
   log=$BUILD/fuzz/$t.log
   start=$(date +%s)
+  stamp=$BUILD/fuzz/$t.start
+  touch "$stamp"
   set +e
   # -fork=1 keeps fuzzing after a crash (each crash is saved in $art).
   pin=()
   [ -n "${FUZZ_CPU:-}" ] && pin=(taskset -c "$FUZZ_CPU")
   nice -n 19 /usr/bin/time -f '%U %S' -o "$BUILD/fuzz/$t.cpu" "${pin[@]}" "$BUILD/bin/fuzz_$t" \
-    -max_total_time="$SECONDS_PER" -timeout=30 -rss_limit_mb=2048 \
+    -max_total_time="$SECONDS_PER" -timeout="${FUZZ_TIMEOUT:-30}" -rss_limit_mb=2048 \
     -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 -artifact_prefix="$art/" "${dict[@]}" \
     ${FUZZ_ARGS:-} "$work" "${seeds[@]}" >"$log" 2>&1
   set -e
@@ -86,11 +91,13 @@ for t in "${TARGETS[@]}"; do
   echo "$t,$start,$((end - start)),$cpu" >>"$BUILD/fuzz/runs.csv"
   echo "   wall $((end - start)) s, CPU $cpu s"
   grep -E "^#[0-9]+.*(DONE|pulse|NEW)" "$log" | tail -1 || true
-  crashes=$(find "$art" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
+  # findings of this run only (the artifact folder keeps earlier runs' files)
+  crashes=$(find "$art" -type f -newer "$stamp" \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
   if [ "$crashes" -gt 0 ]; then
     status=1
     echo "   $crashes finding(s) in $art; reproduce with: $BUILD/bin/fuzz_$t <file>"
-    grep -h "FINDING\|ERROR: AddressSanitizer\|runtime error" "$log" | sort | uniq -c | head -5
+    find "$art" -type f -newer "$stamp" | sed 's/^/     /'
+    { grep -h "FINDING\|ERROR: AddressSanitizer\|runtime error" "$log" || true; } | sort | uniq -c | head -5
   fi
 done
 exit $status

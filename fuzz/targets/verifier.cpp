@@ -5,9 +5,17 @@
 // states limited to 64 MiB, Config::memory_limit, ENOMEM beyond); a
 // rejection carries an errno and a message; an accepted program passes the
 // structural check every executor applies and stayed within both limits.
+// Time bound: the verifier's run of one input must take at most
+// kCpuBoundSeconds of CPU (this thread's CPU clock, so that a loaded machine
+// or a nice level does not count); a slower input is a finding. Measured:
+// the slowest stored inputs (fuzz/regressions/verifier/slow-*) take
+// 0.2-0.5 s plain and ~1-2 s under ASan+UBSan at the 200k limit.
+#include <time.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -16,6 +24,18 @@
 #include "verifier/verifier.hpp"
 
 using namespace userbpf;
+
+namespace {
+
+constexpr double kCpuBoundSeconds = 10.0;
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 2 || size > 2 + 8 * 4096) return 0;
@@ -35,7 +55,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto body = in.rest();
   std::vector<isa::RawInsn> raw(body.size() / 8);
   if (!raw.empty()) std::memcpy(raw.data(), body.data(), raw.size() * 8);
+  const double t0 = thread_cpu_seconds();
   const verifier::Verdict v = verifier::verify_raw(raw, cfg);
+  const double cpu = thread_cpu_seconds() - t0;
+  if (cpu > kCpuBoundSeconds)
+    fuzz::fail("verifier", "verification took longer than the time bound",
+               std::to_string(cpu) + " s CPU (bound " + std::to_string(kCpuBoundSeconds) + " s), " +
+                   std::to_string(v.stats.processed) + " processed insns, " +
+                   std::to_string(v.stats.total_states) + " states: " + v.message);
   if (!v.accepted) {
     if (v.err <= 0) fuzz::fail("verifier", "rejection without an errno", v.log);
     if (v.message.empty()) fuzz::fail("verifier", "rejection without a message", v.log);

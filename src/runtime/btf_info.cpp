@@ -16,10 +16,10 @@
 // rec_size the caller used.
 //
 // The accepted func_info becomes the verifier's FuncSig list through
-// btf_func_sigs() — the one place where BTF FUNC/FUNC_PROTO records turn into
-// signatures for the runtime (bpf() PROG_LOAD and load_object, which passes
-// its object's BTF and records through the same PROG_LOAD path); each
-// argument is classified by verifier::func_arg.
+// verifier::func_sigs (verifier/object_config.hpp) — the one place where BTF
+// FUNC/FUNC_PROTO records turn into signatures, for the runtime (bpf()
+// PROG_LOAD and load_object, which passes its object's BTF and records
+// through the same PROG_LOAD path) and for loaded objects verified directly.
 //
 // Invariants: the returned records are in the kernel's layout, sorted by
 // insn_off, func_info[i].insn_off == the start of subprogram i; the BTF
@@ -69,29 +69,6 @@ bool returns_scalar(const struct btf* btf, const struct btf_type* proto) {
 }
 
 }  // namespace
-
-std::vector<verifier::FuncSig> btf_func_sigs(const struct btf* btf, std::span<const bpf_func_info> records,
-                                             std::uint32_t prog_type) {
-  std::vector<verifier::FuncSig> out;
-  if (btf == nullptr) return out;
-  for (const bpf_func_info& r : records) {
-    const struct btf_type* f = btf__type_by_id(btf, r.type_id);
-    if (f == nullptr || !btf_is_func(f)) continue;
-    verifier::FuncSig s;
-    s.insn = r.insn_off;
-    const char* name = btf__name_by_offset(btf, f->name_off);
-    s.name = name != nullptr ? name : "";
-    s.global = btf_vlen(f) == BTF_FUNC_GLOBAL;  // a FUNC's vlen holds its linkage
-    const struct btf_type* proto = btf__type_by_id(btf, f->type);
-    if (proto != nullptr && btf_is_func_proto(proto)) {
-      const struct btf_param* params = btf_params(proto);
-      for (std::uint16_t i = 0; i < btf_vlen(proto); ++i)
-        s.args.push_back(verifier::func_arg(btf, params[i].type, prog_type));
-    }
-    out.push_back(std::move(s));
-  }
-  return out;
-}
 
 Result<BtfInfo> check_btf_info(const Runtime& rt, const ProgSpec& spec, std::span<const isa::Insn> insns,
                                std::string& log) {
@@ -210,7 +187,8 @@ Result<BtfInfo> check_btf_info(const Runtime& rt, const ProgSpec& spec, std::spa
     if (s != sub.size())
       return fail(EINVAL, fmt::format("missing bpf_line_info for {} funcs starting from func#{}\n", sub.size() - s, s));
   }
-  out.funcs = btf_func_sigs(btf, out.func_info, spec.type);
+  out.funcs = verifier::func_sigs(btf, out.func_info, spec.type,
+                                 [](const bpf_func_info& r) { return std::size_t{r.insn_off}; });
   return out;
 }
 

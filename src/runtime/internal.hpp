@@ -73,10 +73,6 @@ struct BtfInfo {
 Result<BtfInfo> check_btf_info(const Runtime& rt, const ProgSpec& spec, std::span<const isa::Insn> insns,
                                std::string& log);
 
-// The verifier's function signatures from BTF FUNC records (func_info).
-std::vector<verifier::FuncSig> btf_func_sigs(const struct btf* btf, std::span<const bpf_func_info> records,
-                                             std::uint32_t prog_type);
-
 // "<source> @ <file>:<line>" of the line info covering `insn` ("" if none).
 std::string source_line(const BtfInfo& info, std::size_t insn);
 // The verifier log with "; <source> @ <file>:<line>" before each instruction

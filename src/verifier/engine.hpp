@@ -82,6 +82,9 @@ class Engine {
     std::uint32_t hit = 0, miss = 0;
     std::size_t idx = 0;          // instruction of the checkpoint
     bool cleaned = false;         // dead registers/slots cleared (liveness.cpp)
+    // every scalar of this checkpoint and of all its ancestors is precise
+    // (mark_all_precise stops here: the walk stays amortised O(1) per node)
+    bool all_precise = false;
     std::vector<HistEntry> hist;  // the path segment that led to this checkpoint
   };
   // Stack liveness of one function instance (call chain), liveness.cpp.
@@ -113,7 +116,8 @@ class Engine {
   void finish();                                // facts of an accepted program
   bool prune_or_checkpoint(State& cur, std::size_t idx);
   void end_path(State& cur);
-  void push_branch(const State& st, std::size_t idx, std::size_t prev);
+  bool next_branch(State& cur, std::size_t& idx, std::size_t& prev);  // false: no pending branch
+  void push_branch(State st, std::size_t idx, std::size_t prev);  // st: moved into the work stack
   Pending pop_branch();
   // Memory of stored states (checkpoints and pending branches), charged
   // against Config::memory_limit (ENOMEM beyond it).

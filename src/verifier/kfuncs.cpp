@@ -129,7 +129,7 @@ void Engine::iter_next(State& st, std::size_t idx, std::size_t frameno, std::siz
     if (const State* prev = find_prev_entry(st, idx)) widen_imprecise(body, *prev);
     Reg& r0 = reg(body, 0);
     r0.maybe_null = false;
-    push_branch(body, idx + 1, idx);
+    push_branch(std::move(body), idx + 1, idx);
   }
   sl.iter_state = kIterDrained;
   Reg& r0 = reg(st, 0);

@@ -121,25 +121,43 @@ inline FuncArg func_arg(const struct btf* btf, std::uint32_t type_id, std::uint3
   return a;
 }
 
-inline std::vector<FuncSig> func_sigs(const loader::Object& obj, const loader::Program& p, std::uint32_t prog_type) {
+// The signature of the function at `insn` whose BTF FUNC is `type_id`
+// (a func_info record): name, linkage, FUNC_PROTO arguments. False when
+// `type_id` is not a FUNC (the record is skipped).
+inline bool func_sig(const struct btf* btf, std::size_t insn, std::uint32_t type_id, std::uint32_t prog_type,
+                     FuncSig& s) {
+  const struct btf_type* f = btf != nullptr ? btf__type_by_id(btf, type_id) : nullptr;
+  if (f == nullptr || !btf_is_func(f)) return false;
+  s.insn = insn;
+  const char* name = btf__name_by_offset(btf, f->name_off);
+  s.name = name != nullptr ? name : "";
+  s.global = btf_vlen(f) == BTF_FUNC_GLOBAL;  // a FUNC's vlen holds its linkage
+  s.args.clear();
+  const struct btf_type* proto = btf__type_by_id(btf, f->type);
+  if (proto != nullptr && btf_is_func_proto(proto)) {
+    const struct btf_param* params = btf_params(proto);
+    for (std::uint16_t i = 0; i < btf_vlen(proto); ++i) s.args.push_back(func_arg(btf, params[i].type, prog_type));
+  }
+  return true;
+}
+
+// The verifier's FuncSig list from func_info records, one place for both
+// sources: a loaded object's program (loader::FuncInfo) and PROG_LOAD's
+// records in the kernel's layout (struct bpf_func_info, src/runtime).
+template <class Records, class InsnOf>
+std::vector<FuncSig> func_sigs(const struct btf* btf, const Records& records, std::uint32_t prog_type,
+                               InsnOf insn_of) {
   std::vector<FuncSig> out;
-  const struct btf* btf = obj.btf();
   if (btf == nullptr) return out;
-  for (const auto& fi : p.func_info) {
-    const struct btf_type* f = btf__type_by_id(btf, fi.type_id);
-    if (f == nullptr || !btf_is_func(f)) continue;
+  for (const auto& r : records) {
     FuncSig s;
-    s.insn = fi.insn;
-    s.name = fi.name;
-    s.global = btf_vlen(f) == BTF_FUNC_GLOBAL;  // a FUNC's vlen holds its linkage
-    const struct btf_type* proto = btf__type_by_id(btf, f->type);
-    if (proto != nullptr && btf_is_func_proto(proto)) {
-      const struct btf_param* params = btf_params(proto);
-      for (std::uint16_t i = 0; i < btf_vlen(proto); ++i) s.args.push_back(func_arg(btf, params[i].type, prog_type));
-    }
-    out.push_back(std::move(s));
+    if (func_sig(btf, insn_of(r), r.type_id, prog_type, s)) out.push_back(std::move(s));
   }
   return out;
+}
+
+inline std::vector<FuncSig> func_sigs(const loader::Object& obj, const loader::Program& p, std::uint32_t prog_type) {
+  return func_sigs(obj.btf(), p.func_info, prog_type, [](const loader::FuncInfo& fi) { return fi.insn; });
 }
 
 inline Config config_for(const loader::Object& obj, const loader::Program& p, std::uint32_t prog_type) {

@@ -39,7 +39,13 @@ void mark_all_in(State& st) {
 
 void Engine::mark_all_precise(State& st) {
   mark_all_in(st);
-  for (std::uint32_t p = st.parent; p != ~0u; p = nodes_[p].parent) mark_all_in(nodes_[p].st);
+  // A checkpoint's precise marks are never cleared and its scalars never
+  // replaced by imprecise ones (clean_state only makes slots NotInit), so a
+  // node marked once with all its ancestors stays so: stop at the first.
+  for (std::uint32_t p = st.parent; p != ~0u && !nodes_[p].all_precise; p = nodes_[p].parent) {
+    mark_all_in(nodes_[p].st);
+    nodes_[p].all_precise = true;
+  }
 }
 
 bool Engine::backtrack_insn(const HistEntry& h, Masks& m, std::size_t& frame, long subseq) {

@@ -4,6 +4,9 @@
 // ("(61) r0 = *(u32 *)(r1 +0)").
 #include <fmt/format.h>
 
+#include <cstring>
+#include <type_traits>
+
 #include "spec/spec.hpp"
 #include "verifier/engine.hpp"
 
@@ -141,18 +144,32 @@ std::string slot_str(const StackSlot& sl, const Config& cfg) {
   return types;
 }
 
+namespace {
+
+// Byte-identical registers / slots print the same text: the diff skips them
+// without formatting (the log of a long run formats every insn's diff).
+template <class T>
+bool same_bytes(const T& a, const T& b) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+}  // namespace
+
 std::string frame_diff_str(const Frame& before, const Frame& after, const Config& cfg, unsigned read_mask) {
   std::string s;
   for (std::size_t i = 0; i < after.regs.size(); ++i) {
     const Reg& a = after.regs[i];
     const Reg& b = before.regs[i];
     if (a.type == RegType::NotInit) continue;
+    if ((read_mask & (1u << i)) == 0 && same_bytes(a, b)) continue;
     if (reg_str(a, cfg) == reg_str(b, cfg) && a.type == b.type && (read_mask & (1u << i)) == 0) continue;
     s += fmt::format(" R{}={}", i, reg_str(a, cfg));
   }
   for (int spi = 0; spi < kSlots; ++spi) {
     const StackSlot& sa = after.stack[static_cast<std::size_t>(spi)];
     const StackSlot& sb = before.stack[static_cast<std::size_t>(spi)];
+    if (same_bytes(sa, sb)) continue;
     const std::string text = slot_str(sa, cfg);
     if ((sa.type == sb.type && text == slot_str(sb, cfg)) || text.empty()) continue;
     s += fmt::format(" fp{}={}", -(spi + 1) * 8, text);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 
 #include "verifier/engine.hpp"
 
@@ -32,13 +33,11 @@ void Engine::log(const std::string& s) {
 // ---------------------------------------------------------------- structure
 void Engine::check_cfg() {
   const std::size_t n = insns_.size();
-  // Subprograms: 0 and every local call target.
-  std::vector<std::size_t> starts{0};
-  for (std::size_t pc = 0; pc < n; ++pc)
-    if (insns_[pc].op == Op::CallLocal || insns_[pc].op == Op::LddwFunc)
-      starts.push_back(static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + insns_[pc].imm));
-  std::sort(starts.begin(), starts.end());
-  starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+  // Subprograms: 0 and every local call / callback target (run() has
+  // passed isa::check_structure, which refuses bad targets the same way).
+  auto sp = isa::subprogram_starts(insns_);
+  if (!sp) reject(sp.error().code, sp.error().message);
+  const std::vector<std::size_t> starts = std::move(*sp);
   subprog_start_ = starts;
   subprog_of_.assign(n, 0);
   for (std::size_t s = 0; s < starts.size(); ++s) {
@@ -131,12 +130,12 @@ void Engine::end_path(State& cur) {
   }
 }
 
-void Engine::push_branch(const State& st, std::size_t idx, std::size_t prev) {
+void Engine::push_branch(State st, std::size_t idx, std::size_t prev) {
   if (stack_.size() > 8192) reject(E2BIG, "The sequence of 8193 jumps is too complex.");
   charge_states(sizeof(Pending) - sizeof(State) + state_bytes(st));
-  stack_.push_back(Pending{st, idx, prev, out_.log.size()});
-  ++stack_.back().st.dfs_depth;
   if (st.parent != ~0u) ++nodes_[st.parent].branches;
+  ++st.dfs_depth;
+  stack_.push_back(Pending{std::move(st), idx, prev, out_.log.size()});
 }
 
 Engine::Pending Engine::pop_branch() {
@@ -191,8 +190,9 @@ bool Engine::prune_or_checkpoint(State& cur, std::size_t idx) {
     if (node.branches == 0) {
       if (states_equal(node.st, cur, Cmp::NotExact, live_regs_, idx)) {
         ++node.hit;
-        const State old = node.st;
-        propagate_precision(cur, old);
+        // node.st is read before anything is marked; it is not on cur's
+        // parent chain (those checkpoints still have branches)
+        propagate_precision(cur, node.st);
         return true;
       }
     } else {
@@ -366,6 +366,23 @@ State Engine::global_entry_state(std::size_t s) {
   return st;
 }
 
+// The path of `cur` ended (exit or pruned): the next pending branch, if any.
+bool Engine::next_branch(State& cur, std::size_t& idx, std::size_t& prev) {
+  end_path(cur);
+  if (stack_.empty()) return false;
+  Pending p = pop_branch();
+  if (cfg_.log_level == 1) out_.log.resize(p.log_pos);
+  cur = std::move(p.st);
+  idx = p.idx;
+  prev = p.prev;
+  live_update(cur);
+  if (cfg_.log_level >= 2)
+    log(fmt::format("\nfrom {} to {}: {}\n", prev, idx, frame_str(cur.cur(), cfg_, false)));
+  else if (cfg_.log_level == 1)
+    log(fmt::format(" {}: {}\n", idx, frame_str(cur.cur(), cfg_, false)));
+  return true;
+}
+
 void Engine::explore(State cur, std::size_t idx) {
   std::size_t prev = idx;
   cur_live_ = ~std::size_t{0};
@@ -379,25 +396,14 @@ void Engine::explore(State cur, std::size_t idx) {
     if (prune_point_[idx]) pruned = prune_or_checkpoint(cur, idx);
     if (pruned) {
       if (cfg_.log_level >= 2) log(fmt::format("{}: safe\n", idx));
-      end_path(cur);
-      if (stack_.empty()) break;
-      Pending p = pop_branch();
-      if (cfg_.log_level == 1) out_.log.resize(p.log_pos);
-      cur = std::move(p.st);
-      idx = p.idx;
-      prev = p.prev;
-      live_update(cur);
-      if (cfg_.log_level >= 2)
-        log(fmt::format("\nfrom {} to {}: {}\n", prev, idx, frame_str(cur.cur(), cfg_, false)));
-      else if (cfg_.log_level == 1)
-        log(fmt::format(" {}: {}\n", idx, frame_str(cur.cur(), cfg_, false)));
+      if (!next_branch(cur, idx, prev)) break;
       continue;
     }
     const std::size_t line_start = out_.log.size();
     if (cfg_.log_level >= 1) log(fmt::format("{}: {}", idx, insn_str(insns_, idx, cfg_)));
     const std::size_t frames_before = cur.frames.size();
-    Frame before;
-    if (cfg_.log_level >= 1) before = cur.cur();
+    std::optional<Frame> before;  // for the log only: a Frame is ~9.6 KB, not built per insn otherwise
+    if (cfg_.log_level >= 1) before.emplace(cur.cur());
     {
       const auto cls = isa::op_class(insns_[idx].op);
       if (insns_[idx].op != Op::LddwTail && (cls == isa::Class::Jmp || cls == isa::Class::Jmp32)) ++jmps_;
@@ -423,7 +429,7 @@ void Engine::explore(State cur, std::size_t idx) {
       unsigned read_mask = 0;
       if (cf == Form::AluX || cf == Form::MovSx || cf == Form::Ldx) read_mask |= 1u << ci.src;
       std::string diff =
-          cur.frames.size() == frames_before && !isa::is_jump(cf) ? frame_diff_str(before, cur.cur(), cfg_, read_mask) : "";
+          cur.frames.size() == frames_before && !isa::is_jump(cf) ? frame_diff_str(*before, cur.cur(), cfg_, read_mask) : "";
       if (!diff.empty()) {
         // pad like the kernel's vlog_alignment: the ';' lands at column 40 (or the next multiple of 8)
         const std::size_t pos = out_.log.size() - line_start;
@@ -433,18 +439,7 @@ void Engine::explore(State cur, std::size_t idx) {
       log("\n");
     }
     if (next < 0) {
-      end_path(cur);
-      if (stack_.empty()) break;
-      Pending p = pop_branch();
-      if (cfg_.log_level == 1) out_.log.resize(p.log_pos);
-      cur = std::move(p.st);
-      idx = p.idx;
-      prev = p.prev;
-      live_update(cur);
-      if (cfg_.log_level >= 2)
-        log(fmt::format("\nfrom {} to {}: {}\n", prev, idx, frame_str(cur.cur(), cfg_, false)));
-      else if (cfg_.log_level == 1)
-        log(fmt::format(" {}: {}\n", idx, frame_str(cur.cur(), cfg_, false)));
+      if (!next_branch(cur, idx, prev)) break;
       continue;
     }
     prev = idx;
@@ -577,7 +572,7 @@ long Engine::do_jump(State& st, std::size_t idx, const isa::Insn& in) {
     ++body.may_goto_depth;
     // the loop's previous entry (the kernel's find_prev_entry)
     if (const State* prev = find_prev_entry(st, idx)) widen_imprecise(body, *prev);
-    push_branch(body, idx + 1, idx);
+    push_branch(std::move(body), idx + 1, idx);
     return static_cast<long>(target);
   }
   const bool is32 = isa::op_class(in.op) == isa::Class::Jmp32;
@@ -670,7 +665,7 @@ long Engine::do_jump(State& st, std::size_t idx, const isa::Insn& in) {
       return static_cast<long>(target);
     }
   }
-  push_branch(other, target, idx);
+  push_branch(std::move(other), target, idx);
   return static_cast<long>(idx + 1);
 }
 

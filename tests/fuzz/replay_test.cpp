@@ -1,7 +1,11 @@
 // Replays stored inputs through one fuzz target's LLVMFuzzerTestOneInput
 // (FUZZ_TARGET), each in a forked child with a time limit, so that a crash,
 // an abort (fuzz::fail) or a hang fails that input's test instead of the
-// whole binary.
+// whole binary. Every input must also stay within a CPU-time bound
+// (kCpuBoundSeconds of user+system time of its child, 5x that in
+// sanitizer builds): a slow input is a finding too (the fuzz issue's
+// "each run within a time bound"); regression inputs named slow* record
+// inputs that once were slow.
 //
 // Inputs: fuzz/corpus/<target>/* (committed, small), FUZZ_SEEDS_DIR/<target>/*
 // (built seeds, e.g. loader objects) and fuzz/regressions/<target>/*. A
@@ -12,6 +16,7 @@
 // changed to "fixed". Without "status: open" a failing regression fails.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +36,11 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr unsigned kTimeoutSeconds = 60;
+// USERBPF_SANITIZED: 1 in a -DUSERBPF_SANITIZE=... build (tests/fuzz/CMakeLists.txt)
+#ifndef USERBPF_SANITIZED
+#define USERBPF_SANITIZED 0
+#endif
+constexpr double kCpuBoundSeconds = USERBPF_SANITIZED ? 25.0 : 5.0;
 
 struct Item {
   fs::path path;
@@ -80,15 +90,16 @@ struct Outcome {
   bool ok = false;
   std::string what;    // how it ended
   std::string output;  // the child's stderr
+  double cpu = 0;      // the child's user + system CPU seconds
 };
 
 Outcome run_child(const fs::path& path) {
   std::ifstream f(path, std::ios::binary);
   const std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   int pipefd[2];
-  if (pipe(pipefd) != 0) return {false, "pipe failed", {}};
+  if (pipe(pipefd) != 0) return {false, "pipe failed", {}, 0};
   const pid_t pid = fork();
-  if (pid < 0) return {false, "fork failed", {}};
+  if (pid < 0) return {false, "fork failed", {}, 0};
   if (pid == 0) {
     close(pipefd[0]);
     dup2(pipefd[1], 2);
@@ -106,12 +117,15 @@ Outcome run_child(const fs::path& path) {
   }
   close(pipefd[0]);
   int status = 0;
-  waitpid(pid, &status, 0);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {true, "ok", out};
+  rusage ru{};
+  wait4(pid, &status, 0, &ru);
+  const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {true, "ok", out, cpu};
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-    return {false, "timed out after " + std::to_string(kTimeoutSeconds) + " s", out};
-  if (WIFSIGNALED(status)) return {false, std::string("killed by signal ") + strsignal(WTERMSIG(status)), out};
-  return {false, "exit status " + std::to_string(WEXITSTATUS(status)), out};
+    return {false, "timed out after " + std::to_string(kTimeoutSeconds) + " s", out, cpu};
+  if (WIFSIGNALED(status)) return {false, std::string("killed by signal ") + strsignal(WTERMSIG(status)), out, cpu};
+  return {false, "exit status " + std::to_string(WEXITSTATUS(status)), out, cpu};
 }
 
 class Replay : public ::testing::TestWithParam<std::size_t> {};
@@ -125,6 +139,10 @@ TEST_P(Replay, Input) {
   if (o.ok && it.regression && it.known_open)
     std::printf("%s passes now: change its status to fixed in %s.txt\n", it.path.c_str(), it.path.c_str());
   EXPECT_TRUE(o.ok) << o.what << "\n" << o.output << (it.regression ? "\nregression: " + it.description : "");
+  EXPECT_LE(o.cpu, kCpuBoundSeconds) << "the input took " << o.cpu << " s CPU, more than the bound of "
+                                     << kCpuBoundSeconds << " s" << (it.regression ? "\nregression: " + it.description : "");
+  if (it.path.filename().string().rfind("slow", 0) == 0)
+    std::printf("%s: %.3f s CPU (bound %.0f s)\n", it.path.filename().c_str(), o.cpu, kCpuBoundSeconds);
 }
 
 std::vector<std::size_t> indexes() {
