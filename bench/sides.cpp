@@ -120,18 +120,10 @@ std::span<const isa::Insn> UserSide::code() const { return obj_->exec->insns(); 
 
 jit::Options UserSide::jit_options() const {
   // As the runtime compiles a verified program (runtime/prog.cpp): helper
-  // calls resolved at compile time, array lookups inline.
+  // calls resolved at compile time, map lookups without the helper.
   jit::Options jo;
   jo.helpers = &rt_.helper_table();
-  for (maps::Map* mp : obj_->map_ptrs) {
-    if (mp->type() != BPF_MAP_TYPE_ARRAY || mp->percpu()) continue;
-    const auto* v0 = static_cast<const std::uint8_t*>(mp->direct_value(0));
-    if (v0 == nullptr) continue;
-    const auto* v1 = mp->max_entries() > 1 ? static_cast<const std::uint8_t*>(mp->direct_value(1)) : v0;
-    jo.array_maps.push_back(jit::Options::ArrayMap{reinterpret_cast<std::uint64_t>(mp),
-                                                   reinterpret_cast<std::uint64_t>(v0),
-                                                   static_cast<std::uint64_t>(v1 - v0), mp->max_entries()});
-  }
+  jo.map_lookups = runtime::jit_map_lookups(obj_->map_ptrs);
   return jo;
 }
 
@@ -195,12 +187,13 @@ Result<KernelRunner> KernelRunner::make(std::span<const isa::Insn> prog, std::sp
   oracle::LoadExtras extras;
   extras.fd_array = fds;
   if (callbacks) {
-    const std::vector<std::uint32_t> starts = oracle::subprogram_starts(wrapped);
-    auto btf = oracle::load_btf(oracle::func_btf(starts.size()));
+    auto starts = isa::subprogram_starts(wrapped);
+    if (!starts) return starts.error();
+    auto btf = oracle::load_btf(oracle::func_btf(starts->size()));
     if (!btf) return btf.error();
     k.btf_ = std::move(*btf);
-    for (std::size_t i = 0; i < starts.size(); ++i)
-      func_info.push_back({starts[i], oracle::kFuncBtfFirstId + static_cast<std::uint32_t>(i)});
+    for (std::size_t i = 0; i < starts->size(); ++i)
+      func_info.push_back({static_cast<std::uint32_t>((*starts)[i]), oracle::kFuncBtfFirstId + static_cast<std::uint32_t>(i)});
     extras.btf_fd = k.btf_.get();
     extras.func_info = func_info;
   }

@@ -45,7 +45,6 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
-#include <set>
 
 namespace userbpf::oracle {
 
@@ -200,14 +199,6 @@ std::vector<std::uint8_t> func_btf(std::size_t n) {
   std::memcpy(blob.data() + sizeof h, types.data(), h.type_len);
   std::memcpy(blob.data() + sizeof h + h.type_len, strings.data(), h.str_len);
   return blob;
-}
-
-std::vector<std::uint32_t> subprogram_starts(std::span<const isa::Insn> prog) {
-  std::set<std::uint32_t> starts = {0};
-  for (std::size_t pc = 0; pc < prog.size(); ++pc)
-    if (prog[pc].op == Op::CallLocal || prog[pc].op == Op::LddwFunc)
-      starts.insert(static_cast<std::uint32_t>(static_cast<std::int64_t>(pc) + 1 + prog[pc].imm));
-  return {starts.begin(), starts.end()};
 }
 
 Result<TestRun> test_run(const Fd& prog, std::span<const std::uint8_t> data_in, std::uint32_t repeat,

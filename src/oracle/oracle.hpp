@@ -66,14 +66,11 @@ LoadResult load(std::span<const isa::RawInsn> insns, std::uint32_t prog_type, st
 Result<Fd> load_btf(std::span<const std::uint8_t> blob);
 // A BTF blob declaring `n` functions `long f<i>(void)`, type ids
 // kFuncBtfFirstId + i, the first global and the others static: func_info
-// for raw programs (one record per subprogram_starts() entry) that the
+// for raw programs (one record per isa::subprogram_starts() entry) that the
 // kernel's verifier accepts with callbacks (static subprograms are verified
 // in their caller's context, so the prototype does not matter).
 inline constexpr std::uint32_t kFuncBtfFirstId = 3;
 std::vector<std::uint8_t> func_btf(std::size_t n);
-// First instruction of every subprogram of `prog`, ascending: 0 and the
-// target of every bpf-to-bpf call and `lddw func`.
-std::vector<std::uint32_t> subprogram_starts(std::span<const isa::Insn> prog);
 
 struct TestRun {
   std::uint32_t retval = 0;

@@ -47,6 +47,26 @@
 
 namespace userbpf::runtime {
 
+std::vector<jit::Options::MapLookup> jit_map_lookups(std::span<maps::Map* const> used) {
+  std::vector<jit::Options::MapLookup> out;
+  for (maps::Map* mp : used) {
+    if (mp->percpu()) continue;
+    jit::Options::MapLookup ml{reinterpret_cast<std::uint64_t>(mp), 0, 0, mp->max_entries(), 0};
+    if (mp->type() == BPF_MAP_TYPE_ARRAY) {
+      const auto* v0 = static_cast<const std::uint8_t*>(mp->direct_value(0));
+      if (v0 != nullptr) {
+        const auto* v1 = mp->max_entries() > 1 ? static_cast<const std::uint8_t*>(mp->direct_value(1)) : v0;
+        ml.values = reinterpret_cast<std::uint64_t>(v0);
+        ml.stride = static_cast<std::uint64_t>(v1 - v0);
+      }
+    }
+    if (const maps::Map::ProgLookupFn fn = mp->direct_lookup(); fn != nullptr)
+      ml.lookup = reinterpret_cast<std::uint64_t>(fn);
+    if (ml.values != 0 || ml.lookup != 0) out.push_back(ml);
+  }
+  return out;
+}
+
 namespace {
 
 std::uint64_t now_boot_ns() {
@@ -232,29 +252,9 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
     jo.budget = opts_.budget;
     jo.helpers = &helpers_;
     if (p->verified && !jo.checked) {
-      // Map lookups without the helper call, as the kernel's verifier
-      // rewrites them (the verifier proved r1 and r2 at every lookup):
-      // arrays inline (array_map_gen_lookup; values never move), other
-      // types with a direct lookup function (hash, LRU, LPM) as a direct
-      // call of it (map->ops->map_lookup_elem). Not per-CPU maps: their
-      // lookup needs the run's CPU slot (helpers' map_lookup_elem passes
-      // cpu 0 only for maps that are not per-CPU).
-      for (const auto& m : p->used_maps) {
-        maps::Map& mp = *m->map;
-        if (mp.percpu()) continue;
-        jit::Options::MapLookup ml{reinterpret_cast<std::uint64_t>(&mp), 0, 0, mp.max_entries(), 0};
-        if (mp.type() == BPF_MAP_TYPE_ARRAY) {
-          const auto* v0 = static_cast<const std::uint8_t*>(mp.direct_value(0));
-          if (v0 != nullptr) {
-            const auto* v1 = mp.max_entries() > 1 ? static_cast<const std::uint8_t*>(mp.direct_value(1)) : v0;
-            ml.values = reinterpret_cast<std::uint64_t>(v0);
-            ml.stride = static_cast<std::uint64_t>(v1 - v0);
-          }
-        }
-        if (const maps::Map::ProgLookupFn fn = mp.direct_lookup(); fn != nullptr)
-          ml.lookup = reinterpret_cast<std::uint64_t>(fn);
-        if (ml.values != 0 || ml.lookup != 0) jo.map_lookups.push_back(ml);
-      }
+      std::vector<maps::Map*> used;
+      for (const auto& m : p->used_maps) used.push_back(m->map.get());
+      jo.map_lookups = jit_map_lookups(used);
     }
     auto compiled = jit::Program::compile(exec, jo);
     if (!compiled) return fail(compiled.error());

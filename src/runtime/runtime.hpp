@@ -126,6 +126,15 @@ struct Options {
   Limits limits;
 };
 
+// The map lookups a JIT may do without the helper call, as the kernel's
+// verifier rewrites them (for verified programs run unchecked: the verifier
+// proved r1 and r2 at every lookup): arrays inline (array_map_gen_lookup;
+// values never move), other types with a direct lookup function (hash, LRU,
+// LPM) as a direct call of it (map->ops->map_lookup_elem). Not per-CPU maps:
+// their lookup needs the run's CPU slot (helpers' map_lookup_elem passes cpu
+// 0 only for maps that are not per-CPU).
+std::vector<jit::Options::MapLookup> jit_map_lookups(std::span<maps::Map* const> used);
+
 // USERBPF_PIN_DIR, else $XDG_RUNTIME_DIR/userbpf, else /dev/shm/userbpf-$UID, else /tmp/userbpf-$UID.
 std::string default_pin_dir();
 

@@ -109,64 +109,28 @@ std::vector<isa::Insn> loop_prog(std::int32_t n, std::int32_t stop, std::int32_t
   return p.v;
 }
 
-// Callbacks need BTF func_info in the kernel: a minimal BTF (int, a
-// prototype, one FUNC per subprogram) and a socket filter loaded with it.
+// Callbacks need BTF func_info in the kernel: oracle::func_btf's minimal
+// BTF (one FUNC per subprogram) and a socket filter loaded with it.
 struct BtfProg {
   oracle::Fd btf;
   oracle::Fd prog;
   std::string log;
 };
 BtfProg load_with_func_info(const std::vector<isa::Insn>& insns, std::uint32_t cb_insn) {
-  std::vector<std::uint32_t> types = {
-      1, (BTF_KIND_INT << 24), 4, (BTF_INT_SIGNED << 24) | 32,  // [1] int "int"
-      0, (BTF_KIND_FUNC_PROTO << 24), 1,                        // [2] int (void)
-      5, (BTF_KIND_FUNC << 24), 2,                              // [3] "main"
-      10, (BTF_KIND_FUNC << 24), 2,                             // [4] "cb"
-  };
-  const char strings[] = "\0int\0main\0cb";
-  btf_header h{};
-  h.magic = BTF_MAGIC;
-  h.version = BTF_VERSION;
-  h.hdr_len = sizeof h;
-  h.type_off = 0;
-  h.type_len = static_cast<std::uint32_t>(types.size() * 4);
-  h.str_off = h.type_len;
-  h.str_len = sizeof strings;
-  std::vector<std::uint8_t> blob(sizeof h + h.type_len + h.str_len);
-  std::memcpy(blob.data(), &h, sizeof h);
-  std::memcpy(blob.data() + sizeof h, types.data(), h.type_len);
-  std::memcpy(blob.data() + sizeof h + h.type_len, strings, sizeof strings);
   BtfProg out;
-  char log[65536] = {};
-  bpf_attr a{};
-  a.btf = reinterpret_cast<u64>(blob.data());
-  a.btf_size = static_cast<std::uint32_t>(blob.size());
-  a.btf_log_buf = reinterpret_cast<u64>(log);
-  a.btf_log_size = sizeof log;
-  a.btf_log_level = 1;
-  out.btf = oracle::Fd(static_cast<int>(syscall(__NR_bpf, BPF_BTF_LOAD, &a, sizeof a)));
-  if (!out.btf) {
-    out.log = std::string("BTF_LOAD: ") + log;
+  auto btf = oracle::load_btf(oracle::func_btf(2));
+  if (!btf) {
+    out.log = btf.error().to_string();
     return out;
   }
-  const auto raw = isa::encode(insns);
-  const bpf_func_info fi[2] = {{0, 3}, {cb_insn, 4}};
-  const char license[] = "GPL";
-  bpf_attr l{};
-  l.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
-  l.insns = reinterpret_cast<u64>(raw.data());
-  l.insn_cnt = static_cast<std::uint32_t>(raw.size());
-  l.license = reinterpret_cast<u64>(license);
-  l.log_buf = reinterpret_cast<u64>(log);
-  l.log_size = sizeof log;
-  l.log_level = 1;
-  l.prog_btf_fd = static_cast<std::uint32_t>(out.btf.get());
-  l.func_info = reinterpret_cast<u64>(fi);
-  l.func_info_rec_size = sizeof(bpf_func_info);
-  l.func_info_cnt = 2;
-  log[0] = 0;
-  out.prog = oracle::Fd(static_cast<int>(syscall(__NR_bpf, BPF_PROG_LOAD, &l, sizeof l)));
-  if (!out.prog) out.log = std::string("PROG_LOAD: ") + log;
+  out.btf = std::move(*btf);
+  const bpf_func_info fi[2] = {{0, oracle::kFuncBtfFirstId}, {cb_insn, oracle::kFuncBtfFirstId + 1}};
+  oracle::LoadExtras extras;
+  extras.btf_fd = out.btf.get();
+  extras.func_info = fi;
+  oracle::LoadResult lr = oracle::load(isa::encode(insns), BPF_PROG_TYPE_SOCKET_FILTER, 1, 0, extras);
+  out.prog = std::move(lr.prog);
+  if (!out.prog) out.log = "PROG_LOAD: " + lr.log;
   return out;
 }
 
