@@ -123,11 +123,8 @@ u64 map_lookup_elem(abi::Env& env, u64 r1, u64 r2, u64, u64, u64) {
   // lookup as a tail call (no virtual dispatch; hash, LRU and LPM: lock-free)
   const RunState* s = state(env);
   if (s != nullptr && !env.options.checked && r2 != 0) [[likely]]
-    for (maps::Map* m : s->maps)
-      if (reinterpret_cast<u64>(m) == r1) {
-        if (m->percpu()) break;
-        return reinterpret_cast<u64>(m->lookup_from_prog(reinterpret_cast<const void*>(r2), 0));
-      }
+    if (maps::Map* m = s->own_map(r1); m != nullptr && !m->percpu())
+      return reinterpret_cast<u64>(m->lookup_from_prog(reinterpret_cast<const void*>(r2), 0));
   return map_lookup_elem_slow(env, r1, r2);
 }
 

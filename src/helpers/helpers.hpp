@@ -100,12 +100,17 @@ struct RunState {
     std::uint32_t key = 0;
   } redirect;
 
+  // One of the program's own maps (not an inner map), or null.
+  [[nodiscard]] maps::Map* own_map(std::uint64_t value) const {
+    for (maps::Map* m : maps)
+      if (reinterpret_cast<std::uint64_t>(m) == value) return m;
+    return nullptr;
+  }
   // A map the program may name: one of its used maps, or an inner map that
   // one of them (an array or hash of maps) holds (what a lookup in a map of
   // maps returned to the program).
   [[nodiscard]] maps::Map* find_map(std::uint64_t value) const {
-    for (maps::Map* m : maps)
-      if (reinterpret_cast<std::uint64_t>(m) == value) return m;
+    if (maps::Map* m = own_map(value)) return m;
     const auto* candidate = reinterpret_cast<const maps::Map*>(value);
     for (maps::Map* m : maps)
       if (m->holds_inner(candidate)) return const_cast<maps::Map*>(candidate);
