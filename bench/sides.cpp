@@ -124,6 +124,7 @@ jit::Options UserSide::jit_options() const {
   jit::Options jo;
   jo.helpers = &rt_.helper_table();
   jo.map_lookups = runtime::jit_map_lookups(obj_->map_ptrs);
+  jo.verified = true;
   return jo;
 }
 

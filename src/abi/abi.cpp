@@ -33,9 +33,9 @@ std::string_view fault_name(Fault f) {
   return "?";
 }
 
-void HelperTable::set(std::uint32_t id, std::string name, HelperFn fn) {
+void HelperTable::set(std::uint32_t id, std::string name, HelperFn fn, std::uint8_t flags) {
   if (id >= helpers_.size()) helpers_.resize(static_cast<std::size_t>(id) + 1);
-  helpers_[id] = Helper{fn, std::move(name)};
+  helpers_[id] = Helper{fn, std::move(name), flags};
 }
 
 void HelperTable::set_kfunc(std::uint32_t btf_id, std::string name, HelperFn fn) {

@@ -66,15 +66,29 @@ class Env;
 using HelperFn = std::uint64_t (*)(Env& env, std::uint64_t r1, std::uint64_t r2, std::uint64_t r3, std::uint64_t r4,
                                    std::uint64_t r5);
 
+// What an engine may assume about a helper (HelperTable::set's `flags`;
+// 0: nothing). Set by whoever registers the helper, which guarantees them.
+enum HelperFlags : std::uint8_t {
+  // In runs that are not checked, the helper never calls env.fail(),
+  // env.request_exit() or env.call_function(), and reads nothing of the Env
+  // but `user` and `options`: an engine may call it without publishing the
+  // caller's frame for callbacks and without testing the signals after it.
+  kHelperLeaf = 1,
+  // Returns the same value for every call within one run (whatever r1-r5):
+  // an engine may call it once per run and reuse that value.
+  kHelperRunConstant = 2,
+};
+
 struct Helper {
   HelperFn fn = nullptr;
   std::string name;
+  std::uint8_t flags = 0;  // HelperFlags
 };
 
 // Helpers keyed by their kernel helper id (BPF_FUNC_*); kfuncs keyed by BTF id.
 class HelperTable {
  public:
-  void set(std::uint32_t id, std::string name, HelperFn fn);
+  void set(std::uint32_t id, std::string name, HelperFn fn, std::uint8_t flags = 0);
   void set_kfunc(std::uint32_t btf_id, std::string name, HelperFn fn);
   [[nodiscard]] const Helper* find(std::uint32_t id) const {
     return id < helpers_.size() && helpers_[id].fn != nullptr ? &helpers_[id] : nullptr;

@@ -48,6 +48,12 @@ maps::Map* arg_map(abi::Env& env, u64 r1) {
   return s != nullptr ? s->find_map(r1) : nullptr;
 }
 
+u64 clock_ns(int clock_id) {
+  timespec ts{};
+  clock_gettime(static_cast<clockid_t>(clock_id), &ts);
+  return static_cast<u64>(ts.tv_sec) * 1000000000ULL + static_cast<u64>(ts.tv_nsec);
+}
+
 std::uint32_t cpu_for(abi::Env& env, const maps::Map& m) {
   if (!m.percpu()) return 0;
   RunState* s = state(env);
@@ -144,11 +150,6 @@ u64 map_delete_elem(abi::Env& env, u64 r1, u64 r2, u64, u64, u64) {
   return e == 0 ? 0 : neg(e);
 }
 
-u64 clock_ns(clockid_t id) {
-  timespec ts{};
-  clock_gettime(id, &ts);
-  return static_cast<u64>(ts.tv_sec) * 1000000000ULL + static_cast<u64>(ts.tv_nsec);
-}
 u64 ktime_get_ns(abi::Env&, u64, u64, u64, u64, u64) { return clock_ns(CLOCK_MONOTONIC); }
 u64 ktime_get_boot_ns(abi::Env&, u64, u64, u64, u64, u64) { return clock_ns(CLOCK_BOOTTIME); }
 u64 ktime_get_coarse_ns(abi::Env&, u64, u64, u64, u64, u64) { return clock_ns(CLOCK_MONOTONIC_COARSE); }
@@ -209,11 +210,19 @@ class StderrSink final : public TraceSink {
   }
 };
 
+// get_smp_processor_id is constant within a run: the run's CPU slot, taken
+// on first use and held until the run loop ends (RunState::cpu).
 constexpr std::array kCore = {
-    UBPF_HELPER_ENTRY(map_lookup_elem),  UBPF_HELPER_ENTRY(map_update_elem),      UBPF_HELPER_ENTRY(map_delete_elem),
-    UBPF_HELPER_ENTRY(ktime_get_ns),     UBPF_HELPER_ENTRY(trace_printk),         UBPF_HELPER_ENTRY(get_prandom_u32),
-    UBPF_HELPER_ENTRY(get_smp_processor_id), UBPF_HELPER_ENTRY(tail_call),        UBPF_HELPER_ENTRY(ktime_get_boot_ns),
-    UBPF_HELPER_ENTRY(ktime_get_coarse_ns),
+    UBPF_HELPER_ENTRY_F(map_lookup_elem, kLeaf),
+    UBPF_HELPER_ENTRY_F(map_update_elem, kLeaf),
+    UBPF_HELPER_ENTRY_F(map_delete_elem, kLeaf),
+    UBPF_HELPER_ENTRY_F(ktime_get_ns, kLeaf),
+    UBPF_HELPER_ENTRY(trace_printk),
+    UBPF_HELPER_ENTRY_F(get_prandom_u32, kLeaf),
+    UBPF_HELPER_ENTRY_F(get_smp_processor_id, kLeaf | abi::kHelperRunConstant),
+    UBPF_HELPER_ENTRY(tail_call),
+    UBPF_HELPER_ENTRY_F(ktime_get_boot_ns, kLeaf),
+    UBPF_HELPER_ENTRY_F(ktime_get_coarse_ns, kLeaf),
 };
 
 // Every helper of the library, ordered by id (built once).
@@ -248,7 +257,7 @@ void emit_trace(abi::Env& env, std::string_view message) {
 }
 
 void register_helpers(abi::HelperTable& table) {
-  for (const Entry& e : all_entries()) table.set(e.id, e.name, e.fn);
+  for (const Entry& e : all_entries()) table.set(e.id, e.name, e.fn, e.flags);
   register_packet_helpers(table);
 }
 

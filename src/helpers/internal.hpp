@@ -47,16 +47,26 @@ long safe_read_str(char* out, u64 src, std::size_t max);
 // regions, unchecked mode reads fault-safely. False when unreadable.
 bool read_cstr(const abi::Env& env, u64 addr, std::string& out);
 
-// One registered helper: kernel id, kernel name, function.
+// One registered helper: kernel id, kernel name, function, and what the
+// engines may assume about it (abi::HelperFlags; the one place they are
+// stated: engines read them from the HelperTable).
 struct Entry {
   std::uint32_t id;
   const char* name;
   abi::HelperFn fn;
+  std::uint8_t flags = 0;
 };
 // Entries of a file; the ids come from <linux/bpf.h> (BPF_FUNC_<name>), so
-// they are the kernel's by construction.
+// they are the kernel's by construction. _F: with abi::HelperFlags.
 #define UBPF_HELPER_ENTRY(name) \
   ::userbpf::helpers::detail::Entry { BPF_FUNC_##name, #name, &name }
+#define UBPF_HELPER_ENTRY_F(name, flags) \
+  ::userbpf::helpers::detail::Entry { BPF_FUNC_##name, #name, &name, flags }
+// The flags of helpers that neither fail nor call back (abi::kHelperLeaf).
+inline constexpr std::uint8_t kLeaf = abi::kHelperLeaf;
+
+// A clock's time in ns (clock_gettime).
+std::uint64_t clock_ns(int clock_id);
 
 std::span<const Entry> core_entries();     // helpers.cpp: maps, time, trace_printk, tail_call
 std::span<const Entry> process_entries();  // process.cpp: current task, time, numa

@@ -92,12 +92,6 @@ u64 get_numa_node_id(abi::Env&, u64, u64, u64, u64, u64) {
   return node;
 }
 
-u64 clock_ns(clockid_t id) {
-  timespec ts{};
-  clock_gettime(id, &ts);
-  return static_cast<u64>(ts.tv_sec) * 1000000000ULL + static_cast<u64>(ts.tv_nsec);
-}
-
 u64 jiffies64(abi::Env&, u64, u64, u64, u64, u64) { return clock_ns(CLOCK_MONOTONIC) / (1000000000ULL / kJiffyHz); }
 
 u64 ktime_get_tai_ns(abi::Env&, u64, u64, u64, u64, u64) { return clock_ns(CLOCK_TAI); }
@@ -108,11 +102,11 @@ u64 get_func_ip(abi::Env& env, u64, u64, u64, u64, u64) {
 }
 
 constexpr Entry kProcess[] = {
-    UBPF_HELPER_ENTRY(get_current_pid_tgid), UBPF_HELPER_ENTRY(get_current_uid_gid),
-    UBPF_HELPER_ENTRY(get_current_comm),     UBPF_HELPER_ENTRY(get_current_task),
-    UBPF_HELPER_ENTRY(get_ns_current_pid_tgid), UBPF_HELPER_ENTRY(get_numa_node_id),
-    UBPF_HELPER_ENTRY(jiffies64),            UBPF_HELPER_ENTRY(ktime_get_tai_ns),
-    UBPF_HELPER_ENTRY(get_func_ip),
+    UBPF_HELPER_ENTRY_F(get_current_pid_tgid, kLeaf), UBPF_HELPER_ENTRY_F(get_current_uid_gid, kLeaf),
+    UBPF_HELPER_ENTRY(get_current_comm),     UBPF_HELPER_ENTRY_F(get_current_task, kLeaf),
+    UBPF_HELPER_ENTRY(get_ns_current_pid_tgid), UBPF_HELPER_ENTRY_F(get_numa_node_id, kLeaf),
+    UBPF_HELPER_ENTRY_F(jiffies64, kLeaf),   UBPF_HELPER_ENTRY_F(ktime_get_tai_ns, kLeaf),
+    UBPF_HELPER_ENTRY_F(get_func_ip, kLeaf),
 };
 
 }  // namespace

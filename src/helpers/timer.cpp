@@ -73,12 +73,6 @@ constexpr u64 kMaxClocks = 16;  // MAX_CLOCKS
 constexpr u64 kTimerAbs = 1ULL << 0;     // BPF_F_TIMER_ABS
 constexpr u64 kTimerCpuPin = 1ULL << 1;  // BPF_F_TIMER_CPU_PIN
 
-u64 clock_ns(clockid_t c) {
-  timespec ts{};
-  clock_gettime(c, &ts);
-  return static_cast<u64>(ts.tv_sec) * 1000000000ULL + static_cast<u64>(ts.tv_nsec);
-}
-
 std::atomic_ref<u64> token_word(u64 field) {
   return std::atomic_ref<u64>(*reinterpret_cast<u64*>(field));  // NOLINT(performance-no-int-to-ptr)
 }

@@ -77,21 +77,51 @@ u32 max_code_size(const Insn& in, Variant v, bool blinding) {
   return b;
 }
 
+// Bytes of out-of-line code (thunks) an instruction may add after the body
+// (<= 48 bytes per thunk): one per counted instruction and per checked
+// access, the division by 0 / -1 cases, calls (and their signal thunks).
+namespace {
+u32 max_cold_size(const Insn& in, Variant v) {
+  u32 cold = (v.counting ? 48u : 0u) + (v.checked ? 48u : 0u);
+  const Form f = in.info().form;
+  if ((f == Form::AluX || f == Form::AluK) && (isa::op_code(in.op) == 3 || isa::op_code(in.op) == 9)) cold += 48;
+  if (f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
+      f == Form::LdInd || in.op == Op::LddwFunc)
+    cold += 64;
+  return cold;
+}
+}  // namespace
+
 // Prefix sums of max_code_size over the body: bound[pc] >= the code offset
 // of pc; bound[n] bounds the body. An inlined call counts its callee's
 // expanded body (inline_code). Also returns a bound of the whole code
 // (body, out-of-line thunks, stubs, trampoline).
+// One pass over the program with two small tables by opcode (max_code_size
+// and max_cold_size of this variant), built first from one representative
+// instruction per Op (both depend only on the opcode and the variant).
 std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool>& heads, Variant v, bool blinding,
                              const std::vector<std::uint32_t>& inline_end, const std::vector<u32>& loops,
                              std::size_t& total) {
   const std::size_t n = insns.size();
-  std::vector<u32> bound(n + 1, 0);
+  std::array<std::uint16_t, isa::kOpCount + 1> size{}, cold_size{};  // [kOpCount]: LddwTail and others: 0
+  for (std::size_t i = 0; i < isa::kOpCount; ++i) {
+    Insn in;
+    in.op = static_cast<Op>(i);
+    size[i] = static_cast<std::uint16_t>(max_code_size(in, v, blinding));
+    cold_size[i] = static_cast<std::uint16_t>(max_cold_size(in, v));
+  }
+  const auto op_index = [](Op op) {
+    const auto i = static_cast<std::size_t>(op);
+    return i < isa::kOpCount ? i : isa::kOpCount;
+  };
+  std::vector<u32> bound(n + 1);
+  bound[0] = 0;
   // inline_code[entry]: bound of an inlined copy of the function at entry
   // (saves, frame move, its body with its own inlined calls); 0: not known yet.
   std::vector<u32> inline_code(inline_end.empty() ? 0 : n, 0);
   constexpr u32 kInlineFrame = 2 * 4 * 2 + 2 * 7;  // push/pop of r6-r9, sub/add rbp
   const auto plain = [&](std::size_t pc) {  // a loop head's padding counts before its label
-    return max_code_size(insns[pc], v, blinding) + (pc + 1 < n && heads[pc + 1] ? kLoopAlign - 1 : 0);
+    return u32{size[op_index(insns[pc].op)]} + (pc + 1 < n && heads[pc + 1] ? kLoopAlign - 1 : 0);
   };
   const auto size_of = [&](const auto& self, std::size_t pc) -> u32 {
     const Insn& in = insns[pc];
@@ -110,19 +140,18 @@ std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool
     return b;
   };
   std::size_t cold = 0;
+  const bool simple = inline_end.empty() && loops.empty();
   for (std::size_t pc = 0; pc < n; ++pc) {
-    const u32 b = (inline_end.empty() ? plain(pc) : size_of(size_of, pc)) +
-                  (!loops.empty() && loops[pc] != 0 ? kInlineLoopCode : 0);
+    const std::size_t op = op_index(insns[pc].op);
+    u32 b = 0;
+    if (simple) {
+      b = plain(pc);
+    } else {
+      b = (inline_end.empty() ? plain(pc) : size_of(size_of, pc)) + (!loops.empty() && loops[pc] != 0 ? kInlineLoopCode : 0);
+    }
     bound[pc + 1] = bound[pc] + b;
-    // cold thunks: one per counted insn, checked access, call (<= 48 bytes each)
-    cold += (v.counting ? 48u : 0u) + (v.checked ? 48u : 0u);
-    const Form f = insns[pc].info().form;
-    if ((f == Form::AluX || f == Form::AluK) && (isa::op_code(insns[pc].op) == 3 || isa::op_code(insns[pc].op) == 9))
-      cold += 48;  // division by 0 / -1 cases
-    if (f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
-        f == Form::LdInd || insns[pc].op == Op::LddwFunc)
-      cold += 64;
-    if (f == Form::CallLocal) cold += b;  // an inlined body's thunks (generous)
+    cold += cold_size[op];
+    if (insns[pc].op == Op::CallLocal) cold += b;  // an inlined body's thunks (generous)
   }
   total = bound[n] + cold + 1024;  // stubs and trampoline: ~400 bytes
   return bound;
@@ -236,10 +265,13 @@ void Emitter::emit_body(std::size_t begin, std::size_t end, bool record) {
   const auto mark = [&](std::size_t pc) {
     if (record) pc_offset[pc] = static_cast<u32>(getSize());
   };
+  const std::size_t outer_begin = body_begin_, outer_end = body_end_;
+  body_begin_ = begin;
+  body_end_ = end;
   for (std::size_t pc = begin; pc < end; ++pc) {
     if (is_target_[pc]) {
       if (heads_[pc] && pc > 0) align(kLoopAlign, true);
-      L(*labels_[pc]);
+      L(target_label(pc));
       detail::forget_widths(width_);
     }
     mark(pc);
@@ -248,12 +280,15 @@ void Emitter::emit_body(std::size_t begin, std::size_t end, bool record) {
     if (counting_) {
       sub(qword[st(&State::budget_left)], 1);
       jb(fault_thunk(abi::Fault::Budget, pc));
-    } else if (const std::size_t extra = fold_group(pc); extra != 0) {
+    } else if (emit_idiom(pc)) {  // idioms.cpp: a planned instruction (skipped, or the idiom's site)
+      detail::track_widths(width_, in);
+      continue;
+    } else if (const std::size_t extra = idiom_blocks_fold(pc) ? 0 : fold_group(pc); extra != 0) {
       for (std::size_t k = 0; k <= extra; ++k) detail::track_widths(width_, insns_[pc + k]);
       for (std::size_t k = 1; k <= extra; ++k) mark(pc + k);
       pc += extra;
       continue;
-    } else if (pc + 1 < n && !is_target_[pc + 1] && emit_fused(pc, in, insns_[pc + 1])) {
+    } else if (pc + 1 < n && !is_target_[pc + 1] && !idiom_blocks_fold(pc) && emit_fused(pc, in, insns_[pc + 1])) {
       detail::track_widths(width_, in);
       ++pc;
       detail::track_widths(width_, insns_[pc]);
@@ -261,6 +296,7 @@ void Emitter::emit_body(std::size_t begin, std::size_t end, bool record) {
       continue;
     }
     emit_insn(pc, in);
+    if (divmod_keep_ >= 0) cancel_divmod_plan();  // (a division emitted without emit_divmod's keep)
     detail::track_widths(width_, in);
     if (skip_next_) {  // pc + 1 (a goto) is part of pc's code (emit_jump)
       skip_next_ = false;
@@ -268,6 +304,8 @@ void Emitter::emit_body(std::size_t begin, std::size_t end, bool record) {
       mark(pc);
     }
   }
+  body_begin_ = outer_begin;
+  body_end_ = outer_end;
 }
 
 // A call of a function that calls_.inline_end marks: its body is emitted
@@ -281,12 +319,9 @@ void Emitter::emit_inline(std::size_t entry) {
   const bool move_fp = callee_moves_fp(entry);
   push_saved(mask);
   if (move_fp) sub(rbp, static_cast<u32>(kFrameSize));
-  std::vector<std::unique_ptr<Label>> saved;
-  for (std::size_t pc = entry; pc < end; ++pc)
-    if (is_target_[pc]) {
-      saved.push_back(std::move(labels_[pc]));
-      labels_[pc] = std::make_unique<Label>();
-    }
+  // Fresh labels for the copy's jump targets: a new block of indices.
+  const u32 outer_base = label_base_;
+  label_base_ = labels_.add_block(end - entry) - static_cast<u32>(entry);  // (u32 arithmetic wraps)
   Label done;
   Label* const outer_exit = inline_exit_;
   const std::size_t outer_last = inline_last_;
@@ -296,9 +331,7 @@ void Emitter::emit_inline(std::size_t entry) {
   inline_exit_ = outer_exit;
   inline_last_ = outer_last;
   L(done);
-  std::size_t k = 0;
-  for (std::size_t pc = entry; pc < end; ++pc)
-    if (is_target_[pc]) labels_[pc] = std::move(saved[k++]);
+  label_base_ = outer_base;
   if (move_fp) add(rbp, static_cast<u32>(kFrameSize));
   pop_saved(mask);
   detail::forget_widths(width_);
@@ -316,6 +349,7 @@ void Emitter::generate() {
   emit_stubs();
   trampoline_offset = static_cast<u32>(getSize());
   emit_trampoline();
+  labels_.resolve();  // every jump's displacement, in one pass
 }
 
 // Out-of-line stubs shared by all instructions. Functions are entered at
@@ -436,6 +470,8 @@ void Emitter::emit_trampoline() {
   push(r15);
   mov(r12, rdi);
   mov(qword[st(&State::saved_rsp)], rsp);  // rsp is 8 mod 16 here
+  for (u32 i = 0; i < run_const_count_; ++i)  // emit_lean_call: not called yet in this run
+    mov(qword[r12 + static_cast<std::size_t>(off_of(&State::run_const) + 8 * static_cast<int>(i))], ~u64{0});
 
   mov(rbp, rdx);
   mov(r11, rcx);
@@ -687,6 +723,7 @@ void Emitter::emit_shift(const Insn& in, bool is64, int kind, bool imm_form) {
 void Emitter::emit_div_special(const ColdThunk& t) {
   const Reg64& d64 = kReg[t.aux];
   const Reg32 d32 = r32(d64);
+  emit_keep_special(t);  // (a fused division's other result, from the dividend in dst)
   if (t.kind == ColdThunk::DivZero) {
     if (t.is_mod) {
       if (!t.is64) mov(d32, d32);
@@ -732,6 +769,7 @@ void Emitter::emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed
       t.aux = special.aux;
       t.is64 = is64;
       t.is_mod = is_mod;
+      t.keep = divmod_keep_;
       t.label = std::make_unique<Label>();
       t.back = std::make_unique<Label>();
       t.pc = 0;
@@ -756,6 +794,9 @@ void Emitter::emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed
     if (is_signed) { cdq(); idiv(r32(divisor)); } else { xor_(edx, edx); div(r32(divisor)); }
   }
   const Reg64& result = is_mod ? rdx : rax;
+  if (divmod_keep_ == kKeepSlot) mov(qword[st(&State::alu_keep)], is_mod ? rax : rdx);  // (idioms.cpp)
+  else if (divmod_keep_ >= 0) mov(Reg64(divmod_keep_), is_mod ? rax : rdx);
+  divmod_keep_ = -1;
   if (d_rax || d_rdx) {
     if (d64.getIdx() != result.getIdx()) {
       if (is64) mov(d64, result); else mov(r32(d64), r32(result));
@@ -763,10 +804,9 @@ void Emitter::emit_divmod(const Insn& in, bool is64, bool is_mod, bool is_signed
     if (!d_rax) mov(rax, r10);
     if (!d_rdx) mov(rdx, rdi);
   } else {
-    if (is64) mov(r11, result); else mov(r11d, r32(result));
+    if (is64) mov(d64, result); else mov(r32(d64), r32(result));  // (d is neither rax, rdx, r10 nor rdi)
     mov(rax, r10);
     mov(rdx, rdi);
-    mov(d64, r11);
   }
   for (std::size_t i = first_special; i < cold_.size(); ++i) L(*cold_[i].back);
 }
@@ -841,7 +881,7 @@ void Emitter::emit_jump(std::size_t pc, const Insn& in) {
     skip_next_ = true;
     if (to == pc + 2) return;
   }
-  Label& l = target_label(to);
+  const Label l = target_label(to);
   const Xbyak::CodeGenerator::LabelType jtt = jump_type(pc, to);
   switch (cond) {
     case isa::sem::Cond::Eq: if (invert) jne(l, jtt); else je(l, jtt); break;
@@ -1065,7 +1105,7 @@ void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
   const bool kfunc = in.op == Op::CallKfunc;
   const u32 id = static_cast<u32>(in.imm);
   if (v_.direct && !v_.checked && !blinding() && !map_lookup_.empty() && map_lookup_[pc] != 0) {
-    emit_map_lookup(opts_.map_lookups[map_lookup_[pc] - 1]);
+    emit_map_lookup(pc, opts_.map_lookups[map_lookup_[pc] - 1]);
     return;
   }
   if (!loop_inline_.empty() && loop_inline_[pc] != 0 && loop_inline_enabled()) {
@@ -1076,6 +1116,10 @@ void Emitter::emit_helper_call(std::size_t pc, const Insn& in) {
     const abi::Helper* h = kfunc ? opts_.helpers->find_kfunc(id) : opts_.helpers->find(id);
     if (h == nullptr) {
       jmp(fault_thunk(abi::Fault::UnknownHelper, pc, id, kfunc));
+      return;
+    }
+    if (!kfunc && opts_.lean_helper_calls && (h->flags & abi::kHelperLeaf) != 0) {
+      emit_lean_call(pc, *h, id);  // fold.cpp
       return;
     }
     emit_before_helper(pc);

@@ -20,6 +20,7 @@
 
 #include "jit/analysis.hpp"
 #include "jit/jit.hpp"
+#include "jit/labels.hpp"
 #include "jit/state.hpp"
 
 namespace userbpf::jit::detail {
@@ -28,7 +29,7 @@ using isa::Form;
 using isa::Insn;
 using isa::Op;
 using namespace Xbyak::util;  // register names (rax, ...)
-using Xbyak::Label;
+// Label: ours (labels.hpp), not xbyak's.
 using Xbyak::Reg32;
 using Xbyak::Reg64;
 
@@ -53,6 +54,7 @@ struct ColdThunk {
   u32 aux = 0;  // Fault: helper id; Check: size | write << 8; Div*: BPF dst register
   bool kfunc = false;
   bool is64 = false, is_mod = false;  // Div*: the operation
+  int keep = -1;  // Div*: where the other result goes (Emitter::divmod_keep_), -1: nowhere
 };
 
 // Loop heads: targets of backward jumps. Their code starts at a multiple of
@@ -94,7 +96,7 @@ class Emitter : public Xbyak::CodeGenerator {
         opts_(opts),
         v_(v),
         writes_r10_(writes_r10),
-        labels_(insns.size()),
+        labels_(*this, buf, insns.size()),
         is_target_(is_target),
         is_entry_(is_entry),
         save_mask_(save_mask),
@@ -105,10 +107,8 @@ class Emitter : public Xbyak::CodeGenerator {
         map_lookup_(map_lookup),
         loop_inline_(loop_inline) {
     setDefaultJmpNEAR(true);
-    for (std::size_t i = 0; i < insns.size(); ++i) {
-      if (is_target[i]) labels_[i] = std::make_unique<Label>();
-      if (insns[i].op == Op::MayGoto) may_goto_ = true;
-    }
+    for (const Insn& in : insns)
+      if (in.op == Op::MayGoto) may_goto_ = true;
     static const Xbyak::util::Cpu kCpu;  // cpuid once
     bmi2_ = kCpu.has(Xbyak::util::Cpu::tBMI2) && opts.bmi2;
     movbe_ = kCpu.has(Xbyak::util::Cpu::tMOVBE) && opts.bmi2;  // bmi2 = false: the plain forms (tests)
@@ -129,6 +129,48 @@ class Emitter : public Xbyak::CodeGenerator {
   u32 stubs_offset = 0;
   std::vector<u32> entry_offset;
 
+  // Branches to and definitions of our Labels (labels.hpp: all label and
+  // fix-up code is there); xbyak's own overloads stay visible.
+  void L(const Label& l) { labels_.bind(l); }
+  using Xbyak::CodeGenerator::L;
+  void call(const Label& l) { labels_.branch(Branch::Call, l, T_NEAR); }
+  using Xbyak::CodeGenerator::call;
+#define USERBPF_JIT_BRANCH(name, kind)                                                          \
+  void name(const Label& l, LabelType t = T_AUTO) { labels_.branch(Branch::kind, l, t); } \
+  using Xbyak::CodeGenerator::name;
+  USERBPF_JIT_BRANCH(jmp, Jmp)
+  USERBPF_JIT_BRANCH(jo, O)
+  USERBPF_JIT_BRANCH(jno, No)
+  USERBPF_JIT_BRANCH(jb, B)
+  USERBPF_JIT_BRANCH(jc, B)
+  USERBPF_JIT_BRANCH(jnae, B)
+  USERBPF_JIT_BRANCH(jae, Ae)
+  USERBPF_JIT_BRANCH(jnb, Ae)
+  USERBPF_JIT_BRANCH(jnc, Ae)
+  USERBPF_JIT_BRANCH(je, E)
+  USERBPF_JIT_BRANCH(jz, E)
+  USERBPF_JIT_BRANCH(jne, Ne)
+  USERBPF_JIT_BRANCH(jnz, Ne)
+  USERBPF_JIT_BRANCH(jbe, Be)
+  USERBPF_JIT_BRANCH(jna, Be)
+  USERBPF_JIT_BRANCH(ja, A)
+  USERBPF_JIT_BRANCH(jnbe, A)
+  USERBPF_JIT_BRANCH(js, S)
+  USERBPF_JIT_BRANCH(jns, Ns)
+  USERBPF_JIT_BRANCH(jp, P)
+  USERBPF_JIT_BRANCH(jpe, P)
+  USERBPF_JIT_BRANCH(jnp, Np)
+  USERBPF_JIT_BRANCH(jpo, Np)
+  USERBPF_JIT_BRANCH(jl, L)
+  USERBPF_JIT_BRANCH(jnge, L)
+  USERBPF_JIT_BRANCH(jge, Ge)
+  USERBPF_JIT_BRANCH(jnl, Ge)
+  USERBPF_JIT_BRANCH(jle, Le)
+  USERBPF_JIT_BRANCH(jng, Le)
+  USERBPF_JIT_BRANCH(jg, G)
+  USERBPF_JIT_BRANCH(jnle, G)
+#undef USERBPF_JIT_BRANCH
+
  private:
   // ---- state addressing
   template <class T>
@@ -136,7 +178,8 @@ class Emitter : public Xbyak::CodeGenerator {
     return r12 + static_cast<std::size_t>(off_of(m));
   }
 
-  Label& target_label(std::size_t pc) { return *labels_[pc]; }
+  // The label of BPF instruction pc (of the inlined copy being emitted, if any).
+  Label target_label(std::size_t pc) const { return Labels::at(label_base_ + static_cast<u32>(pc)); }
   // Short (rel8) or near branch to BPF instruction t from the branch of pc.
   // Backward: the target's offset is known, xbyak picks (T_AUTO). Forward:
   // short if the code in between cannot exceed 127 bytes by max_code_size()
@@ -216,9 +259,8 @@ class Emitter : public Xbyak::CodeGenerator {
   const Options& opts_;
   Variant v_;
   bool writes_r10_ = false;
-  // One Label per jump target (a vector of n Labels would be big enough for
-  // malloc to mmap it: page faults on every compile).
-  std::vector<std::unique_ptr<Label>> labels_;
+  Labels labels_;  // labels 0..n-1: the instructions (target_label)
+  u32 label_base_ = 0;  // target_label(pc) = label_base_ + pc (emit_inline: a fresh block per copy)
   const std::vector<bool>& is_target_;
   const std::vector<bool>& is_entry_;
   bool may_goto_ = false;  // the program uses may_goto: frames carry a counter
@@ -232,16 +274,42 @@ class Emitter : public Xbyak::CodeGenerator {
   // Per pc: 1 + the index in Options::map_lookups of a map lookup to inline
   // or call directly (map_lookup_pcs); empty: none.
   const std::vector<u32>& map_lookup_;
-  void emit_map_lookup(const Options::MapLookup& m);
-  void emit_array_lookup(const Options::MapLookup& m);
+  // fold.cpp: inline array lookups and updates, lean helper calls.
+  void emit_map_lookup(std::size_t pc, const Options::MapLookup& m);
+  void emit_array_lookup(std::size_t pc, const Options::MapLookup& m);
+  void emit_array_update(std::size_t pc, const Options::MapLookup& m);
+  // Where the u32 key at *r2 of the call at pc came from (forward_map_keys):
+  // a register (reg >= 0) or an immediate.
+  struct MapKey {
+    int reg = -1;
+    u32 imm = 0;
+  };
+  std::optional<MapKey> map_key(std::size_t pc) const;
+  void emit_lean_call(std::size_t pc, const abi::Helper& h, u32 id);
+  std::array<u32, 4> run_const_ids_{};  // helper id of each State::run_const slot in use
+  u32 run_const_count_ = 0;
   // Per pc: 1 + the entry pc of the callback of a bpf_loop call to inline
   // (loop_inline_pcs); empty: none.
   const std::vector<u32>& loop_inline_;
   bool loop_inline_enabled() const { return loops_enabled(v_, writes_r10_); }
   void emit_inline_loop(std::size_t pc, std::size_t entry);
   std::size_t emit_load_op(std::size_t pc);
+  // memops.cpp: memory idioms (combined byte loads, copy runs, address runs).
+  struct MemBase {
+    int reg;            // the BPF base register the accesses name
+    Xbyak::RegExp exp;  // the address it holds (an address prefix folded in)
+    // Inside an address run (which checked reg's liveness): the registers
+    // (bit i = ri) a combined load may not write.
+    u32 avoid = 0;
+  };
+  std::size_t emit_memops(std::size_t pc);
+  std::size_t emit_combined_load(std::size_t pc, const MemBase* mb);
+  std::size_t emit_copy_run(std::size_t pc);
+  std::size_t emit_address_run(std::size_t from, std::size_t pc, int a, int b, const Xbyak::RegExp& base);
+  std::size_t copy_rejected_end_ = 0;  // emit_copy_run: end of the last run it rejected
   // The multi-instruction folds: how many instructions after pc they consumed.
   std::size_t fold_group(std::size_t pc) {
+    if (const std::size_t mem = emit_memops(pc); mem != 0) return mem;
     const std::size_t extra = emit_address_fold(pc);
     return extra != 0 ? extra : emit_load_op(pc);
   }
@@ -270,10 +338,43 @@ class Emitter : public Xbyak::CodeGenerator {
     return t;
   }
   void emit_div_special(const ColdThunk& t);
+
+  // ---- ALU idioms (idioms.cpp): one plan at a time over a straight-line window
+  struct AluPlan {
+    enum Kind : u8 { None, DivResult, Rotate } kind = None;
+    std::size_t from = 0;  // first pc that may emit no code
+    std::size_t site = 0;  // the instruction that gets the idiom's result
+    u32 skip = 0;          // bit k: from + k emits no code (dead in the window)
+    int dst = 0;           // site: the BPF register written
+    int src = 0;           // Rotate: BPF register holding the value; DivResult: keep location
+    u8 amount = 0;         // Rotate: left by
+    bool is64 = false;
+  };
+  static constexpr int kKeepSlot = 16;  // divmod_keep_: State::alu_keep
+  AluPlan plan_{};
+  int divmod_keep_ = -1;  // emit_divmod: where to keep the other result (x86 register index, kKeepSlot), -1: none
+  std::size_t body_begin_ = 0, body_end_ = 0;  // emit_body's current range (windows stay inside)
+  // Skipped or site instruction: emitted (or nothing to emit); true = done.
+  bool emit_idiom(std::size_t pc);
+  // No multi-instruction fold may start at pc: it could swallow a planned instruction.
+  bool idiom_blocks_fold(std::size_t pc) const {
+    return plan_.kind != AluPlan::None && pc <= plan_.site && pc + 8 > plan_.from;
+  }
+  void plan_divmod(std::size_t pc);
+  void cancel_divmod_plan() {  // nothing kept: the site must compute its own result
+    divmod_keep_ = -1;
+    plan_.kind = AluPlan::None;
+  }
+  void plan_rotate(std::size_t pc);
+  u32 dead_in_window(std::size_t from, std::size_t site, int site_def) const;
+  void emit_keep_special(const ColdThunk& t);
   u32 blind_key_ = 0;  // xor key (an imm32, sign-extended by the CPU)
 };
 
 u32 max_code_size(const Insn& in, Variant v, bool blinding);
+// Whether the ALU idioms of idioms.cpp may apply anywhere (they need the
+// liveness, detail::live_out): a division, or shifts that may form a rotate.
+bool alu_idioms_possible(std::span<const Insn> insns, const Options& opts);
 // Per pc: 1 + the index in opts.map_lookups of the map whose lookup the call
 // at pc may inline or call directly (see Options::map_lookups); empty if
 // there is none.

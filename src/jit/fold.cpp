@@ -37,19 +37,37 @@
 
 namespace userbpf::jit::detail {
 
+namespace {
+// emit_array_update copies whole words, at most four (its code fits the
+// helper call's max_code_size).
+constexpr u32 kMaxInlineUpdate = 32;
+bool array_update_inlinable(const Options::MapLookup& m) {
+  return m.update_size != 0 && m.update_size % 8 == 0 && m.update_size <= kMaxInlineUpdate &&
+         (m.stride >= m.update_size || m.max_entries == 1);  // (one entry: stride unused)
+}
+}  // namespace
+
 std::vector<u32> map_lookup_pcs(std::span<const Insn> insns, const Options& opts, const std::vector<bool>& is_target,
                                 const std::vector<bool>& is_entry) {
   std::vector<u32> out;
   if (opts.map_lookups.empty() || opts.helpers == nullptr || !opts.kernel_structure) return out;
   for (std::size_t pc = 0; pc < insns.size(); ++pc) {
     const Insn& in = insns[pc];
-    if (in.op != Op::Call || in.imm != BPF_FUNC_map_lookup_elem) continue;
+    if (in.op != Op::Call || (in.imm != BPF_FUNC_map_lookup_elem && in.imm != BPF_FUNC_map_update_elem)) continue;
+    const bool update = in.imm == BPF_FUNC_map_update_elem;
+    if (update && !opts.inline_map_updates) continue;
     const std::optional<u64> map = lddw_constant(insns, is_target, is_entry, pc, 1);
     if (!map) continue;
     for (std::size_t i = 0; i < opts.map_lookups.size(); ++i) {
       const Options::MapLookup& m = opts.map_lookups[i];
       if (m.map != *map) continue;
       const bool inline_array = m.values != 0 && m.stride < (u64{1} << 31);
+      if (update) {
+        if (!inline_array || !array_update_inlinable(m)) break;
+        if (out.empty()) out.assign(insns.size(), 0);
+        out[pc] = static_cast<u32>(i + 1);
+        break;
+      }
       const bool direct = !inline_array && m.lookup != 0 && opts.direct_map_lookups;
       if (!inline_array && !direct) continue;
       if (out.empty()) out.assign(insns.size(), 0);
@@ -60,10 +78,15 @@ std::vector<u32> map_lookup_pcs(std::span<const Insn> insns, const Options& opts
   return out;
 }
 
-// One map lookup of map_lookup_pcs: the inline array lookup or the direct call.
-void Emitter::emit_map_lookup(const Options::MapLookup& m) {
+// One map call of map_lookup_pcs: the inline array lookup or update, or the
+// direct lookup call.
+void Emitter::emit_map_lookup(std::size_t pc, const Options::MapLookup& m) {
+  if (insns_[pc].imm == BPF_FUNC_map_update_elem) {
+    emit_array_update(pc, m);
+    return;
+  }
   if (m.values != 0) {
-    emit_array_lookup(m);
+    emit_array_lookup(pc, m);
     return;
   }
   //   mov rdi, rsi ; mov rsi, rdx ; xor edx, edx ; mov rax, lookup ; call rax
@@ -74,21 +97,91 @@ void Emitter::emit_map_lookup(const Options::MapLookup& m) {
   call(rax);
 }
 
-//   mov eax, [rdx]           ; i = *(u32 *)r2
+// The key register or immediate of the map call at pc (forward_map_keys):
+// r2 = r10 + off set in pc's basic block (`r2 = r10; r2 += off`, nothing
+// else writing r2 or r10 after), and the last store in the block that may
+// touch [r10 + off, +4) is `*(u32 / u64 *)(r10 + off) = rK / imm` with rK
+// not written since. Any call, any store or atomic through a register
+// other than r10 (it may point into the stack), or a program that writes
+// r10 ends the search: nothing known.
+std::optional<Emitter::MapKey> Emitter::map_key(std::size_t pc) const {
+  if (!opts_.forward_map_keys || writes_r10_ || pc == 0) return std::nullopt;
+  const auto block_start = [&](std::size_t k) { return is_target_[k] || is_entry_[k]; };
+  // r2 = r10 + off
+  std::size_t k = pc;
+  std::optional<s64> off;
+  while (k > 0 && !block_start(k)) {
+    const Insn& in = insns_[--k];
+    const Form f = in.info().form;
+    const bool writes_r2 = in.dst == 2 && (f == Form::AluK || f == Form::AluX || f == Form::Neg || f == Form::End ||
+                                          f == Form::MovSx || f == Form::Lddw || f == Form::Ldx || f == Form::LoadAcq);
+    if (f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
+        f == Form::LdInd || f == Form::Atomic)
+      return std::nullopt;  // (an atomic may write a register)
+    if (!writes_r2) continue;
+    if (!off) {
+      if (in.op != Op::AddImm) return std::nullopt;
+      off = in.imm;
+      continue;
+    }
+    if (in.op != Op::MovReg || in.src != isa::kFrameReg) return std::nullopt;
+    break;
+  }
+  if (!off || insns_[k].op != Op::MovReg || insns_[k].dst != 2 || insns_[k].src != isa::kFrameReg)
+    return std::nullopt;
+  // the last store that may touch [r10 + off, +4)
+  const auto writes = [](const Insn& in, int reg) {
+    const Form f = in.info().form;
+    if (in.dst != reg) return false;
+    return f == Form::AluK || f == Form::AluX || f == Form::Neg || f == Form::End || f == Form::MovSx ||
+           f == Form::Lddw || f == Form::Ldx || f == Form::LoadAcq;
+  };
+  k = pc;
+  while (k > 0 && !block_start(k)) {
+    const Insn& in = insns_[--k];
+    const Form f = in.info().form;
+    if (f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
+        f == Form::LdInd || f == Form::Atomic)
+      return std::nullopt;
+    if (f != Form::St && f != Form::Stx && f != Form::StoreRel) continue;
+    if (in.dst != isa::kFrameReg) return std::nullopt;
+    const s64 lo = in.off;
+    const s64 hi = lo + static_cast<s64>(isa::access_size(in.op));
+    if (hi <= *off || lo >= *off + 4) continue;  // another slot
+    if (lo != *off || (in.op != Op::StW && in.op != Op::StDW && in.op != Op::StxW && in.op != Op::StxDW))
+      return std::nullopt;
+    if (f == Form::St) return MapKey{-1, static_cast<u32>(in.imm)};
+    for (std::size_t j = k + 1; j < pc; ++j)
+      if (writes(insns_[j], in.src)) return std::nullopt;
+    return MapKey{in.src, 0};
+  }
+  return std::nullopt;
+}
+
+// Address of element `index` (in rax, zero-extended) into rax; r11 scratch.
+//   mov r11, values ; lea rax, [r11 + rax * stride]   (or shl / imul, add)
+//
+//   mov eax, [rdx]           ; i = *(u32 *)r2  (or the key's register / imm)
 //   cmp eax, max_entries
 //   jae null
-//   mov r11, values ; lea rax, [r11 + rax * stride]   (or shl / imul, add)
+//   <address>
 //   jmp done
 // null: xor eax, eax
 // done:
-void Emitter::emit_array_lookup(const Options::MapLookup& m) {
+void Emitter::emit_array_lookup(std::size_t pc, const Options::MapLookup& m) {
+  const std::optional<MapKey> key = map_key(pc);
+  const u64 s = m.stride;
+  if (key && key->reg < 0) {  // a constant key: r0 = its value's address or NULL
+    if (key->imm < m.max_entries) mov(rax, m.values + u64{key->imm} * s);
+    else xor_(eax, eax);
+    return;
+  }
   Label null, done;
-  const Reg64& key = kReg[2];
-  mov(eax, dword[key]);
+  if (key) mov(eax, r32(kReg[static_cast<std::size_t>(key->reg)]));
+  else mov(eax, dword[kReg[2]]);
   cmp(eax, m.max_entries);
   jae(null, T_SHORT);
   mov(r11, m.values);
-  const u64 s = m.stride;
   if (s == 1 || s == 2 || s == 4 || s == 8) {
     lea(rax, ptr[r11 + rax * static_cast<int>(s)]);
   } else {
@@ -103,6 +196,106 @@ void Emitter::emit_array_lookup(const Options::MapLookup& m) {
   L(null);
   xor_(eax, eax);
   L(done);
+}
+
+// `call map_update_elem` of an array (inline_map_updates; the kernel's
+// array_map_update_elem, = maps::ArrayBase::prog_update for values without
+// special fields). r1-r5 are kept; scratch: r10, r11, rdi.
+//   mov r10, r8 ; and r10, ~BPF_F_LOCK      ; f
+//   rax = -EINVAL ; cmp r10, BPF_EXIST ; ja done
+//   mov r11d, [rdx]                         ; i (or the key's register / imm)
+//   rax = -E2BIG  ; cmp r11d, max_entries ; jae done
+//   rax = -EEXIST ; cmp r10, BPF_NOEXIST ; je done
+//   rax = -EINVAL ; test r8, BPF_F_LOCK ; jnz done
+//   r11 = values + i * stride ; copy update_size / 8 words from [rcx]
+//   xor eax, eax
+// done:
+void Emitter::emit_array_update(std::size_t pc, const Options::MapLookup& m) {
+  const auto neg = [](int e) { return static_cast<u64>(-static_cast<s64>(e)); };
+  const Reg64& key_ptr = kReg[2];
+  const Reg64& value = kReg[3];
+  const Reg64& flags = kReg[4];
+  const std::optional<MapKey> key = map_key(pc);
+  Label done;
+  mov(r10, flags);
+  and_(r10, static_cast<u32>(~u32{BPF_F_LOCK}));  // sign-extended: ~BPF_F_LOCK
+  mov(rax, neg(EINVAL));
+  cmp(r10, BPF_EXIST);
+  ja(done, T_SHORT);
+  const u64 s = m.stride;
+  if (key && key->reg < 0) {  // a constant key
+    if (key->imm >= m.max_entries) {
+      mov(rax, neg(E2BIG));
+      L(done);
+      return;
+    }
+  } else {
+    if (key) mov(r11d, r32(kReg[static_cast<std::size_t>(key->reg)]));
+    else mov(r11d, dword[key_ptr]);
+    mov(rax, neg(E2BIG));
+    cmp(r11d, m.max_entries);
+    jae(done, T_SHORT);
+  }
+  mov(rax, neg(EEXIST));
+  cmp(r10, BPF_NOEXIST);
+  je(done, T_SHORT);
+  mov(rax, neg(EINVAL));
+  test(flags, BPF_F_LOCK);
+  jnz(done, T_SHORT);
+  if (key && key->reg < 0) {
+    mov(r11, m.values + u64{key->imm} * s);
+  } else {
+    if (std::has_single_bit(s)) shl(r11, static_cast<u8>(std::countr_zero(s)));
+    else imul(r11, r11, static_cast<int>(s));
+    mov(rdi, m.values);
+    add(r11, rdi);
+  }
+  for (u32 w = 0; w < m.update_size / 8; ++w) {
+    mov(rdi, qword[value + 8 * w]);
+    mov(qword[r11 + 8 * w], rdi);
+  }
+  xor_(eax, eax);
+  L(done);
+}
+
+// A direct call of a helper flagged abi::kHelperLeaf (lean_helper_calls):
+// no State::fp / call_pc stores, no signal test; only the r1-r5 live after
+// the call are saved (none in a verified program: Options::verified) (padded so that rsp stays 16-byte aligned at the
+// call). A kHelperRunConstant helper first tests its State::run_const slot
+// (~0: not called yet in this run) and stores what the call returned.
+void Emitter::emit_lean_call(std::size_t pc, const abi::Helper& h, u32 id) {
+  int slot = -1;
+  if ((h.flags & abi::kHelperRunConstant) != 0) {
+    for (u32 i = 0; i < run_const_count_; ++i)
+      if (run_const_ids_[i] == id) slot = static_cast<int>(i);
+    if (slot < 0 && run_const_count_ < run_const_ids_.size()) {
+      slot = static_cast<int>(run_const_count_);
+      run_const_ids_[run_const_count_++] = id;
+    }
+  }
+  const Xbyak::RegExp cached = r12 + static_cast<std::size_t>(off_of(&State::run_const) + 8 * std::max(slot, 0));
+  Label done;
+  if (slot >= 0) {
+    mov(rax, qword[cached]);
+    cmp(rax, 0xffffffffu);  // imm32, sign-extended: ~0
+    jne(done, T_SHORT);
+  }
+  std::array<std::size_t, 5> saved{};
+  std::size_t n = 0;
+  for (std::size_t r = 1; r <= 5 && !opts_.verified; ++r)
+    if (!dead_after(pc, static_cast<int>(r))) saved[n++] = r;
+  for (std::size_t i = 0; i < n; ++i) push(kReg[saved[i]]);
+  const bool pad = n % 2 == 1;  // rsp is 16-byte aligned before the pushes
+  if (pad) sub(rsp, 8);
+  mov(rdi, qword[st(&State::env)]);
+  mov(rax, fn_u64(h.fn));
+  call(rax);
+  if (pad) add(rsp, 8);
+  for (std::size_t i = n; i-- > 0;) pop(kReg[saved[i]]);
+  if (slot >= 0) {
+    mov(qword[cached], rax);
+    L(done);
+  }
 }
 
 // rX = *(u64 *)(rB + off); [rY = load;] rD op= rX, rX dead afterwards:

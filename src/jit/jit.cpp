@@ -8,16 +8,20 @@
 //
 // Program::compile validates the instructions (the interpreter's rules and
 // messages: isa::check_structure, or only in-range targets), then lowers
-// them in one pass, in program order, with xbyak (typed operands, labels and
-// fix-ups by the encoder; no hand-assembled bytes). Each BPF instruction
-// becomes a short sequence; jump targets get an xbyak label. Slow and rare
-// paths (faults, checked-mode slow checks, helper signals) are out-of-line
-// thunks emitted after the body, so the straight-line code stays compact.
-// The code is assembled straight into a fresh private mapping sized by an
-// upper bound (code_bounds), writable while it is filled and then
-// mprotect'ed to read+exec: never writable and executable at once. One
-// mapping and one mprotect per variant, no per-instruction allocation except
-// a label per jump target: compile time is linear in the program size.
+// them in one pass, in program order, with xbyak as the typed encoder (no
+// hand-assembled bytes). Each BPF instruction becomes a short sequence.
+// Labels and jump fix-ups are ours, in one place (labels.hpp): a label is an
+// index into a flat vector of code offsets (label = BPF pc for the
+// instructions), branches are emitted rel8 or rel32 and patched in one pass
+// at the end. Slow and rare paths (faults, checked-mode slow checks, helper
+// signals) are out-of-line thunks emitted after the body, so the
+// straight-line code stays compact.
+// The code is assembled into a per-thread buffer sized by an upper bound
+// (code_bounds), then written to a sealed memfd that is mapped read+exec:
+// the pages are never writable in the process (map_code_file; without a
+// memfd: an anonymous mapping, written, then mprotect'ed to read+exec, never
+// writable and executable at once: map_code). No per-instruction allocation:
+// compile time is linear in the program size.
 //
 // Branches: a forward branch is short (rel8) when the upper bound of the
 // code between it and its target (prefix sums of max_code_size) fits in
@@ -194,6 +198,7 @@
 
 #include <Zydis/Zydis.h>
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -252,6 +257,61 @@ struct Code {
   }
 };
 
+// The code's private mapping, writable (Program::Impl::generate fills it and
+// makes it read+exec). Its cost in a VM is mostly TLB flushes: the
+// mprotect to read+exec (and the munmap) flush the range of the pages that
+// are present, and Linux flushes page by page up to
+// tlb_single_page_flush_ceiling (33) pages, else the whole TLB once. In a
+// paravirtual guest each of those is a hypercall: measured here 23 us per
+// page, ~50-90 us for a whole flush, so 8 pages cost ~190 us and 33 pages
+// ~780 us. So code of 8 to 33 pages gets a mapping of 34 pages whose last
+// page is populated too (the populated range then spans more than the
+// ceiling: one whole flush); the pages in between stay untouched (no
+// memory). Every page the code may use (`bytes`) is populated up front (a
+// page fault per page cost more than the rest of a compile in a VM).
+constexpr std::size_t kFlushCeilingPages = 33;
+constexpr std::size_t kSpreadMinPages = 8;  // below: a few page flushes cost less than a whole one (measured)
+u8* map_code(std::size_t bytes, std::size_t& map_len) {
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t pages = (bytes + page - 1) / page;
+  const bool spread = pages >= kSpreadMinPages && pages <= kFlushCeilingPages;
+  map_len = (spread ? kFlushCeilingPages + 1 : pages) * page;
+  void* m = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (spread ? 0 : MAP_POPULATE),
+                 -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  auto* base = static_cast<u8*>(m);
+  if (spread) {
+    u8* const last = base + map_len - page;
+    if (madvise(base, pages * page, MADV_POPULATE_WRITE) != 0 || madvise(last, page, MADV_POPULATE_WRITE) != 0) {
+      // (kernels before 5.14: fault the pages in)
+      for (std::size_t i = 0; i < pages; ++i) static_cast<volatile u8*>(base)[i * page] = 0;
+      *static_cast<volatile u8*>(last) = 0;
+    }
+  }
+  return base;
+}
+
+// The code, mapped read+exec from a sealed memfd that holds it: the pages
+// are never writable in this process (W^X without an mprotect, so without
+// its TLB flush: measured 1.0 -> 0.8 ms per compile and destruction of the
+// 10,000-instruction program, 0.41 -> 0.13 ms at 2,000). The file is
+// written with pwrite, sealed against writes, mapped (populated) and closed
+// at once: nothing else refers to it. nullptr if any step fails (the caller
+// then uses map_code).
+u8* map_code_file(const u8* code, std::size_t len, std::size_t& map_len) {
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const int fd = memfd_create("userbpf-jit", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return nullptr;
+  void* m = MAP_FAILED;
+  if (pwrite(fd, code, len, 0) == static_cast<ssize_t>(len) &&
+      fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0) {
+    map_len = (len + page - 1) / page * page;
+    m = mmap(nullptr, map_len, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  }
+  close(fd);
+  return m == MAP_FAILED ? nullptr : static_cast<u8*>(m);
+}
+
 constexpr std::size_t variant_index(Variant v) {
   return (v.checked ? 4u : 0u) + (v.counting ? 2u : 0u) + (v.direct ? 1u : 0u);
 }
@@ -276,6 +336,8 @@ struct Program::Impl {
   mutable std::array<std::once_flag, 8> once;
 
   Result<std::unique_ptr<Code>> generate(Variant v) const;
+  // The variant a run on `env` uses (compiled on first use) and the rest of its RunPlan.
+  [[gnu::always_inline]] inline detail::RunPlan plan(const abi::Env& env) const;
   const Code& variant(Variant v) const {
     const std::size_t i = variant_index(v);
     std::call_once(once[i], [&] {
@@ -288,9 +350,9 @@ struct Program::Impl {
   }
 };
 
-// Assembles directly into a fresh private mapping sized by code_bounds(),
-// then makes it read+exec: no heap buffer, no copy, one mmap and one
-// mprotect per variant.
+// Assembles into a per-thread buffer sized by code_bounds(), then maps the
+// code read+exec (map_code_file: no writable mapping, no mprotect; else
+// map_code + copy + mprotect).
 Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
   auto c = std::make_unique<Code>();
   std::size_t cap = 0;
@@ -299,21 +361,14 @@ Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
   const std::vector<u32> bound =
       code_bounds(insns, heads, v, opts.blinding, inline_enabled(v, opts, writes_r10, calls) ? calls.inline_end : kNone,
                   loops_enabled(v, writes_r10) ? loop_inline : kNoLoops, cap);
-  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   bool short_jumps = true;
+  // The per-thread assembly buffer (reused: warm, no page faults).
+  thread_local std::vector<u8> scratch;
   try {
     for (;;) {
-      const std::size_t map_len = (cap + page - 1) / page * page;
-      if (c->map != nullptr) munmap(c->map, c->map_len);
-      c->map = nullptr;
-      // MAP_POPULATE: the pages are faulted in by one call (a page fault
-      // per page cost more than the rest of a compile in a VM).
-      void* m = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-      if (m == MAP_FAILED) return make_error(ENOMEM, fmt::format("jit: cannot map {} bytes for code", map_len));
-      c->map = static_cast<u8*>(m);
-      c->map_len = map_len;
-      Emitter e(insns, opts, v, is_target, is_entry, writes_r10, save_mask, calls, live, heads, map_lookup, loop_inline, c->map, map_len,
-                bound);
+      if (scratch.size() < cap) scratch.resize(cap);
+      Emitter e(insns, opts, v, is_target, is_entry, writes_r10, save_mask, calls, live, heads, map_lookup, loop_inline,
+                scratch.data(), cap, bound);
       e.short_jumps = short_jumps;
       try {
         e.generate();
@@ -321,7 +376,7 @@ Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
       } catch (const Xbyak::Error& err) {
         // Safety nets, never expected: a max_code_size() bound too small made
         // a short branch out of reach (again with near branches only) or the
-        // code bigger than the mapping (again with twice the room).
+        // code bigger than the buffer (again with twice the room).
         if (static_cast<int>(err) == Xbyak::ERR_LABEL_IS_TOO_FAR && short_jumps) {
           short_jumps = false;
           continue;
@@ -339,9 +394,17 @@ Result<std::unique_ptr<Code>> Program::Impl::generate(Variant v) const {
       c->info.entry_offset = std::move(e.entry_offset);
       break;
     }
-    // W^X: the pages were writable while filled; from now on read+exec only.
-    if (mprotect(c->map, c->map_len, PROT_READ | PROT_EXEC) != 0)
-      return make_error(errno, "jit: cannot make the code executable (mprotect)");
+    // The code is position-independent (branches are relative, calls into C
+    // are absolute): it runs wherever it is mapped.
+    c->map = map_code_file(scratch.data(), c->len, c->map_len);
+    if (c->map == nullptr) {  // no memfd (sandbox, vm.memfd_noexec): write an anonymous mapping, then protect it
+      c->map = map_code(c->len, c->map_len);
+      if (c->map == nullptr) return make_error(ENOMEM, fmt::format("jit: cannot map {} bytes for code", c->len));
+      std::memcpy(c->map, scratch.data(), c->len);
+      // W^X: the pages were writable while filled; from now on read+exec only.
+      if (mprotect(c->map, c->map_len, PROT_READ | PROT_EXEC) != 0)
+        return make_error(errno, "jit: cannot make the code executable (mprotect)");
+    }
     c->info.base = c->map;
   } catch (const Xbyak::Error& err) {
     return make_error(EINVAL, fmt::format("jit: code generation failed: {}", err.what()));
@@ -388,6 +451,8 @@ Result<Program> Program::compile(std::span<const Insn> insns, const Options& opt
     }
     // (any load: emit_load_op folds stack loads too)
     if (f == Form::Ldx || ((f == Form::Stx || f == Form::St) && in.dst != isa::kFrameReg)) pointer_access = true;
+    // (lean helper calls, fold.cpp: they save only the live r1-r5)
+    if (f == Form::Call && opts.lean_helper_calls && opts.helpers != nullptr) pointer_access = true;
   }
   if (local_calls) {
     impl->save_mask = detail::callee_saved_masks(insns, impl->is_entry, opts.kernel_structure);
@@ -396,7 +461,8 @@ Result<Program> Program::compile(std::span<const Insn> insns, const Options& opt
   }
   impl->calls = detail::call_facts(insns, impl->is_entry, opts.kernel_structure);
   // Liveness serves emit_address_fold (accesses through a pointer register)
-  // and emit_load_op (loads).
+  // and emit_load_op (loads), and the ALU idioms (idioms.cpp).
+  if (!pointer_access) pointer_access = detail::alu_idioms_possible(insns, opts);
   if (pointer_access) impl->live = detail::live_out(insns, impl->is_entry, opts.kernel_structure);
   impl->map_lookup = detail::map_lookup_pcs(insns, opts, impl->is_target, impl->is_entry);
   impl->loop_inline = detail::loop_inline_pcs(insns, opts, impl->is_target, impl->is_entry);
@@ -430,79 +496,143 @@ class StackRegion {
 };
 }  // namespace
 
-abi::RunResult Program::run(abi::Env& env, std::span<const u64> args) const {
-  const Impl& p = *impl_;
+// ---- runs: Program::run is one Runner making one run, written out with the
+// same inline pieces (plan, start_state, run_once, result_of) so that a
+// single run pays for no Runner fields. Per run: the handful of State stores
+// in run_once and the trampoline; the stack is not zeroed (unchecked runs
+// trust the verified program, as the interpreter's fast mode does) and
+// State has no initialisers (see State). The run's stack lies between guard
+// pages (base/guarded_stack.hpp: a per-thread area reused across runs),
+// zeroed only in checked mode, like the interpreter.
+inline detail::RunPlan Program::Impl::plan(const abi::Env& env) const {
   Variant v;
-  v.checked = p.opts.checked || env.options.checked;
-  v.counting = p.primary.counting || v.checked || env.options.budget != 0 || env.options.count_insns;
-  v.direct = p.opts.helpers != nullptr && !v.checked && env.helpers == p.opts.helpers;
-  // The primary variant exists from compile() on: no call_once on the hot path.
+  v.checked = opts.checked || env.options.checked;
+  v.counting = primary.counting || v.checked || env.options.budget != 0 || env.options.count_insns;
+  v.direct = opts.helpers != nullptr && !v.checked && env.helpers == opts.helpers;
+  // The primary variant exists from compile() on: no call_once on that path.
   const std::size_t vi = variant_index(v);
-  const Code& code = vi == variant_index(p.primary) ? *p.code[vi] : p.variant(v);
+  const Code& c = vi == variant_index(primary) ? *code[vi] : variant(v);
+  RunPlan rp;
+  rp.entry = reinterpret_cast<decltype(rp.entry)>(c.map + c.info.trampoline_offset);
+  rp.target = c.map + c.info.entry_offset[0];
+  rp.code = &c.info;
+  rp.budget = env.options.budget != 0 ? env.options.budget : opts.budget;
+  rp.start_left = v.counting ? (rp.budget != 0 ? rp.budget : std::numeric_limits<u64>::max()) : 0;
+  rp.checked = v.checked;
+  rp.counting = v.counting;
+  rp.writes_r10 = writes_r10;
+  return rp;
+}
 
-  // Per-run setup is a handful of stores: the stack is not zeroed (unchecked
-  // runs trust the verified program, as the interpreter's fast mode does) and
-  // State has no initialisers (see State).
-  // The run's stack, between guard pages (base/guarded_stack.hpp: a per-thread
-  // area reused across runs); zeroed only in checked mode, like the interpreter.
-  const base::StackLease stack_lease(kStackTotal);
-  u8* const stack = stack_lease.top() - kStackTotal;
-  State st;  // NOLINT(cppcoreguidelines-pro-type-member-init): set field by field below
-  const u64 stack_lo = reinterpret_cast<u64>(stack);
+namespace {
+
+// The State fields that stay the same for every run on this stack.
+[[gnu::always_inline]] inline void start_state(State& st, const RunPlan& rp, abi::Env& env, const u8* stack_top) {
+  const u64 top = reinterpret_cast<u64>(stack_top);
   st.env = &env;
-  st.code = &code.info;
-  st.stack_top = stack_lo + kStackTotal;
-  st.fp = st.stack_top;
-  st.min_call_rbp = stack_lo + 2 * kFrameSize;
+  st.code = rp.code;
+  st.stack_top = top;
+  st.min_call_rbp = top - kStackTotal + 2 * kFrameSize;
   st.region_index = kNoRegion;
+  st.writes_r10 = rp.writes_r10 ? 1 : 0;
+  st.r0 = 0;
+  st.fault = 0;
+}
+
+// r1..r5 for the trampoline: `args` itself when it has 5, else `a` filled.
+[[gnu::always_inline]] inline const u64* arg_block(std::span<const u64> args, u64 (&a)[5]) {
+  const std::size_t n = args.size();
+  if (n >= 5) return args.data();
+  a[0] = n > 0 ? args[0] : 0;
+  a[1] = n > 1 ? args[1] : 0;
+  a[2] = n > 2 ? args[2] : 0;
+  a[3] = n > 3 ? args[3] : 0;
+  a[4] = 0;
+  return a;
+}
+
+// Checked mode: a zeroed stack and the Stack region in env.regions for the run.
+[[gnu::noinline]] void enter_checked(State& st, const RunPlan& rp, abi::Env& env, const u64* argp) {
+  std::memset(reinterpret_cast<u8*>(st.stack_top - kStackTotal), 0, kStackTotal);
+  const StackRegion region(env, st);
+  rp.entry(&st, argp, st.stack_top, rp.target);
+  st.region_index = kNoRegion;
+}
+
+// One run: exactly the State fields a run may have changed (fp, which a
+// fault inside a call leaves moved; budget_left; r0; the end flags), the
+// Env's signals, then the code.
+[[gnu::always_inline]] inline void run_once(State& st, const RunPlan& rp, abi::Env& env, std::span<const u64> args) {
+  st.fp = st.stack_top;
   st.r0 = 0;
   st.cb_aborted = 0;
   st.fault = 0;
   st.stop = 0;
-  st.writes_r10 = p.writes_r10 ? 1 : 0;
-  const u64 budget = env.options.budget != 0 ? env.options.budget : p.opts.budget;
-  st.budget_left = v.counting ? (budget != 0 ? budget : std::numeric_limits<u64>::max()) : 0;
-  const u64 start_left = st.budget_left;
+  st.budget_left = rp.start_left;
   u64 a[5];
-  const u64* argp = args.data();
-  if (args.size() < 5) {
-    for (std::size_t i = 0; i < 5; ++i) a[i] = i < args.size() ? args[i] : 0;
-    argp = a;
-  }
-  std::optional<StackRegion> region;
-  if (v.checked) [[unlikely]] {
-    std::memset(stack, 0, kStackTotal);
-    region.emplace(env, st);
-  }
+  const u64* argp = arg_block(args, a);
   env.reset_signals();
-  const abi::CallbackScope callback_scope(env, &st, &rt_callback);
+  if (rp.checked) [[unlikely]]
+    enter_checked(st, rp, env, argp);
+  else
+    rp.entry(&st, argp, st.stack_top, rp.target);
+}
 
-  using EntryFn = void (*)(State*, const u64*, u64, const u8*);
-  const auto entry = reinterpret_cast<EntryFn>(code.map + code.info.trampoline_offset);
-  entry(&st, argp, st.stack_top, code.map + code.info.entry_offset[0]);
-
-  abi::RunResult r;
-  const auto fault = static_cast<abi::Fault>(st.fault);
-  if (v.counting) r.insns = fault == abi::Fault::Budget ? budget : start_left - st.budget_left;
-  r.fault = fault;
-  r.r0 = st.r0;
+// The error of a run that ended with a fault (built with the abi::
+// constructors, so messages equal the interpreter's).
+[[gnu::noinline, gnu::cold]] Error fault_error(const State& st, const RunPlan& rp, const abi::Env& env) {
   const std::size_t pc = st.fault_pc;
-  switch (fault) {
+  switch (static_cast<abi::Fault>(st.fault)) {
     case abi::Fault::None: break;
     case abi::Fault::MemoryViolation:
-      r.error = abi::memory_violation(pc, st.fault_addr, st.fault_size, st.fault_write != 0);
-      break;
-    case abi::Fault::Budget: r.error = abi::budget_exhausted(pc, budget); break;
-    case abi::Fault::CallDepth: r.error = abi::call_depth_exceeded(pc); break;
+      return abi::memory_violation(pc, st.fault_addr, st.fault_size, st.fault_write != 0);
+    case abi::Fault::Budget: return abi::budget_exhausted(pc, rp.budget);
+    case abi::Fault::CallDepth: return abi::call_depth_exceeded(pc);
     case abi::Fault::UnknownHelper:
-      r.error = st.fault_kfunc ? abi::unknown_kfunc(pc, st.fault_id) : abi::unknown_helper(pc, st.fault_id);
-      break;
-    case abi::Fault::BadCallTarget: r.error = abi::bad_call_target(pc, st.fault_addr); break;
-    case abi::Fault::FellOffEnd: r.error = abi::fell_off_end(pc); break;
-    case abi::Fault::HelperFailed: r.error = abi::helper_failed(pc, env); break;
+      return st.fault_kfunc ? abi::unknown_kfunc(pc, st.fault_id) : abi::unknown_helper(pc, st.fault_id);
+    case abi::Fault::BadCallTarget: return abi::bad_call_target(pc, st.fault_addr);
+    case abi::Fault::FellOffEnd: return abi::fell_off_end(pc);
+    case abi::Fault::HelperFailed: return abi::helper_failed(pc, env);
   }
+  return make_error(EINVAL, "jit: no fault");  // (not reached: called only on a fault)
+}
+
+[[gnu::always_inline]] inline abi::RunResult result_of(const State& st, const RunPlan& rp, const abi::Env& env) {
+  abi::RunResult r;
+  const auto fault = static_cast<abi::Fault>(st.fault);
+  if (rp.counting) r.insns = fault == abi::Fault::Budget ? rp.budget : rp.start_left - st.budget_left;
+  r.fault = fault;
+  r.r0 = st.r0;
+  if (fault != abi::Fault::None) [[unlikely]]
+    r.error = fault_error(st, rp, env);
   return r;
 }
+
+}  // namespace
+
+abi::RunResult Program::run(abi::Env& env, std::span<const u64> args) const {
+  const RunPlan rp = impl_->plan(env);
+  const base::StackLease stack(kStackTotal);
+  State st;  // NOLINT(cppcoreguidelines-pro-type-member-init): start_state and run_once set what is read
+  start_state(st, rp, env, stack.top());
+  const abi::CallbackScope callback(env, &st, &rt_callback);
+  run_once(st, rp, env, args);
+  return result_of(st, rp, env);
+}
+
+Program::Runner::Runner(const Program& prog, abi::Env& env)
+    : env_(env), plan_(prog.impl_->plan(env)), stack_(kStackTotal), callback_(env, &st_, &rt_callback) {
+  start_state(st_, plan_, env, stack_.top());
+}
+
+Program::Runner::~Runner() = default;
+
+bool Program::Runner::run(std::span<const u64> args) {
+  run_once(st_, plan_, env_, args);
+  return st_.fault == 0;
+}
+
+abi::RunResult Program::Runner::result() const { return result_of(st_, plan_, env_); }
 
 std::size_t Program::size() const { return impl_->insns.size(); }
 std::size_t Program::code_size() const { return impl_->variant(impl_->primary).len; }

@@ -12,7 +12,9 @@
 
 #include "abi/abi.hpp"
 #include "base/error.hpp"
+#include "base/guarded_stack.hpp"
 #include "isa/isa.hpp"
+#include "jit/state.hpp"
 
 namespace userbpf::jit {
 
@@ -80,10 +82,44 @@ struct Options {
     // address of a System V function void* lookup(map, const void* key,
     // std::uint32_t cpu) with `map` as its first argument (0: none)
     std::uint64_t lookup = 0;
+    // arrays: the value size when a program's bpf_map_update_elem is a plain
+    // copy (maps::ArrayBase::prog_update of an array whose values hold no
+    // bpf_spin_lock or bpf_timer), else 0. See inline_map_updates.
+    std::uint32_t update_size = 0;
   };
   std::vector<MapLookup> map_lookups;
   // false: entries with only a `lookup` are ignored (the helper is called; A/B).
   bool direct_map_lookups = true;
+  // Array updates inline (under the same conditions as map_lookups): a
+  // `call map_update_elem` whose r1 is provably an entry with `values` and
+  // an update_size that is a multiple of 8 up to 32 is compiled as the
+  // kernel's array_map_update_elem: flags beyond BPF_F_LOCK above BPF_EXIST:
+  // -EINVAL; index >= max_entries: -E2BIG; BPF_NOEXIST: -EEXIST;
+  // BPF_F_LOCK (no spin lock in such values): -EINVAL; else the value is
+  // copied in 8-byte stores and r0 = 0; r1-r5 kept. The caller guarantees
+  // that Options::helpers' BPF_FUNC_map_update_elem does exactly that for
+  // these maps in an unchecked run (helpers::register_helpers' does).
+  bool inline_map_updates = true;
+  // Inline array lookups and updates read the key from the register (or
+  // immediate) that stored it to the stack, when r2 = r10 + off and the
+  // last store to [r10 + off, +4) in the same basic block is a 4- or 8-byte
+  // store of a register not written since (or of an immediate), with no
+  // call and no store through another pointer in between: no store-to-load
+  // forwarding on the path (and a constant key's bounds test folds away).
+  bool forward_map_keys = true;
+  // Calls of helpers flagged abi::kHelperLeaf in Options::helpers (in
+  // variants that call them directly) neither publish the frame for
+  // callbacks (State::fp, call_pc) nor test the Env's signals afterwards,
+  // and save only those of r1-r5 that are live after the call
+  // (detail::live_out); helpers flagged kHelperLeaf | kHelperRunConstant
+  // (bpf_get_smp_processor_id) are called once per run, later calls load
+  // the value the first one returned (State::run_const, reset by the
+  // trampoline). false: every helper call is the general one (tests, A/B).
+  bool lean_helper_calls = true;
+  // The program passed the verifier (the runtime sets this): after a helper
+  // call it never reads r1-r5 before writing them (the kernel's verifier
+  // marks them unreadable), so lean helper calls save none of them.
+  bool verified = false;
   // Use BMI2 shifts (shlx/shrx/sarx) where the CPU has them; false forces the
   // cl-based sequence (the tests cover both).
   bool bmi2 = true;
@@ -103,6 +139,28 @@ struct Options {
   // -EINVAL; stops after a callback returns nonzero; returns the number of
   // calls). Results equal the helper's (see emit_inline_loop).
   bool inline_loops = true;
+  // Memory idioms (src/jit/memops.cpp), in variants that neither count nor
+  // check, never across a jump target:
+  // two adjacent byte loads + shift by 8 + or (clang's 16-bit loads of
+  // unknown alignment, rd16be) as one 16-bit load (+ rol for big-endian),
+  // when the other byte's register is dead afterwards;
+  bool combine_loads = true;
+  // runs of >= 2 load/store pairs copying one contiguous range to a
+  // disjoint one through the same base register (clang's inline memcpy) as
+  // 16-byte SSE moves (or one or two wider general-register moves);
+  bool merge_copies = true;
+  // `rT = rA; rT += rB / K` then several accesses through rT (dead after)
+  // as accesses at [rA + rB + K + off], without the lea.
+  bool address_runs = true;
+  // ALU idioms (src/jit/idioms.cpp), in variants that neither count nor
+  // blind, inside one basic block, with the liveness of detail::live_out:
+  // a division and the matching modulo (or clang's `a - a / b * b`) of the
+  // same operand values as one div / idiv, the other result kept in a
+  // dead register or a State slot until its instruction;
+  bool divmod_fusion = true;
+  // `(x << k) | (x >> (w - k))` (64-bit, or alu32 with w = 32; `|`, `+` or
+  // `^`) as one rol / rorx when the shifted temporaries are dead afterwards.
+  bool rotates = true;
 };
 
 // A compiled program: immutable native code in read+exec memory. One Program
@@ -120,6 +178,41 @@ class Program {
   // Throws std::runtime_error only if a variant compiled on demand cannot be
   // mapped (out of memory).
   abi::RunResult run(abi::Env& env, std::span<const std::uint64_t> args = {}) const;
+
+  // Runs of one Program on one Env, back to back on the calling thread (a
+  // test run's repeat loop). run() is one Runner making one run; a Runner
+  // does once what does not change between runs (choosing the variant,
+  // leasing the stack, publishing the callback in env.callback / env.engine,
+  // the State's constant fields) and each run() makes one complete run, as
+  // Program::run would: the Env's signals reset, r0 and r6-r9 = 0, r10 = the
+  // top of the stack, the budget restarted; in checked mode the stack zeroed
+  // and the Stack region appended to env.regions for the run. No RunResult
+  // per run: result() builds the last run's on demand.
+  //   jit::Program::Runner r(prog, env);
+  //   for (...) if (!r.run(args)) break;   // false: the run faulted
+  //   abi::RunResult res = r.result();
+  // env.options and env.helpers must not change while the Runner lives (the
+  // variant is chosen by the constructor); other runs may nest inside or
+  // between runs (they lease their own stack). Not copyable or movable.
+  class Runner {
+   public:
+    Runner(const Program& prog, abi::Env& env);
+    Runner(const Runner&) = delete;
+    Runner& operator=(const Runner&) = delete;
+    ~Runner();
+    // One run with r1..r5 = args (as Program::run); true if it ended without a fault.
+    bool run(std::span<const std::uint64_t> args);
+    [[nodiscard]] std::uint64_t r0() const { return st_.r0; }
+    // The last run's RunResult (that of Program::run).
+    [[nodiscard]] abi::RunResult result() const;
+
+   private:
+    abi::Env& env_;
+    const detail::RunPlan plan_;
+    const base::StackLease stack_;
+    detail::State st_;
+    const abi::CallbackScope callback_;
+  };
 
   [[nodiscard]] std::size_t size() const;       // BPF instructions
   [[nodiscard]] std::size_t code_size() const;  // bytes of machine code (the Options' variant)

@@ -34,6 +34,20 @@ struct CodeInfo {
   std::vector<u32> entry_offset;  // by pc; kNoEntry if pc is not a function start
 };
 
+// What every run of one Program on one Env needs and that does not change
+// from run to run (Program::run and Program::Runner choose it once).
+struct State;
+struct RunPlan {
+  void (*entry)(State*, const u64*, u64, const u8*);  // the variant's trampoline
+  const u8* target;      // the main program's first instruction
+  const CodeInfo* code;  // the variant's code
+  u64 budget;            // the run's budget (counting variants; 0: none)
+  u64 start_left;        // State::budget_left at the start of a run
+  bool checked;          // checked variant: zeroed stack, Stack region
+  bool counting;         // RunResult::insns is counted
+  bool writes_r10;       // the program writes r10 (State::writes_r10)
+};
+
 // Per-run state, addressed from generated code through r12. Deliberately
 // without member initialisers: Program::run sets exactly the fields the
 // variant reads (a value-initialised State cost a `rep stos` per run).
@@ -51,6 +65,8 @@ struct State {
   u64 fault_addr;  // on fault: memory violation address, callx value
   u64 fault_size;  // on fault
   u64 cb_r0;       // callbacks: r0 of the callee run that ended the whole run
+  u64 run_const[4];  // values of run-constant helpers (Options::lean_helper_calls); ~0: not called yet
+  u64 alu_keep;    // idioms.cpp: a division's other result until its use (written first)
   u32 fault_pc;    // on fault
   u32 fault_id;    // on fault: helper / kfunc id
   u32 call_id;     // helper id for run-time dispatch (set before use)

@@ -53,6 +53,7 @@ class ArrayBase : public Map {
     const std::uint32_t i = index(key);
     if (i >= max_entries()) return E2BIG;
     if ((flags & ~std::uint64_t{BPF_F_LOCK}) == BPF_NOEXIST) return EEXIST;
+    if ((flags & BPF_F_LOCK) != 0 && spin_lock_off() < 0) return EINVAL;  // array_map_update_elem
     if (cpu >= ncpus()) return EINVAL;
     if (!percpu() && (spin_lock_off() >= 0 || timer_off() >= 0)) {
       copy_value_in(slot_ptr(i, 0), value);  // keeps the lock word, resets the timer (copy_map_value)

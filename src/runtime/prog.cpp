@@ -58,6 +58,8 @@ std::vector<jit::Options::MapLookup> jit_map_lookups(std::span<maps::Map* const>
         const auto* v1 = mp->max_entries() > 1 ? static_cast<const std::uint8_t*>(mp->direct_value(1)) : v0;
         ml.values = reinterpret_cast<std::uint64_t>(v0);
         ml.stride = static_cast<std::uint64_t>(v1 - v0);
+        // a program's update is a plain copy unless the value has special fields (ArrayBase::prog_update)
+        if (mp->spin_lock_off() < 0 && mp->timer_off() < 0) ml.update_size = mp->value_size();
       }
     }
     if (const maps::Map::ProgLookupFn fn = mp->direct_lookup(); fn != nullptr)
@@ -255,6 +257,7 @@ Result<std::shared_ptr<ProgObject>> Runtime::build_prog(const ProgSpec& spec,
       std::vector<maps::Map*> used;
       for (const auto& m : p->used_maps) used.push_back(m->map.get());
       jo.map_lookups = jit_map_lookups(used);
+      jo.verified = true;  // r1-r5 are never read after a helper call
     }
     auto compiled = jit::Program::compile(exec, jo);
     if (!compiled) return fail(compiled.error());

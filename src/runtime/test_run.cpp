@@ -150,32 +150,56 @@ struct RunLoop {
     env.packet = packet;
     env.packet_len = packet_len;
     env.user = &st;
-    abi::RunResult res;
-    const std::uint64_t t0 = mono_ns();
+    // Per repetition only what a run can change: the tail-call count and
+    // target, and in checked mode the regions (helpers may append). The
+    // program's own state (maps, timers, checked) is set once and again
+    // after a repetition that tail-called. The main program runs through
+    // one jit::Program::Runner (its variant, stack and State set up once, no
+    // RunResult per run); the engines reset the Env's signals at every run.
     // `prog` is held by the caller for the whole loop: a plain pointer per
     // repetition (no reference count traffic); a tail call's target is held
     // by `target` while it runs.
+    const ProgObject* const main = prog.get();
+    enter(env, st, *main);
+    std::optional<jit::Program::Runner> runner;
+    if (main->jitted) runner.emplace(*main->jitted, env);
+    const std::uint64_t args[1] = {ctx};
+    abi::RunResult res;
+    bool res_set = false;  // res holds the last run's result (else the runner has it)
     std::shared_ptr<const ProgObject> target;
+    const std::uint64_t t0 = mono_ns();
     for (std::uint32_t i = 0; i < repeat; ++i) {
-      const ProgObject* cur = prog.get();
       st.tail_calls = 0;
-      for (;;) {
-        st.maps = cur->map_ptrs;
-        st.prog = cur;  // bpf_timer_set_callback holds the program that calls it
-        st.timers = cur->uses_timers ? rt.timer_service() : nullptr;
-        env.options.checked = rt.options().checked && !cur->verified;
-        set_regions(env, *cur);
-        env.reset_signals();
-        st.tail_target = nullptr;
-        const std::uint64_t args[1] = {ctx};
-        res = cur->jitted ? cur->jitted->run(env, args) : cur->exec->run(env, args);
-        if (!res.ok() || st.tail_target == nullptr) break;
-        target = std::static_pointer_cast<const ProgObject>(std::move(pending));
-        cur = target.get();
+      st.tail_target = nullptr;
+      set_regions(env, *main);
+      bool ok;
+      if (runner) {
+        ok = runner->run(args);
+        res_set = false;
+      } else {
+        res = main->exec->run(env, args);
+        ok = res.ok();
+        res_set = true;
       }
+      if (!ok) break;
+      if (st.tail_target == nullptr) [[likely]]
+        continue;
+      // bpf_tail_call: the targets run with the same r1 until one does not tail-call
+      for (;;) {
+        target = std::static_pointer_cast<const ProgObject>(std::move(pending));
+        const ProgObject* cur = target.get();
+        enter(env, st, *cur);
+        set_regions(env, *cur);
+        st.tail_target = nullptr;
+        res = cur->jitted ? cur->jitted->run(env, args) : cur->exec->run(env, args);
+        res_set = true;
+        if (!res.ok() || st.tail_target == nullptr) break;
+      }
+      enter(env, st, *main);
       if (!res.ok()) break;
     }
     total_ns = mono_ns() - t0;
+    if (!res_set) res = runner->result();
     redirect = helpers::describe_redirect(st.redirect);
     if (!res.ok() && res.error) {
       Error e = *res.error;
@@ -183,6 +207,14 @@ struct RunLoop {
       return e;
     }
     return res;
+  }
+
+  // The state of the program `p` that its runs read.
+  void enter(abi::Env& env, helpers::RunState& st, const ProgObject& p) const {
+    st.maps = p.map_ptrs;
+    st.prog = &p;  // bpf_timer_set_callback holds the program that calls it
+    st.timers = p.uses_timers ? rt.timer_service() : nullptr;
+    env.options.checked = rt.options().checked && !p.verified;
   }
 
   void set_regions(abi::Env& env, const ProgObject& p) const {

@@ -82,35 +82,8 @@ struct Side : maps::test::Side {
   bool cpu_time = false;
 };
 
-double thread_cpu_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
-
-// BPF_PROG_TEST_RUN of `prog` `repeat` times on a zeroed 64-byte packet on
-// `side`: the time per run in ns (the side's measure, see Side::cpu_time),
-// or -1 when the command fails.
 double test_run(const Side& side, int prog, std::uint32_t repeat) {
-  const std::uint8_t pkt[64] = {};
-  const auto run = [&](std::uint32_t n, double& cpu) {
-    bpf_attr a{};
-    a.test.prog_fd = static_cast<std::uint32_t>(prog);
-    a.test.data_in = reinterpret_cast<std::uint64_t>(pkt);
-    a.test.data_size_in = sizeof pkt;
-    a.test.repeat = n;
-    const double t0 = thread_cpu_ns();
-    const int r = side.bpf(BPF_PROG_TEST_RUN, a);
-    cpu = thread_cpu_ns() - t0;
-    return r != 0 ? -1.0 : static_cast<double>(a.test.duration);
-  };
-  double cpu_n = 0, cpu_1 = 0;
-  const double duration = run(repeat, cpu_n);
-  if (duration < 0 || !side.cpu_time) return duration;
-  // the kernel's duration times its run loop only (not the command's setup: context, packet copy):
-  // the same share of our CPU time is that of `repeat` runs less that of one run
-  if (repeat < 2 || run(1, cpu_1) < 0) return cpu_n / std::max<std::uint32_t>(repeat, 1);
-  return std::max(cpu_n - cpu_1, 0.0) / (repeat - 1);
+  return maps::test::test_run_ns(side, side.cpu_time, prog, repeat);
 }
 
 struct MapCase {
