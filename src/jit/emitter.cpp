@@ -140,17 +140,11 @@ std::vector<u32> code_bounds(std::span<const Insn> insns, const std::vector<bool
     return b;
   };
   std::size_t cold = 0;
-  const bool simple = inline_end.empty() && loops.empty();
   for (std::size_t pc = 0; pc < n; ++pc) {
-    const std::size_t op = op_index(insns[pc].op);
-    u32 b = 0;
-    if (simple) {
-      b = plain(pc);
-    } else {
-      b = (inline_end.empty() ? plain(pc) : size_of(size_of, pc)) + (!loops.empty() && loops[pc] != 0 ? kInlineLoopCode : 0);
-    }
+    const u32 b = (inline_end.empty() ? plain(pc) : size_of(size_of, pc)) +
+                  (!loops.empty() && loops[pc] != 0 ? kInlineLoopCode : 0);
     bound[pc + 1] = bound[pc] + b;
-    cold += cold_size[op];
+    cold += cold_size[op_index(insns[pc].op)];
     if (insns[pc].op == Op::CallLocal) cold += b;  // an inlined body's thunks (generous)
   }
   total = bound[n] + cold + 1024;  // stubs and trampoline: ~400 bytes

@@ -107,18 +107,19 @@ void Emitter::emit_map_lookup(std::size_t pc, const Options::MapLookup& m) {
 std::optional<Emitter::MapKey> Emitter::map_key(std::size_t pc) const {
   if (!opts_.forward_map_keys || writes_r10_ || pc == 0) return std::nullopt;
   const auto block_start = [&](std::size_t k) { return is_target_[k] || is_entry_[k]; };
+  // Calls and LD_ABS/LD_IND write registers written_reg does not count; an
+  // atomic may write a register and the stack.
+  const auto barrier = [](Form f) {
+    return f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
+           f == Form::LdInd || f == Form::Atomic;
+  };
   // r2 = r10 + off
   std::size_t k = pc;
   std::optional<s64> off;
   while (k > 0 && !block_start(k)) {
     const Insn& in = insns_[--k];
-    const Form f = in.info().form;
-    const bool writes_r2 = in.dst == 2 && (f == Form::AluK || f == Form::AluX || f == Form::Neg || f == Form::End ||
-                                          f == Form::MovSx || f == Form::Lddw || f == Form::Ldx || f == Form::LoadAcq);
-    if (f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
-        f == Form::LdInd || f == Form::Atomic)
-      return std::nullopt;  // (an atomic may write a register)
-    if (!writes_r2) continue;
+    if (barrier(in.info().form)) return std::nullopt;
+    if (written_reg(in) != 2) continue;
     if (!off) {
       if (in.op != Op::AddImm) return std::nullopt;
       off = in.imm;
@@ -130,19 +131,11 @@ std::optional<Emitter::MapKey> Emitter::map_key(std::size_t pc) const {
   if (!off || insns_[k].op != Op::MovReg || insns_[k].dst != 2 || insns_[k].src != isa::kFrameReg)
     return std::nullopt;
   // the last store that may touch [r10 + off, +4)
-  const auto writes = [](const Insn& in, int reg) {
-    const Form f = in.info().form;
-    if (in.dst != reg) return false;
-    return f == Form::AluK || f == Form::AluX || f == Form::Neg || f == Form::End || f == Form::MovSx ||
-           f == Form::Lddw || f == Form::Ldx || f == Form::LoadAcq;
-  };
   k = pc;
   while (k > 0 && !block_start(k)) {
     const Insn& in = insns_[--k];
     const Form f = in.info().form;
-    if (f == Form::Call || f == Form::CallKfunc || f == Form::CallLocal || f == Form::Callx || f == Form::LdAbs ||
-        f == Form::LdInd || f == Form::Atomic)
-      return std::nullopt;
+    if (barrier(f)) return std::nullopt;
     if (f != Form::St && f != Form::Stx && f != Form::StoreRel) continue;
     if (in.dst != isa::kFrameReg) return std::nullopt;
     const s64 lo = in.off;
@@ -152,7 +145,7 @@ std::optional<Emitter::MapKey> Emitter::map_key(std::size_t pc) const {
       return std::nullopt;
     if (f == Form::St) return MapKey{-1, static_cast<u32>(in.imm)};
     for (std::size_t j = k + 1; j < pc; ++j)
-      if (writes(insns_[j], in.src)) return std::nullopt;
+      if (written_reg(insns_[j]) == in.src) return std::nullopt;
     return MapKey{in.src, 0};
   }
   return std::nullopt;
